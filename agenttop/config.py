@@ -1,0 +1,65 @@
+"""Validated settings for agenttop's commands (pydantic models shared by the CLI and tests)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_GRPC = "127.0.0.1:4317"
+
+
+def default_db_path() -> Path:
+    return platformdirs.user_data_path("agenttop") / "agenttop.db"
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or a bare ``PORT`` (loopback) -> (host, port)."""
+    value = value.strip()
+    if value.isdigit():
+        host, port_text = "127.0.0.1", value
+    elif value.startswith("["):
+        host, sep, port_text = value[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{value!r} is not [IPV6]:PORT")
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{value!r} is not HOST:PORT (for example 127.0.0.1:4317)")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port in {value!r} must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def format_address(host: str, port: int) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]:{port}"
+    except ValueError:
+        pass
+    return f"{host}:{port}"
+
+
+class ServeSettings(BaseModel):
+    """What ``agenttop serve`` needs to run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    db: Path = Field(default_factory=default_db_path)
+    grpc: str = DEFAULT_GRPC
+    max_message_mb: int = Field(default=16, ge=1, le=2047)
+    queue_spans: int = Field(default=50_000, ge=1)
+    sync: Literal["full", "normal"] = "full"
+    decoders: int | None = Field(default=None, ge=1, le=64)  # None: by the number of cores
+
+    @field_validator("grpc")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        return format_address(*parse_address(value))
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mb * 1024 * 1024

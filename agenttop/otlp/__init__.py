@@ -1,0 +1,1 @@
+"""The wire side: OTLP decoding into storable rows, and the gRPC servicers."""

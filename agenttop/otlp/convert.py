@@ -1,0 +1,327 @@
+"""Decoded OTLP requests -> batches of rows for the store.
+
+This is the ingest hot path: every span passes through ``spans_batch`` once, so it is
+written for speed (plain loops, local names). Each table's rows are encoded as one JSON
+array per request, with JSON-typed columns (attributes, events, ...) embedded as objects:
+one ``orjson`` call per table instead of several per row, and a compact form to hold in the
+writer's queue. Items that cannot be stored (malformed ids, inconsistent histograms) are
+counted and described for OTLP partial success; the rest of the request is kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+MAX_DEPTH = 32
+DEPTH_MARKER = f"[truncated: nested deeper than {MAX_DEPTH}]"
+INT64_MAX = 2**63 - 1
+UNKNOWN_SERVICE = "unknown_service"
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+_MAX_REASONS = 3
+
+# Row layouts, in the order converters build them; a trailing "*" marks a JSON column,
+# held as a Python object in the row and stored as JSON text.
+SPAN_COLUMNS = (
+    "trace_id", "span_id", "parent_span_id", "name", "kind", "service", "resource_id", "scope",
+    "start_ns", "end_ns", "duration_ns", "status_code", "status_message", "layer", "failure",
+    "attributes*", "events*", "links*", "trace_state", "flags", "dropped_counts*",
+    "received_ns",
+)
+POINT_COLUMNS = (
+    "name", "description", "unit", "type", "temporality", "monotonic", "service", "resource_id",
+    "scope", "start_ns", "time_ns", "value", "count", "sum", "min", "max", "bounds*",
+    "bucket_counts*", "scale", "zero_count", "zero_threshold", "positive_offset",
+    "positive_counts*", "negative_offset", "negative_counts*", "quantiles*", "attributes*",
+    "flags", "received_ns",
+)
+LOG_COLUMNS = (
+    "time_ns", "observed_ns", "severity_number", "severity_text", "body", "trace_id", "span_id",
+    "event_name", "service", "resource_id", "scope", "attributes*", "flags", "received_ns",
+)
+RESOURCE_COLUMNS = ("resource_id", "service", "attributes*", "first_seen_ns")
+
+TABLE_COLUMNS = {
+    "resources": RESOURCE_COLUMNS,
+    "spans": SPAN_COLUMNS,
+    "metric_points": POINT_COLUMNS,
+    "logs": LOG_COLUMNS,
+}
+_NOUNS = {"traces": "spans", "metrics": "data points", "logs": "log records"}
+
+
+@dataclass(slots=True)
+class Batch:
+    """Rows decoded from one Export request, encoded for one writer transaction."""
+
+    kind: str  # "traces" | "metrics" | "logs"
+    tables: dict[str, bytes] = field(default_factory=dict)  # table -> JSON array of rows
+    size: int = 0  # spans, data points or log records to store
+    trace_ids: set[str] = field(default_factory=set)
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        if len(self.reasons) < _MAX_REASONS and reason not in self.reasons:
+            self.reasons.append(reason)
+
+    def seal(self, table: str, rows: list, resources: list) -> Batch:
+        self.size = len(rows)
+        if rows:
+            self.tables = {"resources": orjson.dumps(resources), table: orjson.dumps(rows)}
+        return self
+
+    @property
+    def error_message(self) -> str:
+        if not self.rejected:
+            return ""
+        return f"{self.rejected} {_NOUNS[self.kind]} rejected: " + "; ".join(self.reasons)
+
+
+def dumps(value: Any) -> str:
+    # Stored as TEXT, not BLOB: SQLite >= 3.45 would read a BLOB as binary JSONB.
+    return orjson.dumps(value).decode()
+
+
+def any_value(v: Any, depth: int = 0) -> Any:
+    """An OTLP AnyValue as plain JSON-able Python; nesting is capped at MAX_DEPTH."""
+    which = v.WhichOneof("value")
+    if which == "string_value":
+        return v.string_value
+    if which == "int_value":
+        return v.int_value
+    if which == "double_value":
+        return v.double_value
+    if which == "bool_value":
+        return v.bool_value
+    if which is None:
+        return None
+    if depth >= MAX_DEPTH:
+        return DEPTH_MARKER
+    if which == "array_value":
+        return [any_value(x, depth + 1) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: any_value(kv.value, depth + 1) for kv in v.kvlist_value.values}
+    return base64.b64encode(v.bytes_value).decode("ascii")
+
+
+def attributes(kvs: Any) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def _ns(value: int) -> int:
+    # OTLP times are fixed64; SQLite integers are signed 64-bit.
+    return value if value <= INT64_MAX else INT64_MAX
+
+
+def _resource(resources: list, resource: Any, received_ns: int) -> tuple[int, str]:
+    attrs = attributes(resource.attributes)
+    service = attrs.get("service.name")
+    service = service if isinstance(service, str) and service else UNKNOWN_SERVICE
+    encoded = orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS)
+    # A content hash as the key: the same resource gets the same id from any request or
+    # process, with no lookup and no shared counter between decoder and writer.
+    resource_id = int.from_bytes(hashlib.blake2b(encoded, digest_size=8).digest()) >> 1
+    resources.append((resource_id, service, orjson.Fragment(encoded), received_ns))
+    return resource_id, service
+
+
+def _scope_name(scope: Any) -> str:
+    return scope.name if not scope.version else f"{scope.name}@{scope.version}"
+
+
+def spans_batch(request: Any, received_ns: int) -> Batch:
+    """Rows for an ExportTraceServiceRequest."""
+    batch = Batch("traces")
+    rows: list = []
+    resources: list = []
+    trace_ids = batch.trace_ids
+    for rs in request.resource_spans:
+        resource_id, service = _resource(resources, rs.resource, received_ns)
+        for ss in rs.scope_spans:
+            scope = _scope_name(ss.scope)
+            for span in ss.spans:
+                tid = span.trace_id
+                sid = span.span_id
+                pid = span.parent_span_id
+                if len(tid) != 16 or tid == _ZERO_TRACE:
+                    batch.reject(f"trace_id must be 16 non-zero bytes (got {len(tid)})")
+                    continue
+                if len(sid) != 8 or sid == _ZERO_SPAN:
+                    batch.reject(f"span_id must be 8 non-zero bytes (got {len(sid)})")
+                    continue
+                if pid and (len(pid) != 8):
+                    batch.reject(f"parent_span_id must be empty or 8 bytes (got {len(pid)})")
+                    continue
+                start = _ns(span.start_time_unix_nano)
+                end = _ns(span.end_time_unix_nano) or start
+                if end < start:
+                    end = start
+                trace_id = tid.hex()
+                status = span.status
+                code = status.code if 0 <= status.code <= 2 else 0
+                events = [
+                    {
+                        "name": e.name,
+                        "time_ns": _ns(e.time_unix_nano),
+                        "attributes": attributes(e.attributes),
+                    }
+                    for e in span.events
+                ]
+                links = [
+                    {
+                        "trace_id": link.trace_id.hex(),
+                        "span_id": link.span_id.hex(),
+                        "trace_state": link.trace_state,
+                        "attributes": attributes(link.attributes),
+                    }
+                    for link in span.links
+                ]
+                dropped = None
+                if span.dropped_attributes_count or span.dropped_events_count or (
+                    span.dropped_links_count
+                ):
+                    dropped = {
+                        "attributes": span.dropped_attributes_count,
+                        "events": span.dropped_events_count,
+                        "links": span.dropped_links_count,
+                    }
+                trace_ids.add(trace_id)
+                rows.append(
+                    (
+                        trace_id,
+                        sid.hex(),
+                        pid.hex() if pid and pid != _ZERO_SPAN else None,
+                        span.name,
+                        span.kind,
+                        service,
+                        resource_id,
+                        scope,
+                        start,
+                        end,
+                        end - start,
+                        code,
+                        status.message,
+                        "other",
+                        None,
+                        attributes(span.attributes),
+                        events,
+                        links,
+                        span.trace_state,
+                        span.flags,
+                        dropped,
+                        received_ns,
+                    )
+                )
+    return batch.seal("spans", rows, resources)
+
+
+def logs_batch(request: Any, received_ns: int) -> Batch:
+    """Rows for an ExportLogsServiceRequest."""
+    batch = Batch("logs")
+    rows: list = []
+    resources: list = []
+    for rl in request.resource_logs:
+        resource_id, service = _resource(resources, rl.resource, received_ns)
+        for sl in rl.scope_logs:
+            scope = _scope_name(sl.scope)
+            for rec in sl.log_records:
+                tid = rec.trace_id
+                sid = rec.span_id
+                if tid and len(tid) != 16:
+                    batch.reject(f"trace_id must be empty or 16 bytes (got {len(tid)})")
+                    continue
+                if sid and len(sid) != 8:
+                    batch.reject(f"span_id must be empty or 8 bytes (got {len(sid)})")
+                    continue
+                observed = _ns(rec.observed_time_unix_nano)
+                body = any_value(rec.body) if rec.HasField("body") else None
+                if body is not None and not isinstance(body, str):
+                    body = dumps(body)
+                rows.append(
+                    (
+                        _ns(rec.time_unix_nano) or observed or received_ns,
+                        observed or received_ns,
+                        rec.severity_number,
+                        rec.severity_text,
+                        body,
+                        tid.hex() if tid and tid != _ZERO_TRACE else None,
+                        sid.hex() if sid and sid != _ZERO_SPAN else None,
+                        rec.event_name or None,
+                        service,
+                        resource_id,
+                        scope,
+                        attributes(rec.attributes),
+                        rec.flags,
+                        received_ns,
+                    )
+                )
+    return batch.seal("logs", rows, resources)
+
+
+def _number(point: Any) -> int | float | None:
+    which = point.WhichOneof("value")
+    return None if which is None else getattr(point, which)
+
+
+def _opt(point: Any, name: str) -> float | None:
+    return getattr(point, name) if point.HasField(name) else None
+
+
+def metrics_batch(request: Any, received_ns: int) -> Batch:
+    """Rows for an ExportMetricsServiceRequest: one row per data point, every point type."""
+    batch = Batch("metrics")
+    rows: list = []
+    resources: list = []
+    for rm in request.resource_metrics:
+        resource_id, service = _resource(resources, rm.resource, received_ns)
+        for sm in rm.scope_metrics:
+            scope = _scope_name(sm.scope)
+            for metric in sm.metrics:
+                which = metric.WhichOneof("data")
+                if which is None:
+                    continue
+                data = getattr(metric, which)
+                if not metric.name:
+                    for _ in data.data_points:
+                        batch.reject("metric name is empty")
+                    continue
+                temporality = getattr(data, "aggregation_temporality", None)
+                monotonic = int(data.is_monotonic) if which == "sum" else None
+                head = (metric.name, metric.description, metric.unit, which, temporality,
+                        monotonic, service, resource_id, scope)
+                for p in data.data_points:
+                    values: tuple = (None,) * 15
+                    if which in ("gauge", "sum"):
+                        values = (_number(p),) + (None,) * 14
+                    elif which == "histogram":
+                        bounds = list(p.explicit_bounds)
+                        counts = list(p.bucket_counts)
+                        if counts and len(counts) != len(bounds) + 1:
+                            batch.reject("histogram bucket_counts must have one more entry than "
+                                         "explicit_bounds")
+                            continue
+                        values = (None, p.count, _opt(p, "sum"), _opt(p, "min"), _opt(p, "max"),
+                                  bounds, counts) + (None,) * 8
+                    elif which == "exponential_histogram":
+                        values = (None, p.count, _opt(p, "sum"), _opt(p, "min"), _opt(p, "max"),
+                                  None, None, p.scale, p.zero_count, p.zero_threshold,
+                                  p.positive.offset, list(p.positive.bucket_counts),
+                                  p.negative.offset, list(p.negative.bucket_counts), None)
+                    else:  # summary
+                        quantiles = [[q.quantile, q.value] for q in p.quantile_values]
+                        values = (None, p.count, p.sum) + (None,) * 11 + (quantiles,)
+                    start = _ns(p.start_time_unix_nano)
+                    rows.append(
+                        head
+                        + (start, _ns(p.time_unix_nano) or received_ns)
+                        + values
+                        + (attributes(p.attributes), p.flags, received_ns)
+                    )
+    return batch.seal("metric_points", rows, resources)

@@ -1,0 +1,78 @@
+"""Decoding OTLP request bodies into batches, in worker processes.
+
+Decoding and conversion are pure Python over protobuf objects and hold the GIL for most of
+their time; in the receiver's own process they would compete with the event loop and with
+the writer thread, whose SQLite work otherwise runs in parallel. Worker processes take the
+raw request bytes and return encoded ``Batch``es, so the receiver process keeps one core for
+gRPC and the writer, and decoding scales with the cores there are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from agenttop.otlp.convert import Batch, logs_batch, metrics_batch, spans_batch
+
+DECODERS = {
+    "traces": (ExportTraceServiceRequest, spans_batch),
+    "metrics": (ExportMetricsServiceRequest, metrics_batch),
+    "logs": (ExportLogsServiceRequest, logs_batch),
+}
+
+
+def decode(signal: str, data: bytes, received_ns: int) -> Batch:
+    """Decode one Export request body; raises protobuf's DecodeError when it is not OTLP."""
+    request_type, convert = DECODERS[signal]
+    return convert(request_type.FromString(data), received_ns)
+
+
+def default_workers() -> int:
+    # One core is left for the writer and the event loop; two workers keep a second request
+    # decoding while the first one's result travels back.
+    return max(1, min(4, (os.cpu_count() or 2) - 1, 2))
+
+
+class DecoderLost(Exception):
+    """A worker process died while decoding (the pool is replaced; the client may retry)."""
+
+
+class DecoderPool:
+    """Worker processes for ``decode``, replaced if one of them dies."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or default_workers()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the parent runs gRPC's threads, which do not survive a fork.
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def warm_up(self) -> None:
+        """Start every worker now, so the first Export does not wait for process start-up."""
+        futures = [self._pool.submit(decode, "traces", b"", 0) for _ in range(self.workers)]
+        for future in futures:
+            future.result(timeout=60)
+
+    async def decode(self, signal: str, data: bytes, received_ns: int) -> Batch:
+        pool = self._pool
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(pool, decode, signal, data, received_ns)
+        except BrokenProcessPool:
+            if self._pool is pool:
+                self._pool = self._new_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise DecoderLost from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,192 @@
+"""OTLP/gRPC: TraceService, MetricsService and LogsService on one asyncio gRPC server.
+
+Requests arrive as raw bytes (no deserializer is registered) so that an undecodable body
+is answered with INVALID_ARGUMENT by us, rather than with a generic error by the library.
+Each Export is decoded in a worker process, handed to the writer, and answered only once
+its rows are committed. When the writer's queue is full it answers UNAVAILABLE with a
+RetryInfo detail, which OTLP exporters honour by backing off and sending again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf.any_pb2 import Any as AnyProto
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+
+from agenttop.otlp.convert import Batch
+from agenttop.otlp.decode import DecoderLost, DecoderPool
+from agenttop.store.writer import Writer
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY_S = 1
+
+
+def _retry_status(message: str) -> grpc.Status:
+    detail = AnyProto()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=Duration(seconds=RETRY_DELAY_S)))
+    return rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
+    )
+
+
+OVERLOADED = _retry_status("agenttop is busy writing; retry later")
+STORE_FAILED = _retry_status("agenttop could not write to its database; retry later")
+DECODER_LOST = _retry_status("agenttop lost a decoding worker; retry later")
+
+
+class _Signal:
+    """How one OTLP signal is answered (decoding is in ``agenttop.otlp.decode``)."""
+
+    def __init__(self, name: str, respond: Callable[[Batch], bytes]) -> None:
+        self.name = name
+        self.respond = respond
+
+
+def _trace_response(batch: Batch) -> bytes:
+    response = trace_pb.ExportTraceServiceResponse()
+    if batch.rejected:
+        response.partial_success.rejected_spans = batch.rejected
+        response.partial_success.error_message = batch.error_message
+    return response.SerializeToString()
+
+
+def _metrics_response(batch: Batch) -> bytes:
+    response = metrics_pb.ExportMetricsServiceResponse()
+    if batch.rejected:
+        response.partial_success.rejected_data_points = batch.rejected
+        response.partial_success.error_message = batch.error_message
+    return response.SerializeToString()
+
+
+def _logs_response(batch: Batch) -> bytes:
+    response = logs_pb.ExportLogsServiceResponse()
+    if batch.rejected:
+        response.partial_success.rejected_log_records = batch.rejected
+        response.partial_success.error_message = batch.error_message
+    return response.SerializeToString()
+
+
+SIGNALS = {
+    "opentelemetry.proto.collector.trace.v1.TraceService": _Signal("traces", _trace_response),
+    "opentelemetry.proto.collector.metrics.v1.MetricsService": _Signal(
+        "metrics", _metrics_response
+    ),
+    "opentelemetry.proto.collector.logs.v1.LogsService": _Signal("logs", _logs_response),
+}
+
+
+class Receiver:
+    """The three OTLP services: decode in a ``DecoderPool``, write through one ``Writer``."""
+
+    def __init__(
+        self, writer: Writer, decoders: DecoderPool, clock: Callable[[], int] = time.time_ns
+    ) -> None:
+        self.writer = writer
+        self.decoders = decoders
+        self.clock = clock
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        return [
+            grpc.method_handlers_generic_handler(
+                service, {"Export": grpc.unary_unary_rpc_method_handler(self._handler(signal))}
+            )
+            for service, signal in SIGNALS.items()
+        ]
+
+    def _handler(self, signal: _Signal) -> Callable[[bytes, Any], Any]:
+        async def export(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            return await self.export(signal, data, context)
+
+        return export
+
+    async def export(
+        self, signal: _Signal, data: bytes, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        try:
+            batch = await self.decoders.decode(signal.name, data, self.clock())
+        except DecodeError as e:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"cannot decode OTLP {signal.name}: {e}"
+            )
+        except DecoderLost:
+            await _abort(context, DECODER_LOST)
+        if batch.size:
+            loop = asyncio.get_running_loop()
+            committed: asyncio.Future[BaseException | None] = loop.create_future()
+
+            def done(error: BaseException | None) -> None:
+                loop.call_soon_threadsafe(_settle, committed, error)
+
+            if not self.writer.try_submit(batch, done):
+                await _abort(context, OVERLOADED)
+            error = await committed
+            if error is not None:
+                await _abort(context, STORE_FAILED)
+        return signal.respond(batch)
+
+
+def _settle(future: asyncio.Future, error: BaseException | None) -> None:
+    if not future.done():
+        future.set_result(error)
+
+
+async def _abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> None:
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _bind_problem(address: str) -> str:
+    """Why ``address`` cannot be bound, in the operating system's words."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as e:
+        return f"cannot resolve host ({e})"
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as e:
+                return e.strerror or str(e)
+    return "the address is not available"
+
+
+class BindError(Exception):
+    """The listening address cannot be bound; the message says which and why."""
+
+
+async def start_server(
+    receiver: Receiver, address: str, *, max_message_bytes: int
+) -> tuple[grpc.aio.Server, int]:
+    """Start serving on ``address`` (host:port; port 0 picks a free one); returns the port."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            # Without this Linux lets a second server bind the same port silently.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    server.add_generic_rpc_handlers(receiver.handlers())
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if not port:
+        raise BindError(f"cannot listen on {address}: {_bind_problem(address)}")
+    await server.start()
+    return server, port

@@ -1,0 +1,121 @@
+"""Opening the database file: checks that it is ours, migrates it, and sets the pragmas.
+
+agenttop talks to SQLite through APSW, which bundles a current SQLite: the writer relies on
+JSONB (3.45+) to insert a whole batch in one statement. The file itself is plain SQLite,
+readable by any client, Python's ``sqlite3`` included.
+
+Every problem a user can cause (a foreign file, a newer schema, a path that cannot be
+written) surfaces as one ``StoreError`` whose message is fit to print as is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import apsw
+
+from agenttop.store.schema import APPLICATION_ID, LATEST_VERSION, MIGRATIONS
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 10_000
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message says why in one line."""
+
+
+def _check_header(path: Path) -> None:
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError as e:
+        raise StoreError(f"cannot read {path}: {e.strerror}") from None
+    if head and head != SQLITE_MAGIC:
+        raise StoreError(f"{path} is not an agenttop database (not an SQLite file)")
+
+
+def scalar(conn: apsw.Connection, sql: str, bindings: tuple = ()) -> object:
+    """The first column of the first row of ``sql``, or None."""
+    for row in conn.execute(sql, bindings):
+        return row[0]
+    return None
+
+
+def _check_ownership(conn: apsw.Connection, path: Path) -> int:
+    """Return the schema version of an agenttop file; refuse anything else."""
+    app_id = scalar(conn, "PRAGMA application_id")
+    version = scalar(conn, "PRAGMA user_version")
+    has_tables = scalar(conn, "SELECT count(*) FROM sqlite_master")
+    if app_id != APPLICATION_ID and (app_id != 0 or has_tables):
+        raise StoreError(f"{path} is an SQLite file but not an agenttop database")
+    if version > LATEST_VERSION:
+        raise StoreError(
+            f"{path} was written by a newer agenttop (schema {version}; this version "
+            f"knows up to {LATEST_VERSION}); upgrade agenttop to open it"
+        )
+    return version
+
+
+def migrate(conn: apsw.Connection, version: int) -> None:
+    """Apply every migration after ``version``, each in its own transaction."""
+    for number in range(version + 1, LATEST_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(MIGRATIONS[number - 1])
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def open_writer(path: str | os.PathLike[str], *, synchronous: str = "FULL") -> apsw.Connection:
+    """Open (creating if needed) the database for the single writer and migrate it."""
+    path = Path(path).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise StoreError(f"cannot create directory {path.parent}: {e.strerror}") from None
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a database file")
+    if path.exists():
+        _check_header(path)
+    try:
+        conn = apsw.Connection(str(path))
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        version = _check_ownership(conn, path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        # A writer that runs for days must not let the WAL grow without bound, but
+        # checkpointing too often would cost ingest throughput.
+        conn.execute("PRAGMA wal_autocheckpoint = 4000")
+        conn.execute("PRAGMA cache_size = -65536")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        migrate(conn, version)
+    except (apsw.CantOpenError, apsw.ReadOnlyError, apsw.IOError, apsw.FullError) as e:
+        raise StoreError(f"cannot write {path}: {e}") from None
+    except apsw.Error as e:
+        raise StoreError(f"{path} is not a usable SQLite database ({e})") from None
+    return conn
+
+
+def open_reader(path: str | os.PathLike[str]) -> apsw.Connection:
+    """Open an existing database read-only (any number of readers may run beside the writer)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise StoreError(f"no database at {path}")
+    _check_header(path)
+    try:
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        version = _check_ownership(conn, path)
+    except apsw.Error as e:
+        raise StoreError(f"cannot read {path}: {e}") from None
+    if version < LATEST_VERSION:
+        conn.close()
+        raise StoreError(
+            f"{path} has an older schema; start `agenttop serve` on it once to upgrade it"
+        )
+    return conn

@@ -1,0 +1,118 @@
+"""The database schema, as an ordered list of migrations keyed on ``PRAGMA user_version``.
+
+Column names are a contract with users who query the file directly (see docs/schema.md):
+add columns in a new migration, never rename or drop one.
+"""
+
+# Marks a file as an agenttop database ("AGTP"), so that a foreign SQLite file is refused
+# instead of being written into.
+APPLICATION_ID = 0x41475450
+
+MIGRATIONS: list[str] = [
+    # 1: receiver tables.
+    """
+    CREATE TABLE resources (
+        resource_id   INTEGER PRIMARY KEY,
+        service       TEXT NOT NULL,
+        attributes    TEXT NOT NULL,
+        first_seen_ns INTEGER NOT NULL
+    );
+
+    CREATE TABLE spans (
+        trace_id       TEXT NOT NULL,
+        span_id        TEXT NOT NULL,
+        parent_span_id TEXT,
+        name           TEXT NOT NULL,
+        kind           INTEGER NOT NULL,
+        service        TEXT NOT NULL,
+        resource_id    INTEGER NOT NULL,
+        scope          TEXT NOT NULL,
+        start_ns       INTEGER NOT NULL,
+        end_ns         INTEGER NOT NULL,
+        duration_ns    INTEGER NOT NULL,
+        status_code    INTEGER NOT NULL,
+        status_message TEXT NOT NULL,
+        layer          TEXT NOT NULL DEFAULT 'other',
+        failure        TEXT,
+        attributes     TEXT NOT NULL,
+        events         TEXT NOT NULL,
+        links          TEXT NOT NULL,
+        trace_state    TEXT NOT NULL,
+        flags          INTEGER NOT NULL,
+        dropped_counts TEXT,
+        received_ns    INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX spans_trace ON spans (trace_id, span_id);
+    CREATE INDEX spans_layer_time ON spans (layer, start_ns);
+
+    CREATE TABLE traces (
+        trace_id     TEXT PRIMARY KEY,
+        root_span_id TEXT,
+        root_name    TEXT,
+        service      TEXT,
+        start_ns     INTEGER NOT NULL,
+        end_ns       INTEGER NOT NULL,
+        duration_ns  INTEGER NOT NULL,
+        span_count   INTEGER NOT NULL,
+        error_count  INTEGER NOT NULL,
+        updated_ns   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX traces_start ON traces (start_ns);
+
+    CREATE TABLE metric_points (
+        point_id        INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL,
+        description     TEXT NOT NULL,
+        unit            TEXT NOT NULL,
+        type            TEXT NOT NULL,
+        temporality     INTEGER,
+        monotonic       INTEGER,
+        service         TEXT NOT NULL,
+        resource_id     INTEGER NOT NULL,
+        scope           TEXT NOT NULL,
+        start_ns        INTEGER NOT NULL,
+        time_ns         INTEGER NOT NULL,
+        value,
+        count           INTEGER,
+        sum             REAL,
+        min             REAL,
+        max             REAL,
+        bounds          TEXT,
+        bucket_counts   TEXT,
+        scale           INTEGER,
+        zero_count      INTEGER,
+        zero_threshold  REAL,
+        positive_offset INTEGER,
+        positive_counts TEXT,
+        negative_offset INTEGER,
+        negative_counts TEXT,
+        quantiles       TEXT,
+        attributes      TEXT NOT NULL,
+        flags           INTEGER NOT NULL,
+        received_ns     INTEGER NOT NULL
+    );
+    CREATE INDEX metric_points_name_time ON metric_points (name, time_ns);
+
+    CREATE TABLE logs (
+        log_id          INTEGER PRIMARY KEY,
+        time_ns         INTEGER NOT NULL,
+        observed_ns     INTEGER NOT NULL,
+        severity_number INTEGER NOT NULL,
+        severity_text   TEXT NOT NULL,
+        body            TEXT,
+        trace_id        TEXT,
+        span_id         TEXT,
+        event_name      TEXT,
+        service         TEXT NOT NULL,
+        resource_id     INTEGER NOT NULL,
+        scope           TEXT NOT NULL,
+        attributes      TEXT NOT NULL,
+        flags           INTEGER NOT NULL,
+        received_ns     INTEGER NOT NULL
+    );
+    CREATE INDEX logs_time ON logs (time_ns);
+    CREATE INDEX logs_span ON logs (trace_id, span_id) WHERE trace_id IS NOT NULL;
+    """,
+]
+
+LATEST_VERSION = len(MIGRATIONS)

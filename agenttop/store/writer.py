@@ -1,0 +1,230 @@
+"""The single writer: group commit of decoded batches, with bounded admission.
+
+Every receiver thread or coroutine hands a ``Batch`` to ``Writer.try_submit`` together with
+a callback. One thread drains whatever batches are waiting, writes them in one transaction,
+commits, and only then calls each callback: an Export is acknowledged only after its rows
+are on disk, and concurrent Exports share the cost of one commit.
+
+Admission is bounded by the number of items (spans, points, log records) accepted but not
+yet committed; past it ``try_submit`` refuses at once, so memory stays bounded and the
+caller can tell the client to retry later.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import apsw
+
+from agenttop.otlp.convert import TABLE_COLUMNS, Batch
+
+log = logging.getLogger(__name__)
+
+Done = Callable[[BaseException | None], None]
+
+
+def _bulk_insert(table: str, columns: tuple[str, ...], verb: str = "INSERT") -> str:
+    """One statement that inserts every row of a JSON array of row arrays.
+
+    SQLite walks the array in C without the GIL, where ``executemany`` would take and
+    release the GIL for each row and stall behind the decoding thread.
+    """
+    names, values = [], []
+    for i, column in enumerate(columns):
+        if column.endswith("*"):
+            names.append(column[:-1])
+            values.append(f"nullif(value -> {i}, 'null')")
+        else:
+            names.append(column)
+            values.append(f"value ->> {i}")
+    return (
+        f"{verb} INTO {table} ({', '.join(names)}) "
+        f"SELECT {', '.join(values)} FROM jsonb_each(jsonb(?))"
+    )
+
+
+INSERTS = {
+    # A span re-sent by a retrying exporter is stored once: (trace_id, span_id) is unique.
+    table: _bulk_insert(table, columns, "INSERT OR IGNORE" if table in {"spans", "resources"}
+                        else "INSERT")
+    for table, columns in TABLE_COLUMNS.items()
+}
+
+# Recomputed from the stored spans of each touched trace rather than incremented, so the
+# summary stays right whatever the arrival order (children before their root) and however
+# often a span is re-sent.
+REFRESH_TRACES = """
+INSERT INTO traces (trace_id, root_span_id, root_name, service, start_ns, end_ns,
+                    duration_ns, span_count, error_count, updated_ns)
+SELECT a.trace_id, r.span_id, r.name,
+       coalesce(r.service, (SELECT service FROM spans WHERE trace_id = a.trace_id
+                            ORDER BY start_ns LIMIT 1)),
+       a.start_ns, a.end_ns, a.end_ns - a.start_ns, a.n, a.errors, :now
+FROM (SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
+             sum(status_code = 2 OR failure IS NOT NULL) AS errors
+      FROM spans WHERE trace_id IN (SELECT value FROM json_each(:ids))
+      GROUP BY trace_id) AS a
+LEFT JOIN spans AS r ON r.rowid = (SELECT rowid FROM spans
+                                   WHERE trace_id = a.trace_id AND parent_span_id IS NULL
+                                   ORDER BY start_ns LIMIT 1)
+WHERE true
+ON CONFLICT (trace_id) DO UPDATE SET
+    root_span_id = excluded.root_span_id, root_name = excluded.root_name,
+    service = excluded.service, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
+    duration_ns = excluded.duration_ns, span_count = excluded.span_count,
+    error_count = excluded.error_count, updated_ns = excluded.updated_ns
+"""
+
+
+@dataclass
+class WriterStats:
+    """Counters since start; read from any thread (plain ints, updated by the writer)."""
+
+    transactions: int = 0
+    committed: dict[str, int] = field(
+        default_factory=lambda: {"traces": 0, "metrics": 0, "logs": 0}
+    )
+    refused: int = 0
+    failed: int = 0
+
+
+class Writer:
+    """Owns the write connection and the thread that commits batches."""
+
+    def __init__(
+        self,
+        conn: apsw.Connection,
+        *,
+        max_pending: int = 50_000,
+        max_group: int = 20_000,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._conn = conn
+        self._max_pending = max_pending
+        self._max_group = max_group
+        self._clock = clock
+        self._queue: queue.SimpleQueue[tuple[Batch, Done] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="agenttop-writer", daemon=True)
+        self.stats = WriterStats()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def try_submit(self, batch: Batch, done: Done) -> bool:
+        """Queue a batch; False (and nothing queued) when the queue is full or closing."""
+        size = batch.size
+        with self._lock:
+            # A batch larger than the whole queue is still taken when the queue is empty,
+            # or it could never be written however often the client retried.
+            if self._closing or (self._pending and self._pending + size > self._max_pending):
+                self.stats.refused += 1
+                return False
+            self._pending += size
+        self._queue.put((batch, done))
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write everything already accepted, then checkpoint and close the file."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except apsw.Error as e:  # a busy reader only delays the checkpoint
+            log.warning("final checkpoint skipped: %s", e)
+        self._conn.close()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            group = [first]
+            size = first[0].size
+            while size < self._max_group:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+                size += item[0].size
+            self._commit_group(group)
+
+    def _commit_group(self, group: list[tuple[Batch, Done]]) -> None:
+        batches = [b for b, _ in group]
+        try:
+            self._write(batches)
+            errors: list[BaseException | None] = [None] * len(group)
+        except Exception as e:
+            if len(group) == 1:
+                errors = [e]
+            else:
+                # One bad batch must not fail the others that shared its transaction.
+                errors = []
+                for b in batches:
+                    try:
+                        self._write([b])
+                        errors.append(None)
+                    except Exception as single:
+                        errors.append(single)
+        for (batch, done), error in zip(group, errors, strict=True):
+            if error is None:
+                self.stats.committed[batch.kind] += batch.size
+            else:
+                self.stats.failed += 1
+                log.error("write failed for a %s batch: %s", batch.kind, error)
+            try:
+                done(error)
+            except Exception:  # a callback's failure is the caller's, never the writer's
+                log.exception("writer callback failed")
+        with self._lock:
+            self._pending -= sum(b.size for b in batches)
+
+    def _write(self, batches: list[Batch]) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table, sql in INSERTS.items():
+                parts = [b.tables[table] for b in batches if table in b.tables]
+                if parts:
+                    conn.execute(sql, (_join_arrays(parts),))
+            trace_ids = set().union(*(b.trace_ids for b in batches))
+            if trace_ids:
+                conn.execute(REFRESH_TRACES, {"ids": _json_list(trace_ids), "now": self._clock()})
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.stats.transactions += 1
+
+
+def _join_arrays(parts: list[bytes]) -> str:
+    """Several JSON arrays as one (text, because SQLite reads a BLOB as binary JSONB)."""
+    if len(parts) == 1:
+        return parts[0].decode()
+    return (b"[" + b",".join(p[1:-1] for p in parts) + b"]").decode()
+
+
+def _json_list(ids: set[str]) -> str:
+    # Trace ids are validated lowercase hex, so no escaping is needed.
+    return '["' + '","'.join(ids) + '"]'
