@@ -82,7 +82,16 @@ def main() -> None:
     show_default=True,
     help="SQLite synchronous mode: 'full' survives power loss, 'normal' only process crashes.",
 )
-def serve(db: Path, grpc_address: str, max_message_mb: int, queue_spans: int, sync: str) -> None:
+@click.option(
+    "--decoders",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes that decode requests.  [default: by the number of CPU cores]",
+)
+def serve(
+    db: Path, grpc_address: str, max_message_mb: int, queue_spans: int, sync: str,
+    decoders: int | None,
+) -> None:
     """Receive OTLP into the database until interrupted (no UI).
 
     Every Export is answered only after its rows are committed. Stop with Ctrl-C or
@@ -95,7 +104,7 @@ def serve(db: Path, grpc_address: str, max_message_mb: int, queue_spans: int, sy
     try:
         settings = ServeSettings(
             db=db, grpc=grpc_address, max_message_mb=max_message_mb,
-            queue_spans=queue_spans, sync=sync,
+            queue_spans=queue_spans, sync=sync, decoders=decoders,
         )
     except ValidationError as e:
         raise click.UsageError(_settings_error(e)) from None

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from google.protobuf.any_pb2 import Any as AnyProto
@@ -32,20 +33,38 @@ from agenttop.store.writer import Writer
 
 log = logging.getLogger(__name__)
 
-RETRY_DELAY_S = 1
+MIN_RETRY_S, MAX_RETRY_S = 0.05, 5.0
+OVERLOADED = "agenttop is busy writing; retry later"
+STORE_FAILED = "agenttop could not write to its database; retry later"
+DECODER_LOST = "agenttop lost a decoding worker; retry later"
 
 
-def _retry_status(message: str) -> grpc.Status:
+class _Status(NamedTuple):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple
+
+
+def retry_status(message: str, delay_s: float) -> _Status:
+    """UNAVAILABLE with a RetryInfo saying when to come back.
+
+    The delay is carried twice: in the standard status details (read by the Collector and
+    the Go and Java exporters) and in the ``google.rpc.retryinfo-bin`` trailer (the only
+    place the Python exporter looks).
+    """
+    nanos = int(delay_s * 1e9)
+    retry = error_details_pb2.RetryInfo(
+        retry_delay=Duration(seconds=nanos // 10**9, nanos=nanos % 10**9)
+    )
     detail = AnyProto()
-    detail.Pack(error_details_pb2.RetryInfo(retry_delay=Duration(seconds=RETRY_DELAY_S)))
-    return rpc_status.to_status(
+    detail.Pack(retry)
+    status = rpc_status.to_status(
         status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
     )
+    metadata = (*status.trailing_metadata, ("google.rpc.retryinfo-bin", retry.SerializeToString()))
+    return _Status(status.code, status.details, metadata)
 
 
-OVERLOADED = _retry_status("agenttop is busy writing; retry later")
-STORE_FAILED = _retry_status("agenttop could not write to its database; retry later")
-DECODER_LOST = _retry_status("agenttop lost a decoding worker; retry later")
 
 
 class _Signal:
@@ -107,6 +126,15 @@ class Receiver:
             for service, signal in SIGNALS.items()
         ]
 
+    def retry_delay(self) -> float:
+        """How long a refused client should wait: about the time to drain the backlog.
+
+        Exporters retry after exactly the delay they are given, so a random spread keeps
+        refused clients from all coming back at the same instant.
+        """
+        drain = self.writer.drain_seconds() * random.uniform(1.0, 2.0)
+        return min(MAX_RETRY_S, max(MIN_RETRY_S, drain))
+
     def _handler(self, signal: _Signal) -> Callable[[bytes, Any], Any]:
         async def export(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
             return await self.export(signal, data, context)
@@ -123,7 +151,7 @@ class Receiver:
                 grpc.StatusCode.INVALID_ARGUMENT, f"cannot decode OTLP {signal.name}: {e}"
             )
         except DecoderLost:
-            await _abort(context, DECODER_LOST)
+            await _abort(context, retry_status(DECODER_LOST, MIN_RETRY_S))
         if batch.size:
             loop = asyncio.get_running_loop()
             committed: asyncio.Future[BaseException | None] = loop.create_future()
@@ -132,10 +160,10 @@ class Receiver:
                 loop.call_soon_threadsafe(_settle, committed, error)
 
             if not self.writer.try_submit(batch, done):
-                await _abort(context, OVERLOADED)
+                await _abort(context, retry_status(OVERLOADED, self.retry_delay()))
             error = await committed
             if error is not None:
-                await _abort(context, STORE_FAILED)
+                await _abort(context, retry_status(STORE_FAILED, MAX_RETRY_S))
         return signal.respond(batch)
 
 
@@ -144,7 +172,7 @@ def _settle(future: asyncio.Future, error: BaseException | None) -> None:
         future.set_result(error)
 
 
-async def _abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> None:
+async def _abort(context: grpc.aio.ServicerContext, status: _Status) -> None:
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 

@@ -113,11 +113,16 @@ class Writer:
         self._pending = 0
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="agenttop-writer", daemon=True)
+        self._rate = 0.0  # items committed per second, smoothed over recent transactions
         self.stats = WriterStats()
 
     @property
     def pending(self) -> int:
         return self._pending
+
+    def drain_seconds(self) -> float:
+        """Roughly how long the items waiting now will take to commit."""
+        return self._pending / max(self._rate, 1000.0)
 
     def start(self) -> None:
         self._thread.start()
@@ -172,8 +177,11 @@ class Writer:
 
     def _commit_group(self, group: list[tuple[Batch, Done]]) -> None:
         batches = [b for b, _ in group]
+        started = time.perf_counter()
         try:
             self._write(batches)
+            rate = sum(b.size for b in batches) / max(time.perf_counter() - started, 1e-6)
+            self._rate = rate if not self._rate else 0.8 * self._rate + 0.2 * rate
             errors: list[BaseException | None] = [None] * len(group)
         except Exception as e:
             if len(group) == 1:

@@ -1,0 +1,75 @@
+"""A full queue answers UNAVAILABLE with RetryInfo, and retrying exporters lose nothing."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from agenttop.otlp.decode import decode
+from tests.conftest import read_db
+from tests.test_bad_input import TRACES, call, span, traces_request
+
+
+def test_full_queue_answers_unavailable_with_retry_info(make_server, db_path):
+    service = make_server(queue_spans=1)
+    # Hold the writer inside a commit callback so the queue stays full.
+    release = threading.Event()
+    blocker = decode("traces", traces_request(span(1)), 0)
+    assert service.writer.try_submit(blocker, lambda error: release.wait(30))
+
+    with pytest.raises(grpc.RpcError) as info:
+        call(service, TRACES, traces_request(span(2)))
+    error = info.value
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    trailers = dict(error.trailing_metadata())
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    retry = error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(retry)
+    delay = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+    assert 0 < delay <= 5
+    # The Python exporter reads the same RetryInfo from its own trailer.
+    assert error_details_pb2.RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"]) == retry
+    assert service.writer.stats.refused >= 1
+
+    release.set()
+    call(service, TRACES, traces_request(span(2)))
+    names = sorted(r[0] for r in read_db(db_path).execute("SELECT name FROM spans"))
+    assert names == ["span-1", "span-2"]
+
+
+def test_burst_with_retries_stores_every_span_exactly_once(make_server, db_path):
+    service = make_server(queue_spans=2)
+    provider = TracerProvider(resource=Resource.create({"service.name": "burst"}))
+    provider.add_span_processor(SimpleSpanProcessor(
+        OTLPSpanExporter(endpoint=f"127.0.0.1:{service.grpc_port}", insecure=True, timeout=60)
+    ))
+    tracer = provider.get_tracer("burst")
+    sent: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        for i in range(8):
+            with tracer.start_as_current_span(f"client-{n}-span-{i}") as s:
+                ctx = s.get_span_context()
+            with lock:
+                sent.append((ctx.trace_id, ctx.span_id))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    provider.shutdown()
+
+    assert service.writer.stats.refused > 0, "the burst never filled the queue"
+    rows = read_db(db_path).execute("SELECT trace_id, span_id FROM spans").fetchall()
+    stored = [(int(r[0], 16), int(r[1], 16)) for r in rows]
+    assert len(stored) == len(set(stored)) == 64
+    assert set(stored) == set(sent)
