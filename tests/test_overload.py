@@ -46,27 +46,28 @@ def test_full_queue_answers_unavailable_with_retry_info(make_server, db_path):
 
 def test_burst_with_retries_stores_every_span_exactly_once(make_server, db_path):
     service = make_server(queue_spans=2)
-    provider = TracerProvider(resource=Resource.create({"service.name": "burst"}))
-    provider.add_span_processor(SimpleSpanProcessor(
-        OTLPSpanExporter(endpoint=f"127.0.0.1:{service.grpc_port}", insecure=True, timeout=60)
-    ))
-    tracer = provider.get_tracer("burst")
     sent: list[tuple[int, int]] = []
     lock = threading.Lock()
 
     def client(n: int) -> None:
+        # One exporter per client, as each agent process has its own: the SDK exporter
+        # re-creates its channel on UNAVAILABLE and is not meant to be shared by threads.
+        provider = TracerProvider(resource=Resource.create({"service.name": f"agent-{n}"}))
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(
+            endpoint=f"127.0.0.1:{service.grpc_port}", insecure=True, timeout=60)))
+        tracer = provider.get_tracer("burst")
         for i in range(8):
             with tracer.start_as_current_span(f"client-{n}-span-{i}") as s:
                 ctx = s.get_span_context()
             with lock:
                 sent.append((ctx.trace_id, ctx.span_id))
+        provider.shutdown()
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
-    provider.shutdown()
 
     assert service.writer.stats.refused > 0, "the burst never filled the queue"
     rows = read_db(db_path).execute("SELECT trace_id, span_id FROM spans").fetchall()

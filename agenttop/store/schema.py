@@ -113,6 +113,87 @@ MIGRATIONS: list[str] = [
     CREATE INDEX logs_time ON logs (time_ns);
     CREATE INDEX logs_span ON logs (trace_id, span_id) WHERE trace_id IS NOT NULL;
     """,
+    # 2: analysis: normalised GenAI fields, findings, alerts, per-minute layer rollups.
+    """
+    ALTER TABLE spans ADD COLUMN genai TEXT;
+    ALTER TABLE spans ADD COLUMN input_tokens INTEGER;
+    ALTER TABLE spans ADD COLUMN output_tokens INTEGER;
+    ALTER TABLE spans ADD COLUMN finding_count INTEGER NOT NULL DEFAULT 0;
+
+    CREATE TABLE findings (
+        finding_id  INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        pattern     TEXT NOT NULL,
+        trace_id    TEXT,
+        span_id     TEXT,
+        signal      TEXT NOT NULL,
+        location    TEXT NOT NULL,
+        position    INTEGER NOT NULL,
+        direction   TEXT NOT NULL,
+        excerpt     TEXT NOT NULL,
+        service     TEXT NOT NULL,
+        time_ns     INTEGER NOT NULL,
+        received_ns INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX findings_unique
+        ON findings (trace_id, span_id, signal, location, position, pattern);
+    CREATE INDEX findings_time ON findings (time_ns);
+
+    CREATE TABLE alerts (
+        alert_id    INTEGER PRIMARY KEY,
+        rule        TEXT NOT NULL,
+        layer       TEXT,
+        metric      TEXT,
+        measure     TEXT NOT NULL,
+        op          TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        value       REAL,
+        threshold   REAL NOT NULL,
+        window_s    INTEGER NOT NULL,
+        started_ns  INTEGER NOT NULL,
+        resolved_ns INTEGER,
+        updated_ns  INTEGER NOT NULL,
+        message     TEXT NOT NULL
+    );
+    CREATE INDEX alerts_state ON alerts (state, started_ns);
+
+    CREATE TABLE layer_minutes (
+        minute            INTEGER NOT NULL,
+        layer             TEXT NOT NULL,
+        service           TEXT NOT NULL,
+        spans             INTEGER NOT NULL,
+        failures          INTEGER NOT NULL,
+        f_auth            INTEGER NOT NULL,
+        f_rate_limit      INTEGER NOT NULL,
+        f_timeout         INTEGER NOT NULL,
+        f_schema          INTEGER NOT NULL,
+        f_tool_error      INTEGER NOT NULL,
+        f_server          INTEGER NOT NULL,
+        f_error           INTEGER NOT NULL,
+        duration_sum_ns   INTEGER NOT NULL,
+        duration_max_ns   INTEGER NOT NULL,
+        input_tokens      INTEGER NOT NULL,
+        output_tokens     INTEGER NOT NULL,
+        truncated         INTEGER NOT NULL,
+        content_filtered  INTEGER NOT NULL,
+        retrievals        INTEGER NOT NULL,
+        empty_retrievals  INTEGER NOT NULL,
+        top_score_sum     REAL NOT NULL,
+        top_score_count   INTEGER NOT NULL,
+        eval_score_sum    REAL NOT NULL,
+        eval_score_count  INTEGER NOT NULL,
+        PRIMARY KEY (minute, layer, service)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE layer_minute_durations (
+        minute  INTEGER NOT NULL,
+        layer   TEXT NOT NULL,
+        service TEXT NOT NULL,
+        bucket  INTEGER NOT NULL,
+        count   INTEGER NOT NULL,
+        PRIMARY KEY (minute, layer, service, bucket)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -17,7 +17,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import apsw
 
@@ -26,6 +28,13 @@ from agenttop.otlp.convert import TABLE_COLUMNS, Batch
 log = logging.getLogger(__name__)
 
 Done = Callable[[BaseException | None], None]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Call:
+    fn: Callable[[apsw.Connection], Any]
+    future: Future
 
 
 def _bulk_insert(table: str, columns: tuple[str, ...], verb: str = "INSERT") -> str:
@@ -108,7 +117,7 @@ class Writer:
         self._max_pending = max_pending
         self._max_group = max_group
         self._clock = clock
-        self._queue: queue.SimpleQueue[tuple[Batch, Done] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Batch, Done] | _Call | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending = 0
         self._closing = False
@@ -140,6 +149,20 @@ class Writer:
         self._queue.put((batch, done))
         return True
 
+    def call(self, fn: Callable[[apsw.Connection], T]) -> Future[T]:
+        """Run ``fn(conn)`` on the writer thread inside a transaction of its own.
+
+        For the few writes that are not ingest (alert episodes, maintenance): they share
+        the single write connection instead of contending for the file's write lock.
+        """
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closing:
+                future.set_exception(RuntimeError("the writer is closed"))
+                return future
+        self._queue.put(_Call(fn, future))
+        return future
+
     def close(self, timeout: float | None = None) -> None:
         """Write everything already accepted, then checkpoint and close the file."""
         with self._lock:
@@ -158,11 +181,14 @@ class Writer:
     def _run(self) -> None:
         stop = False
         while not stop:
-            first = self._queue.get()
-            if first is None:
+            item = self._queue.get()
+            if item is None:
                 break
-            group = [first]
-            size = first[0].size
+            if isinstance(item, _Call):
+                self._run_call(item)
+                continue
+            group = [item]
+            size = item[0].size
             while size < self._max_group:
                 try:
                     item = self._queue.get_nowait()
@@ -171,9 +197,32 @@ class Writer:
                 if item is None:
                     stop = True
                     break
+                if isinstance(item, _Call):
+                    self._commit_group(group)
+                    group, size = [], 0
+                    self._run_call(item)
+                    continue
                 group.append(item)
                 size += item[0].size
-            self._commit_group(group)
+            if group:
+                self._commit_group(group)
+
+    def _run_call(self, call: _Call) -> None:
+        if not call.future.set_running_or_notify_cancel():
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = call.fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except Exception as e:
+            call.future.set_exception(e)
+        else:
+            call.future.set_result(result)
 
     def _commit_group(self, group: list[tuple[Batch, Done]]) -> None:
         batches = [b for b, _ in group]
