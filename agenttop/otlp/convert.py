@@ -17,6 +17,9 @@ from typing import Any
 
 import orjson
 
+from agenttop.analysis.layers import classify, normalise
+from agenttop.analysis.quality import signals
+
 MAX_DEPTH = 32
 DEPTH_MARKER = f"[truncated: nested deeper than {MAX_DEPTH}]"
 INT64_MAX = 2**63 - 1
@@ -31,7 +34,7 @@ SPAN_COLUMNS = (
     "trace_id", "span_id", "parent_span_id", "name", "kind", "service", "resource_id", "scope",
     "start_ns", "end_ns", "duration_ns", "status_code", "status_message", "layer", "failure",
     "attributes*", "events*", "links*", "trace_state", "flags", "dropped_counts*",
-    "received_ns",
+    "received_ns", "genai*", "input_tokens", "output_tokens", "finding_count",
 )
 POINT_COLUMNS = (
     "name", "description", "unit", "type", "temporality", "monotonic", "service", "resource_id",
@@ -166,6 +169,7 @@ def spans_batch(request: Any, received_ns: int) -> Batch:
                 trace_id = tid.hex()
                 status = span.status
                 code = status.code if 0 <= status.code <= 2 else 0
+                attrs = attributes(span.attributes)
                 events = [
                     {
                         "name": e.name,
@@ -192,12 +196,20 @@ def spans_batch(request: Any, received_ns: int) -> Batch:
                         "events": span.dropped_events_count,
                         "links": span.dropped_links_count,
                     }
+                parent = pid.hex() if pid and pid != _ZERO_SPAN else None
+                layer, failure = classify(
+                    span.name, span.kind, parent is None, code, attrs, events, status.message
+                )
+                genai = normalise(attrs)
+                quality = signals(layer, attrs, events, genai)
+                if quality:
+                    genai.update(quality)
                 trace_ids.add(trace_id)
                 rows.append(
                     (
                         trace_id,
                         sid.hex(),
-                        pid.hex() if pid and pid != _ZERO_SPAN else None,
+                        parent,
                         span.name,
                         span.kind,
                         service,
@@ -208,15 +220,19 @@ def spans_batch(request: Any, received_ns: int) -> Batch:
                         end - start,
                         code,
                         status.message,
-                        "other",
-                        None,
-                        attributes(span.attributes),
+                        layer,
+                        failure,
+                        attrs,
                         events,
                         links,
                         span.trace_state,
                         span.flags,
                         dropped,
                         received_ns,
+                        genai or None,
+                        genai.get("input_tokens"),
+                        genai.get("output_tokens"),
+                        0,
                     )
                 )
     return batch.seal("spans", rows, resources)
