@@ -11,7 +11,7 @@ import click
 from pydantic import ValidationError
 
 from agenttop import __version__
-from agenttop.config import DEFAULT_GRPC, ServeSettings, default_db_path
+from agenttop.config import DEFAULT_GRPC, ServeSettings, default_db_path, parse_duration
 
 # gRPC's C core would print its own diagnostics (a failed bind, say) to the terminal;
 # agenttop reports those itself, in one line. Set before grpc is first imported.
@@ -38,6 +38,27 @@ DB_OPTION = click.option(
     envvar="AGENTTOP_DB",
     help="SQLite database file (env AGENTTOP_DB).",
 )
+
+
+RULES_OPTION = click.option(
+    "--rules",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Alert rules (TOML). Default: the shipped rules, which follow the lesson's "
+    "thresholds: prompt failures > 5 %, tool errors > 2 %, any memory or auth failure, "
+    "runtime p99 > 5 s, output_quality_score < 0.9.",
+)
+
+
+def _load_rules(path: Path | None) -> list:
+    """The rules, or exit 2 with the file, line, rule and field of the first problem."""
+    from agenttop.analysis.alerts import RulesError, load_rules
+
+    try:
+        return load_rules(path)
+    except RulesError as e:
+        click.echo(f"agenttop: error: {e}", err=True)
+        sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,15 +109,38 @@ def main() -> None:
     default=None,
     help="Worker processes that decode requests.  [default: by the number of CPU cores]",
 )
+@click.option(
+    "--keep-pii",
+    is_flag=True,
+    help="Store attribute values and log bodies as received. By default PII found in them "
+    "(SSNs, card numbers, e-mail addresses, phone numbers, IPs, API keys) is replaced by a "
+    "token such as [SSN] before anything is written.",
+)
+@RULES_OPTION
+@click.option(
+    "--on-alert",
+    metavar="COMMAND",
+    help="Run COMMAND whenever an alert fires or resolves, with the alert as JSON on its "
+    "standard input (no shell; at most 10 s each).",
+)
+@click.option(
+    "--alert-interval",
+    type=click.FloatRange(0.1, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds between alert evaluations.",
+)
 def serve(
     db: Path, grpc_address: str, max_message_mb: int, queue_spans: int, sync: str,
-    decoders: int | None,
+    decoders: int | None, keep_pii: bool, rules: Path | None, on_alert: str | None,
+    alert_interval: float,
 ) -> None:
     """Receive OTLP into the database until interrupted (no UI).
 
     Every Export is answered only after its rows are committed. Stop with Ctrl-C or
     SIGTERM: accepted data is flushed before exit.
     """
+    from agenttop.analysis.alerts import AlertCommand
     from agenttop.otlp.grpc_server import BindError
     from agenttop.serve import serve_forever
     from agenttop.store import StoreError
@@ -104,12 +148,18 @@ def serve(
     try:
         settings = ServeSettings(
             db=db, grpc=grpc_address, max_message_mb=max_message_mb,
-            queue_spans=queue_spans, sync=sync, decoders=decoders,
+            queue_spans=queue_spans, sync=sync, decoders=decoders, keep_pii=keep_pii,
+            rules=rules, alert_interval_s=alert_interval,
         )
     except ValidationError as e:
         raise click.UsageError(_settings_error(e)) from None
+    alert_rules = _load_rules(rules)
     try:
-        asyncio.run(serve_forever(settings))
+        command = AlertCommand(on_alert) if on_alert else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--on-alert") from None
+    try:
+        asyncio.run(serve_forever(settings, alert_rules, command))
     except (StoreError, BindError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -118,3 +168,51 @@ def serve(
 
 if __name__ == "__main__":
     main()
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@main.command()
+@DB_OPTION
+@click.option("--window", default="15m", show_default=True, callback=_duration,
+              help="How far back to look: 90s, 15m, 2h, 7d... The window ends at the newest "
+              "data in the file, so a gate run after a test run sees that run.")
+@RULES_OPTION
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def check(db: Path, window: int, rules: Path | None, output: str) -> None:
+    """Release gate: each layer's figures against the alert rules.
+
+    Every rule is evaluated over --window. Exit status: 0 if every rule holds, 1 if any
+    is breached, 2 on a usage error or an unreadable file.
+    """
+    from agenttop.analysis.alerts import check_rules
+    from agenttop.analysis.health import layer_health, metric_health
+    from agenttop.report import render_check
+    from agenttop.store import StoreError, open_reader
+    from agenttop.store.queries import latest_data_ns
+
+    alert_rules = [r.model_copy(update={"window": window}) for r in _load_rules(rules)]
+    try:
+        conn = open_reader(db)
+    except StoreError as e:
+        click.echo(f"agenttop: error: {e}", err=True)
+        sys.exit(2)
+    try:
+        at_ns = latest_data_ns(conn)
+        if at_ns is None:
+            layers, metrics = {}, {}
+        else:
+            names = sorted({r.metric for r in alert_rules if r.metric})
+            layers = layer_health(conn, at_ns, [window])
+            metrics = metric_health(conn, at_ns, [window], names) if names else {}
+        checks = check_rules(alert_rules, layers, metrics)
+    finally:
+        conn.close()
+    click.echo(render_check(db, window, at_ns, layers, checks, output), nl=False)
+    sys.exit(1 if any(c.status == "breached" for c in checks) else 0)

@@ -34,6 +34,18 @@ def parse_address(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> int:
+    """``90s``, ``15m``, ``2h``, ``7d`` (or plain seconds) -> seconds."""
+    text = value.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    if not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"{value!r} is not a duration such as 90s, 15m, 2h or 7d")
+    return int(number) * _UNITS[unit]
+
+
 def format_address(host: str, port: int) -> str:
     try:
         if ipaddress.ip_address(host).version == 6:
@@ -54,6 +66,9 @@ class ServeSettings(BaseModel):
     queue_spans: int = Field(default=50_000, ge=1)
     sync: Literal["full", "normal"] = "full"
     decoders: int | None = Field(default=None, ge=1, le=64)  # None: by the number of cores
+    keep_pii: bool = False  # store values as received instead of redacting PII
+    rules: Path | None = None  # alert rules file; None: the shipped defaults
+    alert_interval_s: float = Field(default=5.0, gt=0, le=3600)
 
     @field_validator("grpc")
     @classmethod

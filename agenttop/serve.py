@@ -7,11 +7,14 @@ they exercise is what users run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 import threading
 
+from agenttop.analysis.alerts import AlertCommand, Rule, load_rules
+from agenttop.analysis.monitor import AlertMonitor
 from agenttop.config import ServeSettings, format_address, parse_address
 from agenttop.otlp.decode import DecoderPool
 from agenttop.otlp.grpc_server import Receiver, start_server
@@ -24,14 +27,19 @@ SHUTDOWN_GRACE_S = 10.0
 
 
 class Service:
-    """One running receiver: writer thread + gRPC server."""
+    """One running receiver: writer thread, decoders, gRPC server and alert monitor."""
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, rules: list[Rule] | None = None,
+                 on_alert: AlertCommand | None = None) -> None:
         self.settings = settings
+        self.rules = load_rules(settings.rules) if rules is None else rules
+        self.on_alert = on_alert
         self.writer: Writer | None = None
+        self.monitor: AlertMonitor | None = None
         self.grpc_port = 0
         self._server = None
         self._decoders: DecoderPool | None = None
+        self._monitor_task: asyncio.Task | None = None
 
     @property
     def grpc_address(self) -> str:
@@ -44,19 +52,39 @@ class Service:
         self.writer = Writer(conn, max_pending=self.settings.queue_spans)
         self.writer.start()
         try:
-            self._decoders = DecoderPool(self.settings.decoders)
+            self._decoders = DecoderPool(self.settings.decoders,
+                                         redact=not self.settings.keep_pii)
             await asyncio.to_thread(self._decoders.warm_up)
             self._server, self.grpc_port = await start_server(
                 Receiver(self.writer, self._decoders),
                 self.settings.grpc,
                 max_message_bytes=self.settings.max_message_bytes,
             )
+            self.monitor = AlertMonitor(self.settings.db, self.writer, self.rules, self.on_alert)
+            await asyncio.to_thread(self.monitor.restore)
         except BaseException:
             await self.stop()
             raise
+        self._monitor_task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Evaluate alerts every few seconds; a failed round is logged, never fatal."""
+        assert self.monitor is not None
+        while True:
+            await asyncio.sleep(self.settings.alert_interval_s)
+            try:
+                await asyncio.to_thread(self.monitor.tick)
+            except Exception:
+                log.exception("alert evaluation failed")
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight exports commit, then flush and close the file."""
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor_task
+        if self.monitor is not None:
+            await asyncio.to_thread(self.monitor.close)
         if self._server is not None:
             await self._server.stop(SHUTDOWN_GRACE_S)
         if self._decoders is not None:
@@ -65,12 +93,15 @@ class Service:
             await asyncio.to_thread(self.writer.close)
 
 
-async def serve_forever(settings: ServeSettings) -> None:
+async def serve_forever(settings: ServeSettings, rules: list[Rule],
+                        on_alert: AlertCommand | None = None) -> None:
     """Run until SIGINT or SIGTERM (what ``agenttop serve`` does)."""
-    service = Service(settings)
+    service = Service(settings, rules, on_alert)
     await service.start()
     print(f"agenttop serve: OTLP/gRPC on {service.grpc_address}", file=sys.stderr, flush=True)
     print(f"agenttop serve: writing {settings.db}", file=sys.stderr, flush=True)
+    print(f"agenttop serve: {len(rules)} alert rules from {settings.rules or 'the defaults'}",
+          file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

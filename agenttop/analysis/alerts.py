@@ -429,7 +429,7 @@ class AlertRow:
 
 
 @dataclass(frozen=True)
-class _Observation:
+class Observation:
     subject: str  # "tool", or "output_quality_score{service=a}"
     value: float | None
     samples: int
@@ -512,7 +512,7 @@ class AlertEvaluator:
         out: list[Transition] = []
         seen: set[str] = set()
         for rule in self._rules:
-            for key, observation in self._observe(rule, layers, metrics):
+            for key, observation in observe(rule, layers, metrics):
                 if key in seen:  # the same series listed twice: the first one counts
                     continue
                 seen.add(key)
@@ -529,39 +529,14 @@ class AlertEvaluator:
             # A series that is gone (or a key from an older definition of the rule) has no
             # data, which is clear: it must not stay firing forever.
             rule = self._by_name[active.rule.name]
-            nothing = _Observation(rule.subject + key[len(rule.name):], None, 0, "")
+            nothing = Observation(rule.subject + key[len(rule.name):], None, 0, "")
             transition = self._step(rule, key, nothing, now_ns)
             if transition is not None:
                 out.append(transition)
         return out
 
-    def _observe(
-        self,
-        rule: Rule,
-        layers: Mapping[tuple[str, int], LayerHealth],
-        metrics: Mapping[int, Sequence[MetricHealth]],
-    ) -> Iterable[tuple[str, _Observation]]:
-        if rule.layer is not None:
-            health = layers.get((rule.layer, rule.window_s))
-            if health is None:
-                health = _empty_layer(rule.layer, rule.window_s)
-            value = _LAYER_MEASURES[rule.measure](health)
-            unit = "retrievals" if rule.measure == "empty_retrieval_rate" else "spans"
-            yield rule.name, _Observation(rule.layer, _number(value),
-                                          _layer_samples(rule.measure, health), unit)
-            return
-        for series in metrics.get(rule.window_s, ()):
-            if not _matches(rule, series):
-                continue
-            label = series_label(series)
-            counted = series.count is not None
-            samples = series.count if counted else series.points
-            yield rule.name + label, _Observation(
-                series.name + label, _number(getattr(series, rule.measure)), samples or 0,
-                "observations" if counted else "points")
-
-    def _step(self, rule: Rule, key: str, seen: _Observation, now_ns: int) -> Transition | None:
-        breach = seen.value is not None and _OPS[rule.op](seen.value, rule.threshold)
+    def _step(self, rule: Rule, key: str, seen: Observation, now_ns: int) -> Transition | None:
+        breach = breaches(rule, seen.value)
         active = self._active.get(key)
         if active is None:
             if not breach or seen.samples < rule.min_samples:
@@ -591,6 +566,71 @@ class AlertEvaluator:
         return Transition(rule=active.rule, key=active.key, state="resolved", value=value,
                           threshold=active.rule.threshold, at_ns=now_ns,
                           started_ns=active.started_ns, message=message)
+
+
+def observe(
+    rule: Rule,
+    layers: Mapping[tuple[str, int], LayerHealth],
+    metrics: Mapping[int, Sequence[MetricHealth]],
+) -> Iterable[tuple[str, Observation]]:
+    """What ``rule`` measures in these figures: one (alert key, observation) per subject."""
+    if rule.layer is not None:
+        health = layers.get((rule.layer, rule.window_s))
+        if health is None:
+            health = _empty_layer(rule.layer, rule.window_s)
+        value = _LAYER_MEASURES[rule.measure](health)
+        unit = "retrievals" if rule.measure == "empty_retrieval_rate" else "spans"
+        yield rule.name, Observation(rule.layer, _number(value),
+                                     _layer_samples(rule.measure, health), unit)
+        return
+    for series in metrics.get(rule.window_s, ()):
+        if not _matches(rule, series):
+            continue
+        label = series_label(series)
+        counted = series.count is not None
+        samples = series.count if counted else series.points
+        yield rule.name + label, Observation(
+            series.name + label, _number(getattr(series, rule.measure)), samples or 0,
+            "observations" if counted else "points")
+
+
+def breaches(rule: Rule, value: float | None) -> bool:
+    return value is not None and _OPS[rule.op](value, rule.threshold)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule against one round of figures, for a one-shot gate (``agenttop check``)."""
+
+    rule: Rule
+    key: str
+    observation: Observation
+    status: Literal["ok", "breached", "too few samples", "no data"]
+
+
+def check_rules(
+    rules: Sequence[Rule],
+    layers: Mapping[tuple[str, int], LayerHealth],
+    metrics: Mapping[int, Sequence[MetricHealth]],
+) -> list[Check]:
+    """Every rule's verdict now, with no state: a breach needs ``min_samples`` like an alert."""
+    out = []
+    for rule in rules:
+        seen_any = False
+        for key, observation in observe(rule, layers, metrics):
+            seen_any = True
+            if observation.value is None:
+                status = "no data"
+            elif not breaches(rule, observation.value):
+                status = "ok"
+            elif observation.samples < rule.min_samples:
+                status = "too few samples"
+            else:
+                status = "breached"
+            out.append(Check(rule, key, observation, status))
+        if not seen_any:
+            out.append(Check(rule, rule.name, Observation(rule.subject, None, 0, ""), "no data"))
+    return out
 
 
 def series_label(series: MetricHealth) -> str:
@@ -627,14 +667,14 @@ def _format(rule: Rule, value: float) -> str:
     return text
 
 
-def _firing_message(rule: Rule, seen: _Observation) -> str:
+def _firing_message(rule: Rule, seen: Observation) -> str:
     assert seen.value is not None
     return (f"{seen.subject} {rule.measure} {_format(rule, seen.value)} {rule.op} "
             f"{_format(rule, rule.threshold)} over {_WINDOW_LABELS[rule.window_s]} "
             f"({seen.samples} {seen.unit})")
 
 
-def _resolved_message(rule: Rule, seen: _Observation) -> str:
+def _resolved_message(rule: Rule, seen: Observation) -> str:
     window = _WINDOW_LABELS[rule.window_s]
     if seen.value is None:
         return f"resolved: no {seen.subject} {rule.measure} data over {window}"

@@ -19,6 +19,7 @@ import orjson
 
 from agenttop.analysis.layers import classify, normalise
 from agenttop.analysis.quality import signals
+from agenttop.analysis.scan import Scanner, direction_of
 
 MAX_DEPTH = 32
 DEPTH_MARKER = f"[truncated: nested deeper than {MAX_DEPTH}]"
@@ -48,12 +49,17 @@ LOG_COLUMNS = (
     "event_name", "service", "resource_id", "scope", "attributes*", "flags", "received_ns",
 )
 RESOURCE_COLUMNS = ("resource_id", "service", "attributes*", "first_seen_ns")
+FINDING_COLUMNS = (
+    "kind", "pattern", "trace_id", "span_id", "signal", "location", "position", "direction",
+    "excerpt", "service", "time_ns", "received_ns",
+)
 
 TABLE_COLUMNS = {
     "resources": RESOURCE_COLUMNS,
     "spans": SPAN_COLUMNS,
     "metric_points": POINT_COLUMNS,
     "logs": LOG_COLUMNS,
+    "findings": FINDING_COLUMNS,
 }
 _NOUNS = {"traces": "spans", "metrics": "data points", "logs": "log records"}
 
@@ -74,10 +80,12 @@ class Batch:
         if len(self.reasons) < _MAX_REASONS and reason not in self.reasons:
             self.reasons.append(reason)
 
-    def seal(self, table: str, rows: list, resources: list) -> Batch:
+    def seal(self, table: str, rows: list, resources: list, findings: list = ()) -> Batch:
         self.size = len(rows)
         if rows:
             self.tables = {"resources": orjson.dumps(resources), table: orjson.dumps(rows)}
+            if findings:
+                self.tables["findings"] = orjson.dumps(findings)
         return self
 
     @property
@@ -118,6 +126,67 @@ def attributes(kvs: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in kvs}
 
 
+class Findings:
+    """Scans one request's text for PII and injection; collects ``findings`` rows.
+
+    Values are replaced by their redacted form (unless the scanner keeps PII), so raw PII
+    never reaches a row, and so never the database file or its WAL.
+    """
+
+    __slots__ = ("scanner", "rows", "received_ns")
+
+    def __init__(self, scanner: Scanner, received_ns: int) -> None:
+        self.scanner = scanner
+        self.rows: list[tuple] = []
+        self.received_ns = received_ns
+
+    def attributes(self, attrs: dict[str, Any], where: tuple, prefix: str = "",
+                   direction: str = "") -> tuple[dict[str, Any], int]:
+        """Scan every string in ``attrs``; returns the (possibly redacted) dict and hit count."""
+        found = 0
+        for key, value in attrs.items():
+            if isinstance(value, str):
+                if len(value) < 6:  # nothing any pattern matches is shorter
+                    continue
+            elif not isinstance(value, list | dict):
+                continue
+            side = direction or direction_of(key)
+            new, hits = self.scanner.scan_value(value, check_injection=side == "input")
+            if hits:
+                if new is not value:
+                    attrs[key] = new
+                found += self._record(hits, where, prefix + key, side)
+        return attrs, found
+
+    def text(self, value: str, where: tuple, location: str, direction: str = "",
+             check_injection: bool = False) -> tuple[str, int]:
+        if len(value) < 6:
+            return value, 0
+        new, hits = self.scanner.scan_text(value, check_injection=check_injection)
+        if not hits:
+            return value, 0
+        return new, self._record([("", h) for h in hits], where, location, direction)
+
+    def _record(self, hits: list, where: tuple, location: str, direction: str) -> int:
+        trace_id, span_id, signal, service, time_ns = where
+        for path, hit in hits:
+            at = location if not path else (
+                f"{location}{path}" if path.startswith("[") else f"{location}.{path}")
+            self.rows.append((hit.kind, hit.pattern, trace_id, span_id, signal, at, hit.start,
+                              direction, hit.excerpt, service, time_ns, self.received_ns))
+        return len(hits)
+
+
+_SCANNERS: dict[bool, Scanner] = {}
+
+
+def scanner(redact: bool = True) -> Scanner:
+    """One Scanner per process and setting: building its pattern tables is not free."""
+    if redact not in _SCANNERS:
+        _SCANNERS[redact] = Scanner(redact=redact)
+    return _SCANNERS[redact]
+
+
 def _ns(value: int) -> int:
     # OTLP times are fixed64; SQLite integers are signed 64-bit.
     return value if value <= INT64_MAX else INT64_MAX
@@ -139,9 +208,10 @@ def _scope_name(scope: Any) -> str:
     return scope.name if not scope.version else f"{scope.name}@{scope.version}"
 
 
-def spans_batch(request: Any, received_ns: int) -> Batch:
-    """Rows for an ExportTraceServiceRequest."""
+def spans_batch(request: Any, received_ns: int, redact: bool = True) -> Batch:
+    """Rows for an ExportTraceServiceRequest, scanned for PII and injection."""
     batch = Batch("traces")
+    found = Findings(scanner(redact), received_ns)
     rows: list = []
     resources: list = []
     trace_ids = batch.trace_ids
@@ -200,6 +270,20 @@ def spans_batch(request: Any, received_ns: int) -> Batch:
                 layer, failure = classify(
                     span.name, span.kind, parent is None, code, attrs, events, status.message
                 )
+                span_id = sid.hex()
+                where = (trace_id, span_id, "span", service, start)
+                name, hits = found.text(span.name, where, "name")
+                message, more = found.text(status.message, where, "status_message")
+                hits += more
+                attrs, more = found.attributes(attrs, where)
+                hits += more
+                for i, event in enumerate(events):
+                    if event["attributes"]:
+                        _, more = found.attributes(
+                            event["attributes"], where, f"events[{i}].{event['name']}:",
+                            direction_of(event["name"]),
+                        )
+                        hits += more
                 genai = normalise(attrs)
                 quality = signals(layer, attrs, events, genai)
                 if quality:
@@ -208,9 +292,9 @@ def spans_batch(request: Any, received_ns: int) -> Batch:
                 rows.append(
                     (
                         trace_id,
-                        sid.hex(),
+                        span_id,
                         parent,
-                        span.name,
+                        name,
                         span.kind,
                         service,
                         resource_id,
@@ -219,7 +303,7 @@ def spans_batch(request: Any, received_ns: int) -> Batch:
                         end,
                         end - start,
                         code,
-                        status.message,
+                        message,
                         layer,
                         failure,
                         attrs,
@@ -232,15 +316,16 @@ def spans_batch(request: Any, received_ns: int) -> Batch:
                         genai or None,
                         genai.get("input_tokens"),
                         genai.get("output_tokens"),
-                        0,
+                        hits,
                     )
                 )
-    return batch.seal("spans", rows, resources)
+    return batch.seal("spans", rows, resources, found.rows)
 
 
-def logs_batch(request: Any, received_ns: int) -> Batch:
-    """Rows for an ExportLogsServiceRequest."""
+def logs_batch(request: Any, received_ns: int, redact: bool = True) -> Batch:
+    """Rows for an ExportLogsServiceRequest, scanned for PII and injection."""
     batch = Batch("logs")
+    found = Findings(scanner(redact), received_ns)
     rows: list = []
     resources: list = []
     for rl in request.resource_logs:
@@ -257,28 +342,39 @@ def logs_batch(request: Any, received_ns: int) -> Batch:
                     batch.reject(f"span_id must be empty or 8 bytes (got {len(sid)})")
                     continue
                 observed = _ns(rec.observed_time_unix_nano)
+                time_ns = _ns(rec.time_unix_nano) or observed or received_ns
+                trace_id = tid.hex() if tid and tid != _ZERO_TRACE else None
+                span_id = sid.hex() if sid and sid != _ZERO_SPAN else None
+                where = (trace_id, span_id, "log", service, time_ns)
+                # GenAI content events say by their name whose words they carry.
+                direction = direction_of(rec.event_name) if rec.event_name else ""
                 body = any_value(rec.body) if rec.HasField("body") else None
-                if body is not None and not isinstance(body, str):
-                    body = dumps(body)
+                if isinstance(body, str):
+                    body, _ = found.text(body, where, "body", direction,
+                                         check_injection=direction == "input")
+                elif body is not None:
+                    scanned, _ = found.attributes({"body": body}, where, "", direction)
+                    body = dumps(scanned["body"])
+                attrs, _ = found.attributes(attributes(rec.attributes), where, "attributes.")
                 rows.append(
                     (
-                        _ns(rec.time_unix_nano) or observed or received_ns,
+                        time_ns,
                         observed or received_ns,
                         rec.severity_number,
                         rec.severity_text,
                         body,
-                        tid.hex() if tid and tid != _ZERO_TRACE else None,
-                        sid.hex() if sid and sid != _ZERO_SPAN else None,
+                        trace_id,
+                        span_id,
                         rec.event_name or None,
                         service,
                         resource_id,
                         scope,
-                        attributes(rec.attributes),
+                        attrs,
                         rec.flags,
                         received_ns,
                     )
                 )
-    return batch.seal("logs", rows, resources)
+    return batch.seal("logs", rows, resources, found.rows)
 
 
 def _number(point: Any) -> int | float | None:

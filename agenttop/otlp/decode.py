@@ -30,10 +30,15 @@ DECODERS = {
 }
 
 
-def decode(signal: str, data: bytes, received_ns: int) -> Batch:
-    """Decode one Export request body; raises protobuf's DecodeError when it is not OTLP."""
+def decode(signal: str, data: bytes, received_ns: int, redact: bool = True) -> Batch:
+    """Decode one Export request body; raises protobuf's DecodeError when it is not OTLP.
+
+    ``redact=False`` stores PII as received (findings are still recorded).
+    """
     request_type, convert = DECODERS[signal]
-    return convert(request_type.FromString(data), received_ns)
+    if signal == "metrics":
+        return convert(request_type.FromString(data), received_ns)
+    return convert(request_type.FromString(data), received_ns, redact)
 
 
 def default_workers() -> int:
@@ -49,8 +54,9 @@ class DecoderLost(Exception):
 class DecoderPool:
     """Worker processes for ``decode``, replaced if one of them dies."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, redact: bool = True) -> None:
         self.workers = workers or default_workers()
+        self.redact = redact
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -67,7 +73,9 @@ class DecoderPool:
         pool = self._pool
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(pool, decode, signal, data, received_ns)
+            return await loop.run_in_executor(
+                pool, decode, signal, data, received_ns, self.redact
+            )
         except BrokenProcessPool:
             if self._pool is pool:
                 self._pool = self._new_pool()
