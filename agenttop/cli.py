@@ -166,10 +166,6 @@ def serve(
         pass
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
     try:
         return parse_duration(value)
@@ -216,3 +212,7 @@ def check(db: Path, window: int, rules: Path | None, output: str) -> None:
         conn.close()
     click.echo(render_check(db, window, at_ns, layers, checks, output), nl=False)
     sys.exit(1 if any(c.status == "breached" for c in checks) else 0)
+
+
+if __name__ == "__main__":
+    main()

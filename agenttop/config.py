@@ -46,6 +46,14 @@ def parse_duration(value: str) -> int:
     return int(number) * _UNITS[unit]
 
 
+def format_duration(seconds: int) -> str:
+    """The shortest exact spelling: 90 -> 90s, 900 -> 15m, 3600 -> 1h."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def format_address(host: str, port: int) -> str:
     try:
         if ipaddress.ip_address(host).version == 6:

@@ -114,8 +114,9 @@ async def serve_forever(settings: ServeSettings, rules: list[Rule],
 class BackgroundService:
     """A ``Service`` on its own event loop in a thread: for tests, benchmarks and ``run``."""
 
-    def __init__(self, settings: ServeSettings) -> None:
-        self.service = Service(settings)
+    def __init__(self, settings: ServeSettings, rules: list[Rule] | None = None,
+                 on_alert: AlertCommand | None = None) -> None:
+        self.service = Service(settings, rules, on_alert)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 

@@ -1,8 +1,8 @@
 """Log-scale duration buckets: how per-minute rollups keep latency quantiles cheap.
 
 A span's duration falls into bucket ``ceil(8 * log2(microseconds))``: eight buckets per
-doubling, so a quantile read back from bucket counts is within about 4.5 % of the exact
-value, and an hour of one layer's latencies is a few hundred counters, not a million rows.
+doubling (each about 9 % wide), so an hour of one layer's latencies is a few hundred
+counters, not a million rows. The writer computes the same formula in SQL.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def bucket_upper_ns(bucket: int) -> float:
 def quantile_ns(counts: Mapping[int, int], q: float) -> float | None:
     """The q-quantile (0 < q <= 1) of the durations counted per bucket, or None if empty.
 
-    Returns the upper bound of the bucket holding the quantile: an estimate that is never
-    below the true value by more than one bucket's width (about 9 %).
+    Returns the upper bound of the bucket holding the quantile: never below the true value,
+    and at most one bucket's width (about 9 %) above it.
     """
     total = sum(counts.values())
     if total <= 0:

@@ -1,0 +1,84 @@
+"""The alert evaluator as it runs inside ``agenttop serve``.
+
+Every few seconds: read each layer's and metric's figures for the windows the rules use,
+step the alert state machine, write new episodes (and the current values of firing ones)
+through the single writer, and hand each transition to the ``--on-alert`` command.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agenttop.analysis.alerts import (
+    AlertCommand,
+    AlertEvaluator,
+    Rule,
+    Transition,
+    load_firing,
+    record,
+    update_values,
+)
+from agenttop.analysis.health import layer_health, metric_health
+from agenttop.store import open_reader
+from agenttop.store.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class AlertMonitor:
+    """Evaluates ``rules`` against the database that ``writer`` writes."""
+
+    def __init__(
+        self,
+        db: Path,
+        writer: Writer,
+        rules: list[Rule],
+        command: AlertCommand | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.db = db
+        self.writer = writer
+        self.evaluator = AlertEvaluator(rules)
+        self.command = command
+        self.clock = clock
+        self._reader = None
+        self._metric_names = sorted({r.metric for r in rules if r.metric})
+
+    def restore(self) -> None:
+        """Resume the episodes that were firing when the receiver last stopped."""
+        self.evaluator.restore(self.writer.call(load_firing).result(30))
+
+    def tick(self) -> list[Transition]:
+        """One evaluation; blocking (SQLite), so callers run it in a thread."""
+        if not self.evaluator.rules:
+            return []
+        if self._reader is None:
+            self._reader = open_reader(self.db)
+        now = self.clock()
+        windows = sorted(self.evaluator.windows)
+        layers = layer_health(self._reader, now, windows)
+        metrics = (metric_health(self._reader, now, windows, self._metric_names)
+                   if self._metric_names else {})
+        transitions = self.evaluator.evaluate(layers, metrics, now)
+        firing = self.evaluator.firing
+
+        def write(conn) -> None:
+            record(conn, transitions)
+            update_values(conn, firing)
+
+        self.writer.call(write).result(30)
+        for transition in transitions:
+            log.warning("alert %s: %s", transition.state, transition.message)
+            if self.command is not None:
+                self.command.notify(transition)
+        return transitions
+
+    def close(self) -> None:
+        if self.command is not None:
+            self.command.close(10)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

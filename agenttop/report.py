@@ -1,0 +1,98 @@
+"""Plain-text and JSON reports for the command line (``agenttop check``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agenttop.analysis.alerts import Check
+from agenttop.analysis.health import LayerHealth
+from agenttop.analysis.layers import LAYERS
+from agenttop.config import format_duration
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
+
+
+def _value(check: Check) -> str:
+    value = check.observation.value
+    if value is None:
+        return "-"
+    measure = check.rule.measure
+    if measure.endswith("_rate"):
+        return f"{value:.1%}"
+    if measure.endswith("_ms"):
+        return _ms(value)
+    return f"{value:g}"
+
+
+def _threshold(check: Check) -> str:
+    rule = check.rule
+    if rule.measure.endswith("_rate"):
+        return f"{rule.op} {rule.threshold:.1%}"
+    if rule.measure.endswith("_ms"):
+        return f"{rule.op} {_ms(rule.threshold)}"
+    return f"{rule.op} {rule.threshold:g}"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ) + "\n"
+
+
+def _when(at_ns: int) -> str:
+    return datetime.fromtimestamp(at_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def render_check(db: Path, window_s: int, at_ns: int | None,
+                 layers: dict[tuple[str, int], LayerHealth], checks: list[Check],
+                 output: str) -> str:
+    breached = [c for c in checks if c.status == "breached"]
+    if output == "json":
+        return json.dumps({
+            "db": str(db),
+            "window_s": window_s,
+            "at_ns": at_ns,
+            "ok": not breached,
+            "layers": {layer: asdict(h) for (layer, _), h in sorted(layers.items())},
+            "rules": [{
+                "rule": c.rule.name, "key": c.key, "subject": c.observation.subject,
+                "measure": c.rule.measure, "op": c.rule.op, "threshold": c.rule.threshold,
+                "value": c.observation.value, "samples": c.observation.samples,
+                "min_samples": c.rule.min_samples, "status": c.status,
+            } for c in checks],
+        }, indent=2) + "\n"
+
+    if at_ns is None:
+        head = f"{db}: no data yet\n\n"
+    else:
+        head = f"{db}: {format_duration(window_s)} window ending {_when(at_ns)}\n\n"
+    layer_rows = [["layer", "spans", "failures", "rate", "p50", "p99", "by failure"]]
+    for layer in LAYERS:
+        h = layers.get((layer, window_s))
+        if h is None:
+            continue
+        rate = "-" if h.failure_rate is None else f"{h.failure_rate:.1%}"
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(h.by_failure.items()))
+        layer_rows.append([layer, str(h.spans), str(h.failures), rate, _ms(h.p50_ms),
+                           _ms(h.p99_ms), kinds])
+    rule_rows = [["rule", "subject", "measure", "value", "threshold", "samples", "status"]]
+    for c in checks:
+        status = "BREACHED" if c.status == "breached" else c.status
+        rule_rows.append([c.rule.name, c.observation.subject, c.rule.measure, _value(c),
+                          _threshold(c), str(c.observation.samples), status])
+    verdict = (f"FAIL: {len(breached)} of {len(checks)} rules breached: "
+               + ", ".join(c.key for c in breached)) if breached else (
+               f"OK: all {len(checks)} rules hold")
+    body = _table(layer_rows) + "\n" if len(layer_rows) > 1 else ""
+    return head + body + _table(rule_rows) + "\n" + verdict + "\n"
