@@ -1,7 +1,7 @@
 """Layer/failure classification and attribute normalisation (agenttop.analysis.layers).
 
 The corpus is one span shape per row, each citing the convention it comes from, with the
-(layer, failure) that design.md §5 gives it.
+(layer, failure) that the classification rules give it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Layer and failure classification of spans, and GenAI attribute normalisation.
 
-This module owns three decisions made once per span at ingest (design.md §5):
+This module owns three decisions made once per span at ingest:
 
 - ``classify``: which layer of an agent system a span belongs to (prompt, tool, memory,
   runtime, auth, other) and, if it failed, why (``FAILURES``);
@@ -14,13 +14,13 @@ so the common case is a handful of dict lookups: attribute keys are compared exa
 given (OTel keys are lowercase by convention) and only the few values looked at are
 lowercased, and only when an exact lookup misses.
 
-Judgement calls, beyond the table in design.md §5:
+Judgement calls, beyond the ordered rules of the layer table (README, "Layers"):
 
 - Explicit operation signals (``gen_ai.operation.name``, ``openinference.span.kind``,
   ``traceloop.span.kind``, ``langsmith.span.kind``, ``llm.request.type``,
   ``mcp.method.name``) are resolved before inferred ones (a model, tool name or
   ``db.system`` merely being present, a ``checkpoint`` name, root/SERVER position).
-  Within each tier the §5 order holds (tool, memory, prompt, runtime). Without this, an
+  Within each tier the rule order holds (tool, memory, prompt, runtime). Without this, an
   ``invoke_agent`` span, which OTel GenAI gives a ``gen_ai.request.model``, would land on
   the prompt layer.
 - A span whose status is explicitly OK did not fail, even with ``error.type`` or an
@@ -56,7 +56,7 @@ LAYERS = ("prompt", "tool", "memory", "runtime", "auth", "other")
 FAILURES = ("auth", "rate_limit", "timeout", "schema", "tool_error", "server", "error")
 
 _LAYER_SET = frozenset(LAYERS)
-# Rule order of §5: the lower wins when two explicit signals disagree.
+# Rule order: the lower wins when two explicit signals disagree.
 _RANK = {"tool": 2, "memory": 3, "prompt": 4, "runtime": 5}
 
 
@@ -402,7 +402,7 @@ def _is_auth_operation(name: str, attributes: dict[str, object]) -> bool:
 def classify(name: str, kind: int, is_root: bool, status_code: int,
              attributes: dict[str, object], events: list[dict],
              status_message: str = "") -> tuple[str, str | None]:
-    """(layer, failure) for one span, following design.md §5 (first match wins).
+    """(layer, failure) for one span by the ordered layer rules (first match wins).
 
     ``kind`` is the OTLP SpanKind int (0 unspecified, 1 internal, 2 server, 3 client,
     4 producer, 5 consumer); ``status_code`` is 0 unset, 1 ok, 2 error; attribute values
