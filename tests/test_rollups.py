@@ -77,6 +77,10 @@ def test_layers_failures_and_rollups(server, db_path):
     assert (memory_row["retrievals"], memory_row["empty_retrievals"]) == (1, 1)
     assert conn.execute("SELECT sum(spans) FROM layer_minutes").fetchone()[0] == 4
 
+    trace = conn.execute("SELECT * FROM traces").fetchone()
+    assert trace["layers"] == "memory,prompt,runtime,tool" and trace["span_count"] == 4
+    assert trace["error_count"] == 1 and trace["finding_count"] == 0
+
     buckets = {(r["layer"], r["bucket"]): r["count"]
                for r in conn.execute("SELECT * FROM layer_minute_durations")}
     assert buckets[("tool", duration_bucket(30000 * 10**6))] == 1

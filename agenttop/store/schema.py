@@ -194,6 +194,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (minute, layer, service, bucket)
     ) WITHOUT ROWID;
     """,
+    # 3: what the trace list shows and filters on without reading spans.
+    """
+    ALTER TABLE traces ADD COLUMN layers TEXT NOT NULL DEFAULT '';
+    ALTER TABLE traces ADD COLUMN finding_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE traces ADD COLUMN services TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

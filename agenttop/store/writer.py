@@ -70,13 +70,20 @@ INSERTS = {
 # often a span is re-sent.
 REFRESH_TRACES = """
 INSERT INTO traces (trace_id, root_span_id, root_name, service, start_ns, end_ns,
-                    duration_ns, span_count, error_count, updated_ns)
+                    duration_ns, span_count, error_count, updated_ns, layers, finding_count,
+                    services)
 SELECT a.trace_id, r.span_id, r.name,
        coalesce(r.service, (SELECT service FROM spans WHERE trace_id = a.trace_id
                             ORDER BY start_ns LIMIT 1)),
-       a.start_ns, a.end_ns, a.end_ns - a.start_ns, a.n, a.errors, :now
+       a.start_ns, a.end_ns, a.end_ns - a.start_ns, a.n, a.errors, :now,
+       (SELECT group_concat(layer, ',') FROM (SELECT DISTINCT layer FROM spans
+                                              WHERE trace_id = a.trace_id ORDER BY layer)),
+       a.findings,
+       (SELECT group_concat(service, ',') FROM (SELECT DISTINCT service FROM spans
+                                                WHERE trace_id = a.trace_id ORDER BY service))
 FROM (SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
-             sum(status_code = 2 OR failure IS NOT NULL) AS errors
+             sum(status_code = 2 OR failure IS NOT NULL) AS errors,
+             sum(finding_count) AS findings
       FROM spans WHERE trace_id IN (SELECT value FROM json_each(:ids))
       GROUP BY trace_id) AS a
 LEFT JOIN spans AS r ON r.rowid = (SELECT rowid FROM spans
@@ -87,7 +94,9 @@ ON CONFLICT (trace_id) DO UPDATE SET
     root_span_id = excluded.root_span_id, root_name = excluded.root_name,
     service = excluded.service, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
     duration_ns = excluded.duration_ns, span_count = excluded.span_count,
-    error_count = excluded.error_count, updated_ns = excluded.updated_ns
+    error_count = excluded.error_count, updated_ns = excluded.updated_ns,
+    layers = excluded.layers, finding_count = excluded.finding_count,
+    services = excluded.services
 """
 
 
