@@ -65,46 +65,28 @@ def retry_status(message: str, delay_s: float) -> _Status:
     return _Status(status.code, status.details, metadata)
 
 
-
-
-class _Signal:
+class _Signal(NamedTuple):
     """How one OTLP signal is answered (decoding is in ``agenttop.otlp.decode``)."""
 
-    def __init__(self, name: str, respond: Callable[[Batch], bytes]) -> None:
-        self.name = name
-        self.respond = respond
+    name: str
+    response: Any  # the Export...ServiceResponse message type
+    rejected_field: str  # its partial_success counter
 
-
-def _trace_response(batch: Batch) -> bytes:
-    response = trace_pb.ExportTraceServiceResponse()
-    if batch.rejected:
-        response.partial_success.rejected_spans = batch.rejected
-        response.partial_success.error_message = batch.error_message
-    return response.SerializeToString()
-
-
-def _metrics_response(batch: Batch) -> bytes:
-    response = metrics_pb.ExportMetricsServiceResponse()
-    if batch.rejected:
-        response.partial_success.rejected_data_points = batch.rejected
-        response.partial_success.error_message = batch.error_message
-    return response.SerializeToString()
-
-
-def _logs_response(batch: Batch) -> bytes:
-    response = logs_pb.ExportLogsServiceResponse()
-    if batch.rejected:
-        response.partial_success.rejected_log_records = batch.rejected
-        response.partial_success.error_message = batch.error_message
-    return response.SerializeToString()
+    def respond(self, batch: Batch) -> bytes:
+        response = self.response()
+        if batch.rejected:
+            setattr(response.partial_success, self.rejected_field, batch.rejected)
+            response.partial_success.error_message = batch.error_message
+        return response.SerializeToString()
 
 
 SIGNALS = {
-    "opentelemetry.proto.collector.trace.v1.TraceService": _Signal("traces", _trace_response),
+    "opentelemetry.proto.collector.trace.v1.TraceService": _Signal(
+        "traces", trace_pb.ExportTraceServiceResponse, "rejected_spans"),
     "opentelemetry.proto.collector.metrics.v1.MetricsService": _Signal(
-        "metrics", _metrics_response
-    ),
-    "opentelemetry.proto.collector.logs.v1.LogsService": _Signal("logs", _logs_response),
+        "metrics", metrics_pb.ExportMetricsServiceResponse, "rejected_data_points"),
+    "opentelemetry.proto.collector.logs.v1.LogsService": _Signal(
+        "logs", logs_pb.ExportLogsServiceResponse, "rejected_log_records"),
 }
 
 
