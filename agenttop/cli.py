@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import click
 from pydantic import ValidationError
 
 from agenttop import __version__
-from agenttop.config import DEFAULT_GRPC, ServeSettings, default_db_path, parse_duration
+from agenttop.config import (
+    DEFAULT_GRPC,
+    ServeSettings,
+    default_db_path,
+    format_address,
+    parse_address,
+    parse_duration,
+)
 
 # gRPC's C core would print its own diagnostics (a failed bind, say) to the terminal;
 # agenttop reports those itself, in one line. Set before grpc is first imported.
@@ -212,6 +220,99 @@ def check(db: Path, window: int, rules: Path | None, output: str) -> None:
         conn.close()
     click.echo(render_check(db, window, at_ns, layers, checks, output), nl=False)
     sys.exit(1 if any(c.status == "breached" for c in checks) else 0)
+
+
+
+@main.command()
+@DB_OPTION
+def ui(db: Path) -> None:
+    """Watch a database in the terminal UI (any number may watch one file).
+
+    The file may be written by a running `agenttop serve`; if it does not exist yet, the
+    UI waits for it.
+    """
+    from agenttop.tui.app import make_app
+
+    make_app(db).run()
+
+
+ENDPOINT_OPTION = click.option(
+    "--endpoint", default=DEFAULT_GRPC, show_default=True, metavar="HOST:PORT",
+    help="The OTLP/gRPC endpoint to send to.")
+
+
+@main.command()
+@ENDPOINT_OPTION
+@click.option("--rate", type=click.FloatRange(0.1, 1000), default=2.0, show_default=True,
+              help="Agent runs (traces) per second.")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=None,
+              help="Seconds to run.  [default: until interrupted]")
+@click.option("--seed", type=int, default=None, help="Make the traffic reproducible.")
+def demo(endpoint: str, rate: float, duration: float | None, seed: int | None) -> None:
+    """Send simulated multi-agent traffic (traces, metrics, logs) through the OpenTelemetry SDK.
+
+    A support agent and its helpers plan, call LLMs and tools, retrieve from memory,
+    checkpoint and authenticate users; at steady rates they time out, hit rate limits,
+    fail schema validation and auth, run slow, leak an SSN or a card number, and receive
+    prompt-injection attempts: everything agenttop's dashboard watches.
+    """
+    import threading
+
+    from agenttop.demo import DemoSettings, run_demo
+
+    try:
+        parse_address(endpoint)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--endpoint") from None
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stats = run_demo(DemoSettings(endpoint=endpoint, rate=rate, duration_s=duration, seed=seed),
+                     stop)
+    click.echo(f"agenttop demo: {stats.summary()}", err=True)
+
+
+@main.command()
+@DB_OPTION
+@click.option("--grpc", "grpc_address", default=DEFAULT_GRPC, show_default=True,
+              metavar="HOST:PORT", help="Where the receiver listens for OTLP/gRPC.")
+@click.option("--demo", "with_demo", is_flag=True,
+              help="Also send simulated agent traffic, so every panel comes alive.")
+@RULES_OPTION
+@click.option("--keep-pii", is_flag=True, help="Store PII as received (see serve --help).")
+def run(db: Path, grpc_address: str, with_demo: bool, rules: Path | None,
+        keep_pii: bool) -> None:
+    """Receive OTLP and watch it live: `serve` in the background, the UI in front.
+
+    Point your exporters at the --grpc address. Quitting the UI stops the receiver
+    cleanly (everything received is flushed); its log is written beside the database.
+    """
+    from agenttop.launcher import Children, LaunchError, log_path
+    from agenttop.tui.app import make_app
+
+    try:
+        grpc_address = format_address(*parse_address(grpc_address))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--grpc") from None
+    if rules is not None:
+        _load_rules(rules)  # a bad file is reported here, not in the child's log
+    db = db.expanduser()
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        _fail(f"cannot create directory {db.parent}: {e.strerror}")
+    children = Children(log_path(db))
+    extra = [*(["--rules", str(rules)] if rules else []), *(["--keep-pii"] if keep_pii else [])]
+    try:
+        children.start_serve(db, grpc_address, extra)
+        if with_demo:
+            children.start(["demo", "--endpoint", grpc_address])
+        make_app(db).run()
+    except LaunchError as e:
+        children.stop()
+        _fail(str(e))
+    finally:
+        children.stop()
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import apsw
 import pytest
 
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
@@ -15,10 +15,35 @@ from agenttop.config import ServeSettings  # noqa: E402
 from agenttop.serve import BackgroundService, Service  # noqa: E402
 
 
-def read_db(path: Path) -> sqlite3.Connection:
-    """Read the file as a user would, with Python's own sqlite3 module."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
+class Row(tuple):
+    """A result row readable by position and by column name, like ``sqlite3.Row``."""
+
+    names: dict[str, int]
+
+    def __getitem__(self, key):  # type: ignore[override]
+        return super().__getitem__(self.names[key] if isinstance(key, str) else key)
+
+    def keys(self) -> list[str]:
+        return list(self.names)
+
+
+def _row(cursor: apsw.Cursor, values: tuple) -> Row:
+    row = Row(values)
+    row.names = {d[0]: i for i, d in enumerate(cursor.get_description())}
+    return row
+
+
+def read_db(path: Path) -> apsw.Connection:
+    """A read-only connection for checking what was stored.
+
+    Through APSW, the library the writer uses: two different SQLite libraries in one
+    process break each other's POSIX locks on the same file, and the in-process receivers
+    of these tests write while the tests read. (Reading with Python's ``sqlite3`` from
+    another process, as users do, is exercised by tests/test_process.py.)
+    """
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.set_busy_timeout(10_000)
+    conn.row_trace = _row
     return conn
 
 

@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,8 +17,12 @@ import grpc
 import pytest
 
 from agenttop.store.schema import LATEST_VERSION
-from tests.conftest import read_db
 from tests.test_bad_input import TRACES, span, traces_request
+
+
+def read_as_user(path: Path) -> sqlite3.Connection:
+    """Python's own sqlite3, as users query the file (the writer is another process)."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
 def free_port() -> int:
@@ -64,7 +69,7 @@ def test_start_message_and_clean_stop_on_sigterm(tmp_path):
     assert "Traceback" not in err
     # Everything was checkpointed into the main file on the way out.
     assert not Path(f"{db}-wal").exists() or Path(f"{db}-wal").stat().st_size == 0
-    assert read_db(db).execute("SELECT count(*) FROM spans").fetchone()[0] == 1
+    assert read_as_user(db).execute("SELECT count(*) FROM spans").fetchone()[0] == 1
 
 
 def test_port_in_use_is_one_clear_line(tmp_path):
@@ -176,7 +181,7 @@ def test_every_acknowledged_span_survives_kill_9(tmp_path):
     proc.stderr.close()
 
     assert len(acked) > 500, "too little was sent before the kill to prove anything"
-    stored = {r[0] for r in read_db(db).execute("SELECT span_id FROM spans")}
+    stored = {r[0] for r in read_as_user(db).execute("SELECT span_id FROM spans")}
     missing = set(acked) - stored
     assert not missing, f"{len(missing)} acknowledged spans lost"
     # The file still opens for writing after the crash.
