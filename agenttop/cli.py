@@ -225,7 +225,8 @@ def check(db: Path, window: int, rules: Path | None, output: str) -> None:
 
 @main.command()
 @DB_OPTION
-def ui(db: Path) -> None:
+@RULES_OPTION
+def ui(db: Path, rules: Path | None) -> None:
     """Watch a database in the terminal UI (any number may watch one file).
 
     The file may be written by a running `agenttop serve`; if it does not exist yet, the
@@ -233,7 +234,7 @@ def ui(db: Path) -> None:
     """
     from agenttop.tui.app import make_app
 
-    make_app(db).run()
+    make_app(db, rules=_load_rules(rules)).run()
 
 
 ENDPOINT_OPTION = click.option(
@@ -294,8 +295,7 @@ def run(db: Path, grpc_address: str, with_demo: bool, rules: Path | None,
         grpc_address = format_address(*parse_address(grpc_address))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--grpc") from None
-    if rules is not None:
-        _load_rules(rules)  # a bad file is reported here, not in the child's log
+    alert_rules = _load_rules(rules)  # a bad file is reported here, not in the child's log
     db = db.expanduser()
     try:
         db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -304,10 +304,16 @@ def run(db: Path, grpc_address: str, with_demo: bool, rules: Path | None,
     children = Children(log_path(db))
     extra = [*(["--rules", str(rules)] if rules else []), *(["--keep-pii"] if keep_pii else [])]
     try:
-        children.start_serve(db, grpc_address, extra)
+        serve_proc = children.start_serve(db, grpc_address, extra)
         if with_demo:
             children.start(["demo", "--endpoint", grpc_address])
-        make_app(db).run()
+
+        def serve_health() -> str | None:
+            if serve_proc.poll() is None:
+                return None
+            return f"agenttop serve exited ({serve_proc.returncode}); see {children.log}"
+
+        make_app(db, rules=alert_rules, health_check=serve_health).run()
     except LaunchError as e:
         children.stop()
         _fail(str(e))

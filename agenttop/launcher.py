@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,15 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM when ``run`` dies however it dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class LaunchError(Exception):
     """A child could not be started; the message is the child's own one-line reason."""
 
@@ -31,16 +39,17 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "agenttop.cli", *args]
 
 
-def _listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+READY = "agenttop serve: OTLP/gRPC on"
 
 
-def _last_error(log: Path) -> str:
-    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+def _new_text(log: Path, offset: int) -> str:
+    with log.open("rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def _last_error(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("agenttop: error:")]
     if errors:
         return errors[-1].removeprefix("agenttop: error: ")
@@ -58,35 +67,42 @@ class Children:
         with self.log.open("ab") as out:
             proc = subprocess.Popen(
                 _cli(*args), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_die_with_parent,
             )
         self.procs.append(proc)
         return proc
 
     def start_serve(self, db: Path, grpc: str, extra: Sequence[str] = ()) -> subprocess.Popen:
-        """Start ``serve`` and wait until it listens; LaunchError with its reason if not."""
-        host, port = parse_address(grpc)
-        if port == 0:
+        """Start ``serve`` and wait until it listens; LaunchError with its reason if not.
+
+        Readiness is serve's own line in its log, not a successful connect: another
+        program already listening on the port would answer a connect too.
+        """
+        if parse_address(grpc)[1] == 0:
             raise LaunchError("agenttop run needs a fixed --grpc port for the exporters")
+        offset = self.log.stat().st_size if self.log.exists() else 0
         proc = self.start(["serve", "--db", str(db), "--grpc", grpc, *extra])
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise LaunchError(_last_error(self.log))
-            if _listening(host if host not in ("0.0.0.0", "::") else "127.0.0.1", port):
+            exited = proc.poll() is not None
+            text = _new_text(self.log, offset)
+            if READY in text:
                 return proc
+            if exited:
+                raise LaunchError(_last_error(text))
             time.sleep(0.05)
         raise LaunchError(f"agenttop serve did not start listening on {grpc} in time")
 
     def stop(self) -> None:
-        """SIGTERM every child (newest first), wait, and kill what does not stop."""
+        """Stop the children one by one, newest first, killing any that do not stop.
+
+        One by one: the demo flushes its last spans while the receiver still listens.
+        """
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for proc in reversed(self.procs):
             try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
+                proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

@@ -1,9 +1,21 @@
-"""Read queries over the store that more than one command needs."""
+"""Read queries over the store: those more than one command needs, and the TUI's.
+
+Every function takes a connection (a reader's) and returns plain values or dataclasses; no
+textual or rich here, so the queries can be tested and benchmarked headless. The TUI's
+queries each read through an index and return at most the rows asked for: the trace list
+a window of ``traces``, a trace only the tree columns of its spans, and one span's
+attributes, events, logs and findings only when that span is selected.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
+
 import apsw
 
+from agenttop.analysis.layers import LAYERS
 from agenttop.store.db import scalar
 
 
@@ -16,3 +28,317 @@ def latest_data_ns(conn: apsw.Connection) -> int | None:
     ]
     known = [t for t in times if t is not None]
     return max(known) if known else None
+
+
+# ------------------------------------------------------------------------- the trace list
+
+# Filter tokens the trace list understands; anything else is free text.
+FILTER_HELP = "text · service:NAME · layer:LAYER · errors · findings"
+_TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
+_LIKE_ESCAPE = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFilter:
+    """A parsed trace-list filter; every part must hold (AND)."""
+
+    words: tuple[str, ...] = ()  # free text: root name, trace id prefix or a service
+    services: tuple[str, ...] = ()  # service:NAME, a substring of one of its services
+    layers: tuple[str, ...] = ()  # layer:LAYER, a layer its spans touch
+    errors: bool = False  # errors: traces with at least one failed span
+    findings: bool = False  # findings: traces with PII or injection findings
+    problems: tuple[str, ...] = ()  # tokens that cannot match, said in words
+
+    @property
+    def empty(self) -> bool:
+        return not (self.words or self.services or self.layers or self.errors or self.findings)
+
+
+def parse_trace_filter(query: str) -> TraceFilter:
+    """Parse ``checkout service:api layer:tool errors "two words"``.
+
+    Keys are case-insensitive; ``err``/``error``/``errors`` all mean errors only. A layer
+    that does not exist is kept (it matches nothing) and reported in ``problems``.
+    """
+    words: list[str] = []
+    services: list[str] = []
+    layers: list[str] = []
+    problems: list[str] = []
+    errors = findings = False
+    for quoted, bare in _TOKEN.findall(query):
+        if quoted:
+            words.append(quoted)
+            continue
+        if not bare:
+            continue
+        key, sep, value = bare.partition(":")
+        key = key.lower()
+        if not sep:
+            if key in ("errors", "error", "err"):
+                errors = True
+            elif key in ("findings", "finding", "pii"):
+                findings = True
+            else:
+                words.append(bare)
+        elif key in ("service", "svc", "s") and value:
+            services.append(value)
+        elif key in ("layer", "l") and value:
+            layer = value.lower()
+            layers.append(layer)
+            if layer not in LAYERS:
+                problems.append(f"no layer {layer!r} (layers: {', '.join(LAYERS)})")
+        else:
+            words.append(bare)
+    return TraceFilter(tuple(words), tuple(services), tuple(layers), errors, findings,
+                       tuple(problems))
+
+
+def _like(value: str, prefix_only: bool = False) -> str:
+    escaped = value.translate(_LIKE_ESCAPE)
+    return f"{escaped}%" if prefix_only else f"%{escaped}%"
+
+
+def _trace_where(f: TraceFilter) -> tuple[str, dict[str, object]]:
+    """SQL conditions over ``traces`` for a filter, and their bindings."""
+    parts: list[str] = []
+    bindings: dict[str, object] = {}
+    for i, word in enumerate(f.words):
+        bindings[f"w{i}"] = _like(word)
+        bindings[f"p{i}"] = _like(word.lower(), prefix_only=True)
+        parts.append(f"(root_name LIKE :w{i} ESCAPE '\\' OR services LIKE :w{i} ESCAPE '\\' "
+                     f"OR trace_id LIKE :p{i} ESCAPE '\\')")
+    for i, service in enumerate(f.services):
+        bindings[f"s{i}"] = _like(service)
+        parts.append(f"services LIKE :s{i} ESCAPE '\\'")
+    for i, layer in enumerate(f.layers):
+        # layers is a sorted comma-separated list: match one whole element.
+        bindings[f"l{i}"] = f",{layer},"
+        parts.append(f"instr(',' || layers || ',', :l{i}) > 0")
+    if f.errors:
+        parts.append("error_count > 0")
+    if f.findings:
+        parts.append("finding_count > 0")
+    return (" AND ".join(parts) or "1"), bindings
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRow:
+    """One row of ``traces``: what the trace list shows."""
+
+    trace_id: str
+    root_span_id: str | None
+    root_name: str | None  # None while the root span has not arrived
+    service: str | None
+    start_ns: int
+    duration_ns: int
+    span_count: int
+    error_count: int
+    layers: tuple[str, ...]
+    services: tuple[str, ...]
+    finding_count: int
+    updated_ns: int
+
+
+_TRACE_COLUMNS = ("trace_id, root_span_id, root_name, service, start_ns, duration_ns, "
+                  "span_count, error_count, layers, services, finding_count, updated_ns")
+
+
+def _trace_row(row: tuple) -> TraceRow:
+    values = list(row)
+    values[8] = tuple(values[8].split(",")) if values[8] else ()
+    values[9] = tuple(values[9].split(",")) if values[9] else ()
+    return TraceRow(*values)
+
+
+def list_traces(conn: apsw.Connection, f: TraceFilter | None = None, *, limit: int = 200,
+                offset: int = 0) -> list[TraceRow]:
+    """Traces newest first (by start time, through ``traces_start``), one window of them."""
+    where, bindings = _trace_where(f or TraceFilter())
+    bindings.update(limit=limit, offset=offset)
+    sql = (f"SELECT {_TRACE_COLUMNS} FROM traces WHERE {where} "
+           "ORDER BY start_ns DESC, trace_id DESC LIMIT :limit OFFSET :offset")
+    return [_trace_row(row) for row in conn.execute(sql, bindings)]
+
+
+def count_traces(conn: apsw.Connection, f: TraceFilter | None = None, *,
+                 cap: int = 10_000) -> int:
+    """How many traces match, counting no further than ``cap`` (a filter scans rows)."""
+    where, bindings = _trace_where(f or TraceFilter())
+    bindings["cap"] = cap
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM traces WHERE {where} LIMIT :cap)"
+    return int(scalar(conn, sql, bindings) or 0)  # type: ignore[arg-type]
+
+
+def get_trace(conn: apsw.Connection, trace_id: str) -> TraceRow | None:
+    for row in conn.execute(f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id = ?",
+                            (trace_id,)):
+        return _trace_row(row)
+    return None
+
+
+# ------------------------------------------------------------------------ one trace's spans
+
+@dataclass(frozen=True, slots=True)
+class SpanNode:
+    """The columns of a span that its line in the trace tree needs, and no more."""
+
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: int
+    service: str
+    start_ns: int
+    duration_ns: int
+    status_code: int
+    layer: str
+    failure: str | None
+    finding_count: int
+
+
+def trace_spans(conn: apsw.Connection, trace_id: str, *,
+                limit: int | None = None) -> list[SpanNode]:
+    """A trace's spans in start order, through the ``(trace_id, span_id)`` index."""
+    sql = ("SELECT span_id, parent_span_id, name, kind, service, start_ns, duration_ns, "
+           "status_code, layer, failure, finding_count FROM spans WHERE trace_id = ? "
+           "ORDER BY start_ns, span_id")
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return [SpanNode(*row) for row in conn.execute(sql, (trace_id,))]
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    time_ns: int
+    severity_number: int
+    severity_text: str
+    body: str | None
+    event_name: str | None
+    attributes: dict
+
+
+@dataclass(frozen=True, slots=True)
+class FindingRow:
+    kind: str  # pii | injection
+    pattern: str
+    location: str
+    direction: str
+    excerpt: str  # already redacted at ingest
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpanDetail:
+    """Everything stored about one span, for the detail pane (loaded when selected)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: int
+    service: str
+    scope: str
+    start_ns: int
+    end_ns: int
+    duration_ns: int
+    status_code: int
+    status_message: str
+    layer: str
+    failure: str | None
+    attributes: dict
+    events: list
+    links: list
+    dropped_counts: dict | None
+    genai: dict | None
+    resource: dict
+    logs: list[LogRow]
+    logs_total: int
+    findings: list[FindingRow]
+
+
+def _json(text: str | None, default: object) -> object:
+    if text is None or text == "":
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:  # stored by us, so this is not expected; show nothing, not a crash
+        return default
+
+
+def span_detail(conn: apsw.Connection, trace_id: str, span_id: str, *,
+                log_limit: int = 200) -> SpanDetail | None:
+    """One span with its attributes, events, links, resource, linked logs and findings."""
+    rows = conn.execute(
+        "SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.service, s.scope, "
+        "s.start_ns, s.end_ns, s.duration_ns, s.status_code, s.status_message, s.layer, "
+        "s.failure, s.attributes, s.events, s.links, s.dropped_counts, s.genai, r.attributes "
+        "FROM spans AS s LEFT JOIN resources AS r ON r.resource_id = s.resource_id "
+        "WHERE s.trace_id = ? AND s.span_id = ?", (trace_id, span_id)).fetchall()
+    if not rows:
+        return None
+    row = rows[0]
+    logs = [
+        LogRow(t, sev, sev_text, body, event, _json(attrs, {}))  # type: ignore[arg-type]
+        for t, sev, sev_text, body, event, attrs in conn.execute(
+            "SELECT time_ns, severity_number, severity_text, body, event_name, attributes "
+            "FROM logs WHERE trace_id = ? AND span_id = ? ORDER BY time_ns, log_id LIMIT ?",
+            (trace_id, span_id, log_limit))
+    ]
+    logs_total = len(logs)
+    if logs_total == log_limit:
+        logs_total = int(scalar(conn, "SELECT count(*) FROM logs WHERE trace_id = ? AND "
+                                "span_id = ?", (trace_id, span_id)) or 0)  # type: ignore[arg-type]
+    findings = [FindingRow(*r) for r in conn.execute(
+        "SELECT kind, pattern, location, direction, excerpt, time_ns FROM findings "
+        "WHERE trace_id = ? AND span_id = ? AND signal = 'span' ORDER BY location, position",
+        (trace_id, span_id))]
+    return SpanDetail(
+        *row[:14],
+        attributes=_json(row[14], {}),  # type: ignore[arg-type]
+        events=_json(row[15], []),  # type: ignore[arg-type]
+        links=_json(row[16], []),  # type: ignore[arg-type]
+        dropped_counts=_json(row[17], None),  # type: ignore[arg-type]
+        genai=_json(row[18], None),  # type: ignore[arg-type]
+        resource=_json(row[19], {}),  # type: ignore[arg-type]
+        logs=logs,
+        logs_total=logs_total,
+        findings=findings,
+    )
+
+
+# ------------------------------------------------------------------------------ dashboard
+
+MINUTE_NS = 60 * 10**9
+
+
+def layer_minutes(conn: apsw.Connection, now_ns: int, minutes: int = 15
+                  ) -> dict[str, tuple[list[int], list[int]]]:
+    """Spans and failures per minute for each layer, oldest minute first, ending now.
+
+    Read from the writer's ``layer_minutes`` rollups (a range of its primary key), all
+    services together; minutes without spans are zeros.
+    """
+    last = now_ns // MINUTE_NS
+    first = last - minutes + 1
+    out: dict[str, tuple[list[int], list[int]]] = {}
+    for minute, layer, spans, failures in conn.execute(
+        "SELECT minute, layer, sum(spans), sum(failures) FROM layer_minutes "
+        "WHERE minute BETWEEN ? AND ? GROUP BY minute, layer", (first, last)):
+        series = out.get(layer)
+        if series is None:
+            series = out[layer] = ([0] * minutes, [0] * minutes)
+        series[0][minute - first] = int(spans)
+        series[1][minute - first] = int(failures)
+    return out
+
+
+def count_findings(conn: apsw.Connection, since_ns: int | None = None) -> int:
+    """Findings (PII and injection) found at or after ``since_ns`` (all when None)."""
+    if since_ns is None:
+        return int(scalar(conn, "SELECT count(*) FROM findings") or 0)  # type: ignore[arg-type]
+    return int(scalar(conn, "SELECT count(*) FROM findings WHERE time_ns >= ?",  # type: ignore[arg-type]
+                      (since_ns,)) or 0)
+
+
+def span_mark(conn: apsw.Connection) -> int:
+    """The newest span's rowid: spans stored so far, for an ingest rate between two reads."""
+    return int(scalar(conn, "SELECT coalesce(max(rowid), 0) FROM spans") or 0)  # type: ignore[arg-type]

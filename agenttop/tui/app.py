@@ -1,0 +1,335 @@
+"""The agenttop TUI application: screens, key bindings, and the one refresh loop.
+
+``make_app`` is the factory the CLI (``agenttop ui``, ``agenttop run``) and the tests
+share. The app owns:
+
+- the screens, one Textual *mode* each (``SCREENS``: key, mode name, class); adding a
+  screen is one entry there;
+- the refresh loop: every ``refresh_s`` seconds one thread worker reads the file for the
+  visible screen (see ``screens.base.LiveScreen``) and posts the result, which is applied
+  in one ``batch_update``. The next refresh is armed only when the previous one has been
+  applied, so refreshes never overlap, and a failed or slow read never blocks a key;
+- the status: title (the database path), subtitle (live/paused, ingest rate, file size)
+  and the notice banner (waiting for the file, an unreadable file, ``serve`` died).
+
+Times: every "now" comes from ``clock`` when one is given (tests, screenshots), so that
+output is reproducible; otherwise from the wall clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState
+
+from agenttop.analysis.alerts import Rule, load_rules
+from agenttop.store import StoreError
+from agenttop.store.queries import span_mark
+from agenttop.tui import fmt
+from agenttop.tui.screens.base import Job, LiveScreen
+from agenttop.tui.screens.dashboard import DashboardScreen
+from agenttop.tui.screens.help import HelpScreen
+from agenttop.tui.screens.trace import TraceScreen
+from agenttop.tui.screens.traces import TracesScreen
+from agenttop.tui.source import NotReady, Source
+from agenttop.tui.text import clean
+from agenttop.tui.widgets.span_tree import SpanTree
+from agenttop.tui.widgets.trace_table import TraceTable
+
+log = logging.getLogger(__name__)
+
+# (key, mode, screen class, title). Keys 3-6 (alerts, security, metrics, logs) come next.
+SCREENS: tuple[tuple[str, str, type[LiveScreen], str], ...] = (
+    ("1", "dashboard", DashboardScreen, "Dashboard"),
+    ("2", "traces", TracesScreen, "Traces"),
+)
+
+
+@dataclass
+class Snapshot:
+    """What one refresh read: status figures, and the screen's result if it asked."""
+
+    screen: LiveScreen | None
+    generation: int
+    data: Any = None
+    ok: bool = False  # the screen's job ran without error
+    mark: int | None = None  # max(rowid) of spans
+    size: int | None = None
+    notice: str = ""
+    error: bool = False
+    problem: str | None = None  # from the health check (serve died, ...)
+
+
+class RefreshDone(Message):
+    """Posted by the refresh worker; applied on the UI thread."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class AgentTopApp(App[None]):
+    """``top`` for AI-agent systems, over one agenttop database file."""
+
+    CSS_PATH = "agenttop.tcss"
+    MODES: ClassVar[dict[str, Any]] = {mode: cls for _, mode, cls, _ in SCREENS}
+    DEFAULT_MODE = "dashboard"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(Binding(key, f"app.switch_mode('{mode}')", title, id=f"agenttop.{mode}")
+          for key, mode, _, title in SCREENS),
+        Binding("space", "toggle_pause", "Pause", id="agenttop.pause",
+                tooltip="Freeze the view; again to resume"),
+        Binding("question_mark", "help", "Help", id="agenttop.help"),
+        Binding("q", "quit", "Quit", id="agenttop.quit"),
+    ]
+
+    paused: reactive[bool] = reactive(False)
+    notice: reactive[tuple[str, str]] = reactive(("", "info"))  # (message, info | error)
+
+    def __init__(
+        self,
+        db: Path,
+        *,
+        refresh_s: float = 1.0,
+        clock: Callable[[], int] | None = None,
+        rules: Sequence[Rule] | None = None,
+        health_check: Callable[[], str | None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.db = Path(db)
+        self.source = Source(self.db)
+        self.refresh_s = refresh_s
+        self._clock = clock
+        self.rules: list[Rule] = list(load_rules(None) if rules is None else rules)
+        self._health_check = health_check
+        self._external: str | None = None  # set by show_error, from any thread
+        self._timer: Timer | None = None
+        self._refreshing = False
+        self._again = False
+        self._last_mark: tuple[int, int] | None = None  # (now_ns, mark)
+        self.refresh_count = 0  # refreshes applied (tests wait on it)
+        self.ingest_rate: float | None = None  # spans stored per second
+        self.db_size: int | None = None
+        self.title = clean(f"agenttop · {self.db}")
+        self.sub_title = "● LIVE"
+
+    # --- time and status ----------------------------------------------------------------
+    def now_ns(self) -> int:
+        return self._clock() if self._clock is not None else time.time_ns()
+
+    def show_error(self, message: str | None) -> None:
+        """Show (or with None clear) a lasting error banner, e.g. "serve exited (code 1)".
+
+        Safe to call from any thread; it outranks "waiting for data" and read errors.
+        """
+        self._external = message
+        if not self.is_running:
+            return  # the first refresh shows it
+        notice = self._current_notice(None)
+        if threading.get_ident() == self._thread_id:
+            self._show_notice(*notice)
+            return
+        with contextlib.suppress(RuntimeError):  # the app is closing: nobody left to tell
+            self.call_from_thread(self._show_notice, *notice)
+
+    def _current_notice(self, snapshot: Snapshot | None) -> tuple[str, str]:
+        if self._external:
+            return self._external, "error"
+        if snapshot is not None and snapshot.problem:
+            return snapshot.problem, "error"
+        if snapshot is not None and snapshot.notice:
+            return snapshot.notice, "error" if snapshot.error else "info"
+        return "", "info"
+
+    def _show_notice(self, message: str, level: str) -> None:
+        self.notice = (message, level)
+
+    def _show_status(self) -> None:
+        state = "⏸ PAUSED" if self.paused else "● LIVE"
+        self.sub_title = (f"{state} · ingest {fmt.rate(self.ingest_rate)} · "
+                          f"db {fmt.size(self.db_size)}")
+
+    def watch_paused(self, paused: bool) -> None:
+        self._show_status()
+        if not paused:
+            self.request_refresh()
+
+    # --- the refresh loop ---------------------------------------------------------------
+    def on_mount(self) -> None:
+        self._show_status()
+        self.request_refresh()
+
+    def on_unmount(self) -> None:
+        self.source.close()
+
+    def request_refresh(self) -> None:
+        """Refresh now; if a refresh is under way, once more as soon as it is applied."""
+        if self._refreshing:
+            self._again = True
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        screen = self.screen if self.is_running else None
+        job: Job | None = None
+        generation = 0
+        if isinstance(screen, LiveScreen) and (screen.dirty or not self.paused):
+            try:
+                job = screen.collect()
+            except Exception:  # a screen's bug must not stop the loop for the others
+                log.exception("collect failed on %s", type(screen).__name__)
+            generation = screen.generation
+        self._refreshing = True
+        self._refresh(screen if job is not None else None, job, generation)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="refresh")
+    def _refresh(self, screen: LiveScreen | None, job: Job | None, generation: int) -> None:
+        snapshot = Snapshot(screen, generation)
+        if self._health_check is not None:
+            try:
+                snapshot.problem = self._health_check()
+            except Exception as e:  # the check is the caller's; its failure is not ours
+                log.exception("health check failed")
+                snapshot.problem = f"health check failed: {e}"
+        try:
+            with self.source.connection() as conn:
+                snapshot.mark = span_mark(conn)
+                if job is not None:
+                    snapshot.data = job(conn)
+                    snapshot.ok = True
+        except NotReady as e:
+            snapshot.notice = str(e)
+        except StoreError as e:
+            snapshot.notice, snapshot.error = str(e), True
+        except Exception as e:  # a failed query must not take the UI down: say it, go on
+            log.exception("refresh failed")
+            snapshot.notice, snapshot.error = f"refresh failed: {e}", True
+        snapshot.size = self.source.file_size()
+        self.post_message(RefreshDone(snapshot))
+
+    @on(RefreshDone)
+    def _apply(self, message: RefreshDone) -> None:
+        snapshot = message.snapshot
+        try:
+            with self.batch_update():
+                self._apply_status(snapshot)
+                screen = snapshot.screen
+                if screen is not None and screen.is_attached:
+                    if snapshot.ok and snapshot.generation == screen.generation:
+                        screen.dirty = False
+                        screen.apply(snapshot.data)
+                    elif snapshot.generation != screen.generation:
+                        self._again = True  # what the screen shows changed meanwhile
+        except Exception:
+            log.exception("applying a refresh failed")
+            self.notice = ("could not show the latest data (see the log)", "error")
+        finally:
+            self.refresh_count += 1
+            self._finish()
+
+    def _apply_status(self, snapshot: Snapshot) -> None:
+        now = self.now_ns()
+        if snapshot.mark is not None:
+            last = self._last_mark
+            if last is not None and now - last[0] >= fmt.NS_PER_S // 4:
+                self.ingest_rate = max(0, snapshot.mark - last[1]) * fmt.NS_PER_S / (now - last[0])
+            if last is None or now - last[0] >= fmt.NS_PER_S // 4:
+                self._last_mark = (now, snapshot.mark)
+        self.db_size = snapshot.size
+        self._show_status()
+        self._show_notice(*self._current_notice(snapshot))
+
+    def _finish(self) -> None:
+        self._refreshing = False
+        if self._again:
+            self._again = False
+            self.request_refresh()
+        elif self.is_running:
+            self._timer = self.set_timer(self.refresh_s, self.request_refresh)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # The worker catches its own errors; this is the net under it (a bug, say). A
+        # cancelled worker is no failure: a thread worker runs to its end and reports.
+        if event.worker.group == "refresh" and event.state == WorkerState.ERROR:
+            log.error("refresh worker failed: %r", event.worker.error)
+            self.notice = (f"refresh failed: {event.worker.error}", "error")
+            self._finish()
+
+    # --- actions ------------------------------------------------------------------------
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.help_sections()))
+
+    def open_trace(self, trace_id: str) -> None:
+        self.push_screen(TraceScreen(trace_id))
+
+    def help_sections(self) -> list[tuple[str, list[Binding]]]:
+        """Every binding with a description, grouped by where it applies."""
+
+        def bindings(*sources: Iterable[BindingType]) -> list[Binding]:
+            out = []
+            for source in sources:
+                out += [b for b in source if isinstance(b, Binding)]
+            return out
+
+        return [
+            ("Everywhere", bindings(self.BINDINGS)),
+            ("Dashboard", bindings(DashboardScreen.BINDINGS)),
+            ("Traces", bindings(TraceTable.BINDINGS[:1], TracesScreen.BINDINGS)),
+            ("Trace", bindings(TraceScreen.BINDINGS, SpanTree.BINDINGS[:1])),
+            ("Lists and trees", bindings(TraceTable.BINDINGS[1:], SpanTree.BINDINGS[1:3])),
+        ]
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for key, mode, _, title in SCREENS:
+            yield SystemCommand(f"Screen: {title}", f"Switch to the {title.lower()} ({key})",
+                                lambda mode=mode: self.switch_mode(mode))
+        yield SystemCommand("Pause / resume live updates", "Freeze the view (space)",
+                            self.action_toggle_pause)
+        if isinstance(screen, TracesScreen):
+            yield SystemCommand("Follow newest trace", "Keep the cursor on the newest (f)",
+                                screen.action_toggle_follow)
+            yield SystemCommand("Filter traces", "Open the filter (/)", screen.action_filter)
+        if isinstance(screen, DashboardScreen):
+            yield SystemCommand("Cycle health window", "1m, 5m, 15m (w)",
+                                screen.action_cycle_window)
+        yield SystemCommand("Key bindings", "Show every key (?)", self.action_help)
+
+
+def make_app(
+    db: Path,
+    *,
+    refresh_s: float = 1.0,
+    clock: Callable[[], int] | None = None,
+    rules: Sequence[Rule] | None = None,
+    health_check: Callable[[], str | None] | None = None,
+) -> AgentTopApp:
+    """The TUI over the database file ``db`` (which may not exist yet).
+
+    ``refresh_s``: seconds between refreshes. ``clock``: returns "now" in ns (tests and
+    screenshots pass a frozen one). ``rules``: the alert rules that colour the layer cards
+    (default: the shipped rules). ``health_check``: called before every refresh, off the
+    UI thread; a string it returns is shown as an error banner (``agenttop run`` passes
+    one that reports a dead ``serve``). ``app.show_error(message)`` does the same from
+    any thread.
+    """
+    return AgentTopApp(db, refresh_s=refresh_s, clock=clock, rules=rules,
+                       health_check=health_check)

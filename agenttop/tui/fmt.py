@@ -1,0 +1,126 @@
+"""Number, time and size formatting for the TUI: short, fixed-width-friendly strings.
+
+Pure functions of their arguments (times are formatted in the local time zone), so every
+screen shows a figure the same way and tests can pin the output.
+"""
+
+from __future__ import annotations
+
+import time
+
+NS_PER_S = 1_000_000_000
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+
+
+def duration(ns: int | float | None) -> str:
+    """A span duration: ``850µs``, ``12.3ms``, ``1.24s``, ``2m03s``, ``1h05m``."""
+    if ns is None:
+        return "–"
+    if ns < 0:
+        return "-" + duration(-ns)
+    if ns < 1_000:
+        return f"{ns:.0f}ns"
+    if ns < 1_000_000:
+        return f"{ns / 1e3:.0f}µs"
+    if ns < 10_000_000:
+        return f"{ns / 1e6:.2f}ms"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.1f}ms" if ns < 100_000_000 else f"{ns / 1e6:.0f}ms"
+    seconds = ns / NS_PER_S
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def millis(ms: float | None) -> str:
+    """A latency given in milliseconds (as ``LayerHealth`` reports them)."""
+    return "–" if ms is None else duration(ms * 1e6)
+
+
+def clock(ns: int | None, *, millis: bool = True) -> str:
+    """Wall-clock time of day in the local zone: ``14:03:07.250``."""
+    if ns is None:
+        return "–"
+    seconds, rest = divmod(int(ns), NS_PER_S)
+    text = time.strftime("%H:%M:%S", time.localtime(seconds))
+    return f"{text}.{rest // 1_000_000:03d}" if millis else text
+
+
+def ago(delta_ns: int) -> str:
+    """How long ago, coarse: ``5s``, ``3m``, ``2h``, ``4d``."""
+    seconds = max(0, delta_ns) // NS_PER_S
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def count(n: int | float) -> str:
+    """A count, compact: ``987``, ``12.3k``, ``4.5M``."""
+    if n < 1000:
+        return f"{n:.0f}" if isinstance(n, float) else str(n)
+    for unit, size in (("k", 1e3), ("M", 1e6), ("G", 1e9)):
+        if n < size * 1000 or unit == "G":
+            value = n / size
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
+    return str(n)  # unreachable
+
+
+def rate(per_s: float | None) -> str:
+    """A rate per second: ``0.4/s``, ``12/s``, ``3.4k/s``."""
+    if per_s is None:
+        return "–"
+    if 0 < per_s < 0.1:
+        return f"{per_s:.2f}/s"
+    if per_s < 10:
+        return f"{per_s:.1f}/s"
+    return f"{count(per_s)}/s" if per_s >= 1000 else f"{per_s:.0f}/s"
+
+
+def percent(fraction: float | None) -> str:
+    """A fraction as a percentage: ``0%``, ``0.4%``, ``6.2%``, ``100%``."""
+    if fraction is None:
+        return "–"
+    value = fraction * 100
+    if value == 0:
+        return "0%"
+    if value < 10:
+        return f"{value:.1f}".removesuffix(".0") + "%"
+    return f"{value:.0f}%"
+
+
+def size(n: int | None) -> str:
+    """Bytes: ``812 B``, ``4.2 MB``, ``1.1 GB``."""
+    if n is None:
+        return "–"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" or value >= 100 else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # unreachable
+
+
+def sparkline(values: list[int] | list[float], width: int) -> str:
+    """Values as block characters, each value ``width // len(values)`` cells wide.
+
+    Zero is the lowest block, any non-zero value at least the second: a quiet minute
+    must not look like an idle one.
+    """
+    if not values or width <= 0:
+        return ""
+    cells = max(1, width // len(values))
+    top = max(values)
+    out = []
+    for value in values:
+        if top <= 0 or value <= 0:
+            char = SPARK_CHARS[0]
+        else:
+            char = SPARK_CHARS[max(1, round(value / top * (len(SPARK_CHARS) - 1)))]
+        out.append(char * cells)
+    return "".join(out)

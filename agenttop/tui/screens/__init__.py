@@ -1,0 +1,1 @@
+"""The TUI's screens; ``base.LiveScreen`` is what the refresh loop feeds."""

@@ -1,0 +1,56 @@
+"""``LiveScreen``: a screen whose data the app's refresh loop reads and hands to it.
+
+The contract between a screen and the loop (``AgentTopApp.request_refresh``):
+
+1. ``collect()`` runs on the UI thread and returns a job: a function of a read-only
+   connection that captures everything it needs (filter, window, ids) by value, or None
+   when the screen wants nothing this time;
+2. the job runs in the loop's thread worker, never on the UI thread, and must not touch
+   widgets;
+3. ``apply(result)`` runs on the UI thread inside one ``batch_update``, only if the
+   screen is still mounted and its ``generation`` is the one the job was made for: a
+   result for an old filter is dropped, and the loop runs again at once.
+
+While the app is paused the loop asks a screen for a job only when it is ``dirty``: the
+user changed what it shows (a filter, the window) or it has never loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+import apsw
+from textual.screen import Screen
+
+if TYPE_CHECKING:
+    from agenttop.tui.app import AgentTopApp
+
+Job = Callable[[apsw.Connection], Any]
+
+
+class LiveScreen(Screen):
+    """A screen fed by the refresh loop."""
+
+    dirty: bool = True
+    generation: int = 0
+
+    @property
+    def agenttop(self) -> AgentTopApp:
+        return cast("AgentTopApp", self.app)
+
+    def collect(self) -> Job | None:
+        """The job for this refresh (UI thread); None for nothing."""
+        return None
+
+    def apply(self, result: Any) -> None:
+        """Show a job's result (UI thread, inside a batch update)."""
+
+    def invalidate(self) -> None:
+        """What the screen shows changed: refresh now, even while paused."""
+        self.generation += 1
+        self.dirty = True
+        self.agenttop.request_refresh()
+
+    def on_screen_resume(self) -> None:
+        self.agenttop.request_refresh()

@@ -1,0 +1,162 @@
+"""The dashboard (key ``1``): five layer cards, the ingest summary and the firing alerts.
+
+Figures come from ``layer_health`` (the writer's per-minute rollups, a few ms on a
+million spans), sparklines from ``layer_minutes``, alerts from the ``alerts`` table as
+``serve``'s evaluator left them. ``w`` cycles the window the cards judge (1m, 5m, 15m).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import apsw
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid
+from textual.widgets import Footer, Header, Static
+
+from agenttop.analysis.alerts import AlertRow, load_firing
+from agenttop.analysis.health import WINDOWS_S, LayerHealth, layer_health
+from agenttop.store.queries import count_findings, latest_data_ns, layer_minutes
+from agenttop.tui import fmt
+from agenttop.tui.health_state import layer_state
+from agenttop.tui.screens.base import Job, LiveScreen
+from agenttop.tui.text import safe
+from agenttop.tui.widgets.banner import Banner
+from agenttop.tui.widgets.cards import LayerCard, SummaryCard
+
+CARD_LAYERS = ("prompt", "tool", "memory", "runtime", "auth")
+SPARK_MINUTES = 15
+DEFAULT_WINDOW_S = 300
+
+
+def window_label(window_s: int) -> str:
+    return f"{window_s // 60}m" if window_s % 60 == 0 else f"{window_s}s"
+
+
+@dataclass(frozen=True)
+class DashboardData:
+    window_s: int
+    now_ns: int
+    health: dict[tuple[str, int], LayerHealth]
+    minutes: dict[str, tuple[list[int], list[int]]]
+    firing: list[AlertRow]
+    findings_window: int
+    findings_total: int
+    latest_ns: int | None
+
+
+def _value(measure: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if measure.endswith("_rate"):
+        return fmt.percent(value)
+    if measure.endswith("_ms"):
+        return fmt.millis(value)
+    return f"{value:.4g}"
+
+
+class DashboardScreen(LiveScreen):
+    """Per-layer health at a glance."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("w", "cycle_window", "Window", id="dashboard.window",
+                tooltip="Cycle the health window: 1m, 5m, 15m"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="dashboard")
+        self.window_s = DEFAULT_WINDOW_S
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Banner(classes="banner -hidden")
+        yield Static(id="dash-head")
+        with Grid(id="cards"):
+            for layer in CARD_LAYERS:
+                yield LayerCard(layer)
+            yield SummaryCard()
+        yield Static(id="alerts")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#alerts", Static).border_title = "FIRING ALERTS"
+        self._show_head(None)
+
+    def action_cycle_window(self) -> None:
+        i = WINDOWS_S.index(self.window_s) if self.window_s in WINDOWS_S else 0
+        self.window_s = WINDOWS_S[(i + 1) % len(WINDOWS_S)]
+        self._show_head(None)
+        self.invalidate()
+
+    def collect(self) -> Job:
+        window_s = self.window_s
+        now_ns = self.agenttop.now_ns()
+
+        def job(conn: apsw.Connection) -> DashboardData:
+            return DashboardData(
+                window_s=window_s,
+                now_ns=now_ns,
+                health=layer_health(conn, now_ns, [window_s]),
+                minutes=layer_minutes(conn, now_ns, SPARK_MINUTES),
+                firing=load_firing(conn),
+                findings_window=count_findings(conn, now_ns - window_s * fmt.NS_PER_S),
+                findings_total=count_findings(conn),
+                latest_ns=latest_data_ns(conn),
+            )
+
+        return job
+
+    def _show_head(self, now_ns: int | None) -> None:
+        head = Text("Window ", end="")
+        for w in WINDOWS_S:
+            label = f" {window_label(w)} "
+            head.append(f"[{label.strip()}]" if w == self.window_s else label,
+                        style="reverse" if w == self.window_s else "")
+            head.append(" ")
+        head.append("  (w to change)")
+        if now_ns is not None:
+            head.append(f"   ·   now {fmt.clock(now_ns, millis=False)}")
+        self.query_one("#dash-head", Static).update(head)
+
+    def apply(self, data: DashboardData) -> None:
+        self._show_head(data.now_ns)
+        rules = self.agenttop.rules
+        zeros = [0] * SPARK_MINUTES
+        for layer in CARD_LAYERS:
+            health = data.health[(layer, data.window_s)]
+            firing = [a.key for a in data.firing if a.layer == layer]
+            spans, failures = data.minutes.get(layer, (zeros, zeros))
+            self.query_one(f"#card-{layer}", LayerCard).show(
+                health, layer_state(health, rules, firing), spans, failures)
+        self.query_one(SummaryCard).show(
+            ingest_rate=self.agenttop.ingest_rate, size=self.agenttop.db_size,
+            findings_window=data.findings_window, findings_total=data.findings_total,
+            window_label=window_label(data.window_s),
+            other=data.health.get(("other", data.window_s)), latest_ns=data.latest_ns)
+        self._show_alerts(data)
+
+    def _show_alerts(self, data: DashboardData) -> None:
+        panel = self.query_one("#alerts", Static)
+        panel.border_title = f"FIRING ALERTS ({len(data.firing)})"
+        panel.set_class(bool(data.firing), "-firing")
+        if not data.firing:
+            panel.update(Text("No alerts firing.", end=""))
+            return
+        lines = []
+        for alert in data.firing:
+            line = Text("● ", end="")
+            line.append_text(safe(alert.key, width=32))
+            line.pad_right(max(0, 34 - line.cell_len))
+            subject = alert.layer or alert.metric or ""
+            line.append_text(safe(f"{subject} {alert.measure}", width=28))
+            line.pad_right(max(0, 64 - line.cell_len))
+            line.append(f"{_value(alert.measure, alert.value)} {alert.op} "
+                        f"{_value(alert.measure, alert.threshold)}")
+            line.pad_right(max(0, 84 - line.cell_len))
+            line.append(f"since {fmt.clock(alert.started_ns, millis=False)} "
+                        f"({fmt.ago(data.now_ns - alert.started_ns)} ago)")
+            lines.append(line)
+        panel.update(Text("\n", end="").join(lines))

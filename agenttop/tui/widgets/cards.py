@@ -1,0 +1,125 @@
+"""Dashboard cards: one per layer (state, figures, sparklines) and the ingest summary."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from agenttop.analysis.health import LayerHealth
+from agenttop.tui import fmt
+from agenttop.tui.health_state import LayerState
+from agenttop.tui.text import safe
+
+STATE_LABELS = {"ok": "● OK", "warn": "▲ WARN", "critical": "✖ CRITICAL"}
+
+
+class Card(Vertical):
+    """A bordered panel of Text lines; subclasses decide the lines."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"card--label", "card--bad"}
+
+    def style_of(self, name: str) -> Style:
+        # Partial: colour and text style only. A full style would bake in the background
+        # the widget had at that moment (focus tints it) and hide the cursor highlight.
+        return self.get_component_rich_style(name, partial=True)
+
+    def label(self, text: str) -> Text:
+        return Text(text, style=self.style_of("card--label"), end="")
+
+    def bad(self, text: str) -> Text:
+        return Text(text, style=self.style_of("card--bad"), end="")
+
+
+class LayerCard(Card):
+    """One layer's health over the dashboard window, with the last 15 minutes as sparklines."""
+
+    def __init__(self, layer: str) -> None:
+        super().__init__(id=f"card-{layer}", classes="card layer-card ok")
+        self.layer_name = layer
+        self.border_title = layer.upper()
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="state")
+        yield Static(classes="figures")
+        yield Static(classes="spark spans")
+        yield Static(classes="spark failures")
+
+    def show(self, health: LayerHealth, state: LayerState, spans: list[int],
+             failures: list[int]) -> None:
+        for name in ("ok", "warn", "critical"):
+            self.set_class(state.state == name, name)
+        self.border_subtitle = f"{fmt.rate(health.throughput)}"
+        head = Text(STATE_LABELS[state.state], end="", no_wrap=True, overflow="ellipsis")
+        if state.reason:
+            head.append("  ")
+            head.append_text(safe(state.reason, width=40))
+        self.query_one(".state", Static).update(head)
+        self.query_one(".figures", Static).update(self._figures(health))
+        # One cell per minute, oldest first; the total says what the tallest block means.
+        minutes = len(spans)
+        self.query_one(".spark.spans", Static).update(Text.assemble(
+            self.label("spans "), fmt.sparkline(spans, minutes),
+            self.label(f" {fmt.count(sum(spans))}/{minutes}m")))
+        self.query_one(".spark.failures", Static).update(Text.assemble(
+            self.label("fails "), fmt.sparkline(failures, minutes),
+            self.label(f" {fmt.count(sum(failures))}/{minutes}m")))
+
+    def _figures(self, h: LayerHealth) -> Text:
+        lines: list[Text] = []
+        lines.append(Text.assemble(self.label("spans "), f"{h.spans:<9,}",
+                                   self.label("p50 "), fmt.millis(h.p50_ms)))
+        failed = Text.assemble(self.label("failed "))
+        rate = f"{fmt.percent(h.failure_rate)} ({h.failures})"
+        failed.append_text(self.bad(rate) if h.failures else Text(rate))
+        failed.pad_right(max(0, 16 - failed.cell_len))
+        failed.append_text(Text.assemble(self.label("p99 "), fmt.millis(h.p99_ms)))
+        lines.append(failed)
+        if h.by_failure:
+            parts = sorted(h.by_failure.items(), key=lambda kv: (-kv[1], kv[0]))
+            lines.append(Text("  " + " · ".join(f"{k} {v}" for k, v in parts), end=""))
+        else:
+            lines.append(self.label("  no failures"))
+        if self.layer_name == "prompt":
+            lines.append(Text.assemble(self.label("tokens in "), fmt.count(h.input_tokens),
+                                       self.label(" out "), fmt.count(h.output_tokens)))
+        elif self.layer_name == "memory":
+            lines.append(Text.assemble(self.label("empty retrievals "),
+                                       f"{h.empty_retrievals} of {h.retrievals}"))
+        else:
+            lines.append(Text.assemble(self.label("max "), fmt.millis(h.max_ms)))
+        return Text("\n", end="").join(lines)
+
+
+class SummaryCard(Card):
+    """Ingest rate, file size, findings, and the ``other`` layer when it has spans."""
+
+    def __init__(self) -> None:
+        super().__init__(id="card-summary", classes="card summary-card")
+        self.border_title = "INGEST"
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="figures")
+
+    def show(self, *, ingest_rate: float | None, size: int | None, findings_window: int,
+             findings_total: int, window_label: str, other: LayerHealth | None,
+             latest_ns: int | None) -> None:
+        lines = [
+            Text.assemble(self.label("spans/s   "), fmt.rate(ingest_rate)),
+            Text.assemble(self.label("database  "), fmt.size(size)),
+            Text.assemble(self.label("findings  "),
+                          self.bad(str(findings_window)) if findings_window
+                          else Text(str(findings_window)),
+                          self.label(f" in {window_label} · "), f"{findings_total} total"),
+            Text.assemble(self.label("latest    "), fmt.clock(latest_ns, millis=False)),
+        ]
+        if other is not None and other.spans:
+            line = Text.assemble(self.label("other     "), f"{other.spans} spans · ")
+            failed = f"{other.failures} failed"
+            line.append_text(self.bad(failed) if other.failures else Text(failed))
+            lines.append(line)
+        self.query_one(".figures", Static).update(Text("\n", end="").join(lines))

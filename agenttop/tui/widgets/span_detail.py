@@ -1,0 +1,245 @@
+"""The detail pane of the trace screen: everything stored about the selected span.
+
+Built as one ``Text`` from a ``SpanDetail`` (loaded off the UI thread when the span is
+selected): identity and timing, status and failure, attributes (GenAI messages shown as
+``role: content`` conversations), events, linked logs, PII and injection findings, the
+resource and links. Values are shown whole (wrapped), never parsed as markup, with
+control characters made visible (``agenttop.tui.text``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from rich.console import Group, RenderableType
+from rich.padding import Padding
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from agenttop.store.queries import SpanDetail
+from agenttop.tui import fmt
+from agenttop.tui.text import safe
+
+KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER",
+         5: "CONSUMER"}
+STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
+SEVERITIES = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"),
+              (1, "TRACE"))
+# Attributes that hold a conversation: shown as role: content lines, not as raw JSON.
+MESSAGE_KEYS = ("gen_ai.system_instructions", "gen_ai.input.messages",
+                "gen_ai.output.messages")
+KEY_WIDTH = 28  # the key column's widest; longer keys wrap inside it
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    # Sorted keys: the same object reads the same way every time (stored order varies).
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=True)
+
+
+def _part_text(part: Any) -> str:
+    if not isinstance(part, dict):
+        return _compact(part)
+    kind = part.get("type")
+    if kind in (None, "text") and "content" in part:
+        return _compact(part["content"])
+    if kind == "tool_call":
+        return f"→ {part.get('name', '?')}({_compact(part.get('arguments', ''))})"
+    if kind == "tool_call_response":
+        return f"← {_compact(part.get('response', part.get('result', '')))}"
+    return _compact(part)
+
+
+def message_lines(value: Any) -> list[tuple[str, str]] | None:
+    """A GenAI messages attribute as (role, content) pairs; None if it is not one.
+
+    Understands OTel GenAI (``parts`` of text / tool_call / tool_call_response), the
+    older ``content`` form, OpenAI-style ``tool_calls`` and system instructions (a list
+    of parts without a role).
+    """
+    data = _as_json(value)
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not data:
+        return None
+    out: list[tuple[str, str]] = []
+    for message in data:
+        if not isinstance(message, dict):
+            return None
+        role = str(message.get("role", "system" if "type" in message else "?"))
+        if "parts" in message and isinstance(message["parts"], list):
+            texts = [_part_text(p) for p in message["parts"]]
+        elif "content" in message:
+            texts = [_part_text({"type": "text", "content": message["content"]})]
+        elif "type" in message:
+            texts = [_part_text(message)]
+        else:
+            return None
+        for call in message.get("tool_calls") or ():
+            function = call.get("function", call) if isinstance(call, dict) else {}
+            texts.append(f"→ {function.get('name', '?')}"
+                         f"({_compact(function.get('arguments', ''))})")
+        reason = message.get("finish_reason")
+        if reason:
+            texts.append(f"(finish: {reason})")
+        out.append((role, "\n".join(texts)))
+    return out
+
+
+def severity_name(number: int, text: str) -> str:
+    if text:
+        return text
+    for floor, name in SEVERITIES:
+        if number >= floor:
+            return name
+    return "-"
+
+
+class SpanDetailView(Static):
+    """Renders one ``SpanDetail``; ``show(None)`` shows a hint."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "span-detail--title", "span-detail--heading", "span-detail--key",
+        "span-detail--dim", "span-detail--error", "span-detail--finding",
+        "span-detail--role",
+    }
+
+    def _s(self, name: str) -> Style:
+        return self.get_component_rich_style(f"span-detail--{name}", partial=True)
+
+    def show_message(self, message: str) -> None:
+        self.update(Text(message, style=self._s("dim"), end=""))
+
+    def show(self, d: SpanDetail, trace_start_ns: int | None = None) -> None:
+        self.update(self.render_detail(d, trace_start_ns))
+
+    # --- building -----------------------------------------------------------------------
+    def _heading(self, title: str, count: int | None = None) -> Text:
+        text = Text("\n" + (title if count is None else f"{title} ({count})"),
+                    style=self._s("heading"), end="")
+        return text
+
+    def _table(self, rows: Iterable[tuple[str | Text, Any]] | Iterable[tuple[str, Any, Any]],
+               ) -> Table:
+        """Keys and values in two columns; a long value wraps inside its own column."""
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(style=self._s("key"), max_width=max(8, min(KEY_WIDTH, (
+            self.size.width or 60) * 3 // 5)), overflow="fold")
+        table.add_column(ratio=1, overflow="fold")
+        for row in rows:
+            key, value, *style = row
+            text = value if isinstance(value, Text) else safe(
+                value if isinstance(value, str) else _compact(value),
+                style[0] if style else "", multiline=True)
+            table.add_row(key if isinstance(key, Text) else safe(key), text)
+        return table
+
+    def render_detail(self, d: SpanDetail, trace_start_ns: int | None = None) -> Group:
+        parts: list[RenderableType] = []
+        failed = d.failure is not None or d.status_code == 2
+        parts.append(safe(("✗ " if failed else "") + d.name,
+                          self._s("error") if failed else self._s("title"), multiline=True))
+        status = STATUS.get(d.status_code, str(d.status_code))
+        if d.status_message:
+            status += f": {d.status_message}"
+        error = self._s("error")
+        start = fmt.clock(d.start_ns)
+        if trace_start_ns is not None and d.start_ns > trace_start_ns:
+            start += f" (+{fmt.duration(d.start_ns - trace_start_ns)})"
+        ident: list[tuple[str, Any, Any]] = [
+            ("span", d.span_id, ""), ("parent", d.parent_span_id or "(root)", ""),
+            ("trace", d.trace_id, ""), ("kind", KINDS.get(d.kind, str(d.kind)), ""),
+            ("service", d.service, ""), ("scope", d.scope or "–", ""),
+            ("start", start, ""), ("duration", fmt.duration(d.duration_ns), ""),
+            ("layer", d.layer, ""),
+            ("status", status, error if d.status_code == 2 else ""),
+            ("failure", d.failure or "none", error if d.failure else ""),
+        ]
+        if d.genai:
+            ident.append(("genai", d.genai, ""))
+        parts.append(self._table(ident))
+
+        conversation = [(k, message_lines(d.attributes[k])) for k in MESSAGE_KEYS
+                        if k in d.attributes]
+        as_messages = {k for k, lines in conversation if lines is not None}
+        parts.append(self._heading("Attributes", len(d.attributes)))
+        parts.append(self._table(sorted((k, v) for k, v in d.attributes.items()
+                                        if k not in as_messages)))
+        for key, lines in conversation:
+            if lines is None:
+                continue
+            parts.append(self._heading(f"Messages · {key}", len(lines)))
+            parts.append(self._table(
+                (safe(role + ":", self._s("role")), content) for role, content in lines))
+
+        parts.append(self._heading("Events", len(d.events)))
+        for event in d.events:
+            if not isinstance(event, dict):
+                continue
+            line = Text(end="")
+            at = event.get("time_ns")
+            if isinstance(at, int):
+                line.append(f"+{fmt.duration(at - d.start_ns)} ", style=self._s("dim"))
+            name = str(event.get("name", ""))
+            line.append_text(safe(name, error if name == "exception" else "", multiline=True))
+            parts.append(line)
+            attributes = event.get("attributes") or {}
+            if attributes:
+                parts.append(Padding(self._table(sorted(attributes.items())), (0, 0, 0, 2)))
+
+        parts.append(self._heading("Logs", d.logs_total))
+        rows = []
+        for log in d.logs:
+            severity = severity_name(log.severity_number, log.severity_text)
+            body = Text(end="")
+            body.append_text(safe(severity, error if log.severity_number >= 17 else ""))
+            if log.event_name:
+                body.append(" ")
+                body.append_text(safe(log.event_name, self._s("key")))
+            body.append("\n")
+            body.append_text(safe(log.body or "", multiline=True))
+            rows.append((Text(fmt.clock(log.time_ns), end=""), body))
+        parts.append(self._table(rows))
+        if d.logs_total > len(d.logs):
+            parts.append(Text(f"… {d.logs_total - len(d.logs):,} more", style=self._s("dim")))
+
+        parts.append(self._heading("Findings", len(d.findings)))
+        rows = []
+        for finding in d.findings:
+            where = Text(end="")
+            where.append_text(safe(finding.location))
+            if finding.direction:
+                where.append_text(safe(f" ({finding.direction})", self._s("dim")))
+            where.append("\n")
+            where.append_text(safe(finding.excerpt, multiline=True))
+            rows.append((safe(f"{finding.kind} {finding.pattern}", self._s("finding")), where))
+        parts.append(self._table(rows))
+
+        if d.links:
+            parts.append(self._heading("Links", len(d.links)))
+            parts.append(self._table(
+                (str(link.get("span_id", "")), f"trace {link.get('trace_id', '')}")
+                for link in d.links if isinstance(link, dict)))
+        if d.dropped_counts:
+            parts.append(self._heading("Dropped by the SDK"))
+            parts.append(self._table(sorted(d.dropped_counts.items())))
+        parts.append(self._heading("Resource", len(d.resource)))
+        parts.append(self._table(sorted(d.resource.items())))
+        for part in parts:
+            if isinstance(part, Text):
+                part.end = "\n"  # one part per line: safe() texts end without a newline
+        return Group(*parts)

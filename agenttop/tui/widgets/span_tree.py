@@ -1,0 +1,254 @@
+"""The span tree of one trace, with a waterfall bar per span, built lazily.
+
+A trace may hold tens of thousands of spans; Textual's Tree keeps a Python object per
+node and re-measures every visible line when the tree changes. So nodes are created only
+when they can be seen: a node's children are added when it is first expanded, at most
+``CHUNK`` at a time (a "… N more" line loads the next chunk), and the first build expands
+breadth-first only until ``INITIAL_LINES`` lines exist. Where each span hangs (orphans,
+cycles) is decided beforehand, off the UI thread, by ``agenttop.tui.trace_model``.
+
+When the trace changes (spans arrive), the tree is rebuilt from the new model with the
+same nodes expanded and the cursor on the same span, so an orphan is adopted by its
+parent in place. Labels are ``Text`` (never markup), styled through component classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from agenttop.tui import fmt
+from agenttop.tui.text import fit, safe
+from agenttop.tui.trace_model import TOP, TraceModel
+
+CHUNK = 200
+INITIAL_LINES = 400
+GUIDE_DEPTH = 2
+LAYER_WIDTH = 8
+DURATION_WIDTH = 8
+LAYERS = ("prompt", "tool", "memory", "runtime", "auth", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class More:
+    """The "… N more" line: the next chunk of ``parent``'s children from ``offset``."""
+
+    parent: str
+    offset: int
+
+
+NodeData = str | More  # a span id or placeholder key, or a "more" line
+
+
+class SpanTree(Tree[NodeData]):
+    """Spans as a tree with a waterfall; ``data`` of a node is its key in the model."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "Expand/collapse", id="trace.toggle",
+                tooltip="Expand or collapse the span; on a \"more\" line, load more spans"),
+        Binding("j", "cursor_down", "Down", show=False, id="nav.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="nav.up"),
+        # Tree toggles nodes with space; here space pauses like everywhere else, and
+        # enter toggles (Tree's auto_expand on select).
+        Binding("space", "app.toggle_pause", "Pause", id="agenttop.pause"),
+    ]
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        *Tree.COMPONENT_CLASSES,
+        "span-tree--failed", "span-tree--placeholder", "span-tree--dim",
+        "span-tree--findings", *(f"span-tree--layer-{layer}" for layer in LAYERS),
+    }
+    ICON_NODE = "▸ "
+    ICON_NODE_EXPANDED = "▾ "
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("trace", **kwargs)  # type: ignore[arg-type]
+        self.show_root = False
+        self.guide_depth = GUIDE_DEPTH
+        self.model = TraceModel()
+        self._by_key: dict[str, TreeNode[NodeData]] = {}
+        self._depth: dict[int, int] = {}  # node id -> depth below the top
+        self._loaded: dict[str, int] = {}  # key -> children added so far
+        self._open_keys: set[str] = set()
+        self._seen: set[str] = set()
+        self._styles: dict[str, Style] = {}
+        self._width = 0
+
+    # --- building -----------------------------------------------------------------------
+    def show_model(self, model: TraceModel) -> None:
+        """Show ``model``: a new trace, or the same trace with more spans."""
+        cursor = self.cursor_node.data if self.cursor_node is not None else None
+        self.model = model
+        self._styles = {}
+        self._width = self._label_width()
+        self.clear()
+        self._by_key = {}
+        self._depth = {self.root.id: -1}
+        self._loaded = {}
+        budget = INITIAL_LINES
+        queue: list[tuple[TreeNode[NodeData], str]] = [(self.root, TOP)]
+        self._loaded[TOP] = 0
+        budget -= self._add_children(self.root, TOP)
+        while queue:
+            _parent, key = queue.pop(0)
+            for child_key in model.kids(key)[: self._loaded.get(key, 0)]:
+                node = self._by_key[child_key]
+                if not model.kids(child_key):
+                    continue
+                want = child_key in self._open_keys or (
+                    child_key not in self._seen and budget > 0)
+                if want:
+                    budget -= self._add_children(node, child_key)
+                    node.expand()
+                    self._open_keys.add(child_key)
+                    queue.append((node, child_key))
+        self._seen.update(self._by_key)
+        target = self._by_key.get(cursor) if isinstance(cursor, str) else None
+        if target is None:  # a new trace, or the line the cursor was on is gone
+            target = next(iter(self._by_key.values()), None)
+        # Lay the lines out now (Tree does it lazily): the cursor is a line number, and
+        # the span it was on may have moved (an orphan adopted by its parent).
+        self.get_node_at_line(0)
+        self.move_cursor(target)
+
+    def _add_children(self, node: TreeNode[NodeData], key: str) -> int:
+        """Add the next chunk of ``key``'s children under ``node``; returns lines added."""
+        kids = self.model.kids(key)
+        start = self._loaded.get(key, 0)
+        end = min(len(kids), start + CHUNK)
+        depth = self._depth[node.id] + 1
+        for child_key in kids[start:end]:
+            child = node.add(self._label(child_key, depth), data=child_key,
+                             allow_expand=bool(self.model.kids(child_key)))
+            self._by_key[child_key] = child
+            self._depth[child.id] = depth
+        self._loaded[key] = end
+        if end < len(kids):
+            more = node.add_leaf(self._more_label(len(kids) - end), data=More(key, end))
+            self._depth[more.id] = depth
+        return end - start + (1 if end < len(kids) else 0)
+
+    def load_more(self, node: TreeNode[NodeData]) -> None:
+        """Replace a "… N more" line by the next chunk of its parent's children."""
+        data = node.data
+        parent = node.parent
+        if not isinstance(data, More) or parent is None:
+            return
+        first_new = self.model.kids(data.parent)[data.offset]
+        node.remove()
+        self._add_children(parent, data.parent)
+        self.get_node_at_line(0)  # lay the new lines out before moving the cursor there
+        self.move_cursor(self._by_key.get(first_new))
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[NodeData]) -> None:
+        key = event.node.data
+        if isinstance(key, str):
+            self._open_keys.add(key)
+            if key not in self._loaded:
+                self._add_children(event.node, key)
+
+    def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[NodeData]) -> None:
+        if isinstance(event.node.data, str):
+            self._open_keys.discard(event.node.data)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[NodeData]) -> None:
+        if isinstance(event.node.data, More):
+            self.load_more(event.node)
+
+    def on_resize(self) -> None:
+        width = self._label_width()
+        if width != self._width and self._by_key:
+            self._width = width
+            for key, node in self._by_key.items():
+                node.set_label(self._label(key, self._depth[node.id]))
+
+    # --- labels -------------------------------------------------------------------------
+    def _style(self, name: str) -> Style:
+        style = self._styles.get(name)
+        if style is None:
+            # Partial: no background baked in, so the cursor line still shows.
+            style = self._styles[name] = self.get_component_rich_style(
+                f"span-tree--{name}", partial=True)
+        return style
+
+    def _label_width(self) -> int:
+        return max(self.scrollable_content_region.width, 60)
+
+    def _geometry(self, depth: int) -> tuple[int, int]:
+        """(name cells, bar cells) for a node at ``depth``: bars line up at every depth."""
+        width = self._width or self._label_width()
+        bar = max(10, width * 3 // 10)
+        name_column = width - bar - LAYER_WIDTH - DURATION_WIDTH - 3
+        # Guides (none at the top: the root is hidden), and the expand icon's two cells.
+        indent = depth * GUIDE_DEPTH + 2
+        return max(8, name_column - indent), bar
+
+    def _label(self, key: str, depth: int) -> Text:
+        model = self.model
+        name_w, bar_w = self._geometry(depth)
+        placeholder = model.placeholders.get(key)
+        if placeholder is not None:
+            if placeholder.kind == "missing":
+                text = (f"⚠ parent missing: span {placeholder.parent_span_id} "
+                        "not received (orphans)")
+            else:
+                text = "⚠ parent cycle: these spans' parent ids loop"
+            return safe(text, self._style("placeholder"), width=name_w + bar_w + 18)
+        span = model.spans[key]
+        failed = span.failure is not None or span.status_code == 2
+        name = safe(("✗ " if failed else "") + span.name, width=name_w)
+        if failed:
+            name.stylize(self._style("failed"))
+        if span.finding_count:
+            badge = f" ⚠{span.finding_count}"
+            name = Text.assemble(fit(name, max(1, name_w - len(badge))),
+                                 (badge, self._style("findings")))
+        layer_style = self._style(f"layer-{span.layer}" if span.layer in LAYERS else "dim")
+        out = fit(name, name_w)
+        out.append(" ")
+        out.append(f"{span.layer[:LAYER_WIDTH - 1]:<{LAYER_WIDTH}}", style=layer_style)
+        out.append(f"{fmt.duration(span.duration_ns):>{DURATION_WIDTH}} ")
+        out.append_text(self._bar(span.start_ns, span.duration_ns, bar_w,
+                                  self._style("failed") if failed else layer_style))
+        return out
+
+    def _bar(self, start_ns: int, duration_ns: int, width: int, style: Style) -> Text:
+        total = self.model.duration_ns
+        if total <= 0:
+            left, length = 0, width
+        else:
+            left = min(width - 1, int((start_ns - self.model.start_ns) * width / total))
+            right = (start_ns - self.model.start_ns + max(duration_ns, 0)) * width / total
+            length = max(1, min(width - left, round(right) - left))
+        bar = Text(" " * left, end="")
+        bar.append("█" * length, style=style)
+        bar.append(" " * (width - left - length))
+        return bar
+
+    def ruler(self) -> Text:
+        """The header line above the tree: column names and the time scale of the bars."""
+        width = self._width or self._label_width()
+        name_w, bar_w = self._geometry(0)
+        out = Text(end="", style=self._style("dim"))
+        out.append("  ")  # the expand icon's cells of a top-level line
+        out.append(f"{'span':<{name_w}} {'layer':<{LAYER_WIDTH}}{'duration':>{DURATION_WIDTH}} ")
+        end = fmt.duration(self.model.duration_ns) if self.model.spans else ""
+        scale = f"0{end:>{max(bar_w - 1, 0)}}" if bar_w > len(end) + 1 else end
+        out.append(scale)
+        out.truncate(width)
+        return out
+
+    def _more_label(self, remaining: int) -> Text:
+        return Text(f"… {remaining:,} more (enter to load)", style=self._style("dim"), end="")
+
+    def render_label(self, node: TreeNode[NodeData], base_style: Style, style: Style) -> Text:
+        # Leaves get the icon's width in blank so that names (and bars) line up.
+        text = super().render_label(node, base_style, style)
+        if not node.allow_expand:
+            text = Text.assemble("  ", text)
+        return text
