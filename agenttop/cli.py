@@ -249,7 +249,10 @@ ENDPOINT_OPTION = click.option(
 @click.option("--duration", type=click.FloatRange(min=0.1), default=None,
               help="Seconds to run.  [default: until interrupted]")
 @click.option("--seed", type=int, default=None, help="Make the traffic reproducible.")
-def demo(endpoint: str, rate: float, duration: float | None, seed: int | None) -> None:
+@click.option("--failure-scale", type=click.FloatRange(0, 20), default=1.0, show_default=True,
+              help="Multiply every injected failure and leak rate (0: a healthy system).")
+def demo(endpoint: str, rate: float, duration: float | None, seed: int | None,
+         failure_scale: float) -> None:
     """Send simulated multi-agent traffic (traces, metrics, logs) through the OpenTelemetry SDK.
 
     A support agent and its helpers plan, call LLMs and tools, retrieve from memory,
@@ -268,8 +271,9 @@ def demo(endpoint: str, rate: float, duration: float | None, seed: int | None) -
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stats = run_demo(DemoSettings(endpoint=endpoint, rate=rate, duration_s=duration, seed=seed),
-                     stop)
+    settings = DemoSettings(endpoint=endpoint, rate=rate, duration_s=duration, seed=seed,
+                            failure_scale=failure_scale)
+    stats = run_demo(settings, stop)
     click.echo(f"agenttop demo: {stats.summary()}", err=True)
 
 

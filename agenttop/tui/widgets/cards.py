@@ -76,7 +76,7 @@ class LayerCard(Card):
         failed = Text.assemble(self.label("failed "))
         rate = f"{fmt.percent(h.failure_rate)} ({h.failures})"
         failed.append_text(self.bad(rate) if h.failures else Text(rate))
-        failed.pad_right(max(0, 16 - failed.cell_len))
+        failed.pad_right(max(1, 16 - failed.cell_len))
         failed.append_text(Text.assemble(self.label("p99 "), fmt.millis(h.p99_ms)))
         lines.append(failed)
         if h.by_failure:
