@@ -291,9 +291,16 @@ def run(db: Path, grpc_address: str, with_demo: bool, rules: Path | None,
 
     Point your exporters at the --grpc address. Quitting the UI stops the receiver
     cleanly (everything received is flushed); its log is written beside the database.
+    With --demo and no --db, the simulated traffic goes to demo.db in the user data
+    directory, never into your default database.
     """
     from agenttop.launcher import Children, LaunchError, log_path
     from agenttop.tui.app import make_app
+
+    ctx = click.get_current_context()
+    if with_demo and ctx.get_parameter_source("db") is click.core.ParameterSource.DEFAULT:
+        # Simulated traffic never goes into the database of your real agents.
+        db = db.with_name("demo.db")
 
     try:
         grpc_address = format_address(*parse_address(grpc_address))

@@ -120,3 +120,19 @@ def test_run_reports_a_busy_port_in_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"agenttop: error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
+def test_demo_never_writes_into_the_default_database(tmp_path):
+    import socket
+
+    with socket.socket() as busy:  # run stops right after choosing its files
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "XDG_DATA_HOME": str(tmp_path)}
+        result = subprocess.run(
+            [sys.executable, "-m", "agenttop.cli", "run", "--demo", "--grpc", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
+    assert result.returncode == 1
+    assert (tmp_path / "agenttop" / "demo.db.log").exists()
+    assert not (tmp_path / "agenttop" / "agenttop.db.log").exists()
