@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import apsw
@@ -157,14 +157,9 @@ ON CONFLICT (minute, layer, service, bucket) DO UPDATE SET count = count + exclu
 
 @dataclass
 class WriterStats:
-    """Counters since start; read from any thread (plain ints, updated by the writer)."""
+    """Counters since start; read from any thread (plain ints, updated under the lock)."""
 
-    transactions: int = 0
-    committed: dict[str, int] = field(
-        default_factory=lambda: {"traces": 0, "metrics": 0, "logs": 0}
-    )
-    refused: int = 0
-    failed: int = 0
+    refused: int = 0  # batches turned away because the queue was full
 
 
 class Writer:
@@ -189,10 +184,6 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="agenttop-writer", daemon=True)
         self._rate = 0.0  # items committed per second, smoothed over recent transactions
         self.stats = WriterStats()
-
-    @property
-    def pending(self) -> int:
-        return self._pending
 
     def drain_seconds(self) -> float:
         """Roughly how long the items waiting now will take to commit."""
@@ -310,10 +301,7 @@ class Writer:
                     except Exception as single:
                         errors.append(single)
         for (batch, done), error in zip(group, errors, strict=True):
-            if error is None:
-                self.stats.committed[batch.kind] += batch.size
-            else:
-                self.stats.failed += 1
+            if error is not None:
                 log.error("write failed for a %s batch: %s", batch.kind, error)
             try:
                 done(error)
@@ -340,7 +328,6 @@ class Writer:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self.stats.transactions += 1
 
 
 def _join_arrays(parts: list[bytes]) -> str:
