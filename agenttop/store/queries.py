@@ -48,10 +48,13 @@ class TraceFilter:
     errors: bool = False  # errors: traces with at least one failed span
     findings: bool = False  # findings: traces with PII or injection findings
     problems: tuple[str, ...] = ()  # tokens that cannot match, said in words
+    since_ns: int | None = None  # traces started at or after (set by a jump, not typed)
+    until_ns: int | None = None  # traces started at or before
 
     @property
     def empty(self) -> bool:
-        return not (self.words or self.services or self.layers or self.errors or self.findings)
+        return not (self.words or self.services or self.layers or self.errors or self.findings
+                    or self.since_ns is not None or self.until_ns is not None)
 
 
 def parse_trace_filter(query: str) -> TraceFilter:
@@ -118,6 +121,12 @@ def _trace_where(f: TraceFilter) -> tuple[str, dict[str, object]]:
         parts.append("error_count > 0")
     if f.findings:
         parts.append("finding_count > 0")
+    if f.since_ns is not None:
+        bindings["since"] = f.since_ns
+        parts.append("start_ns >= :since")
+    if f.until_ns is not None:
+        bindings["until"] = f.until_ns
+        parts.append("start_ns <= :until")
     return (" AND ".join(parts) or "1"), bindings
 
 
@@ -342,3 +351,239 @@ def count_findings(conn: apsw.Connection, since_ns: int | None = None) -> int:
 def span_mark(conn: apsw.Connection) -> int:
     """The newest span's rowid: spans stored so far, for an ingest rate between two reads."""
     return int(scalar(conn, "SELECT coalesce(max(rowid), 0) FROM spans") or 0)  # type: ignore[arg-type]
+
+
+# --- alerts and findings screens
+
+@dataclass(frozen=True, slots=True)
+class AlertEpisode:
+    """One row of ``alerts``: a firing or resolved episode (``key`` = the ``rule`` column)."""
+
+    alert_id: int
+    key: str
+    layer: str | None
+    metric: str | None
+    measure: str
+    op: str
+    state: str  # firing | resolved
+    value: float | None
+    threshold: float
+    window_s: int
+    started_ns: int
+    resolved_ns: int | None
+    updated_ns: int
+    message: str
+
+
+_ALERT_COLUMNS = ("alert_id, rule, layer, metric, measure, op, state, value, threshold, "
+                  "window_s, started_ns, resolved_ns, updated_ns, message")
+
+
+def alert_episodes(conn: apsw.Connection, *, limit: int = 200
+                   ) -> tuple[list[AlertEpisode], list[AlertEpisode], int]:
+    """Firing episodes (newest first), the newest ``limit`` resolved ones, and how many
+    resolved episodes there are; both lists read through ``alerts_state``."""
+    firing = [AlertEpisode(*row) for row in conn.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state = 'firing' "
+        "ORDER BY started_ns DESC, alert_id DESC")]
+    resolved = [AlertEpisode(*row) for row in conn.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state = 'resolved' "
+        "ORDER BY started_ns DESC, alert_id DESC LIMIT ?", (limit,))]
+    total = int(scalar(conn, "SELECT count(*) FROM alerts WHERE state = 'resolved'")  # type: ignore[arg-type]
+                or 0)
+    return firing, resolved, total
+
+
+def alert_changes(conn: apsw.Connection, after_id: int | None
+                  ) -> tuple[int, list[AlertEpisode]]:
+    """The newest alert id, and the episodes firing now or written after ``after_id``
+    (None: firing ones only). What the app compares between refreshes to notify."""
+    top = int(scalar(conn, "SELECT coalesce(max(alert_id), 0) FROM alerts") or 0)  # type: ignore[arg-type]
+    rows = conn.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state = 'firing' OR alert_id > ? "
+        "ORDER BY alert_id", (top if after_id is None else after_id,))
+    return top, [AlertEpisode(*row) for row in rows]
+
+
+FINDING_FILTER_HELP = ("text · kind:pii|injection · pattern:NAME · direction:input|output "
+                       "· service:NAME")
+
+
+@dataclass(frozen=True, slots=True)
+class FindingFilter:
+    """A parsed findings filter: values of one key are alternatives (OR), keys AND."""
+
+    words: tuple[str, ...] = ()  # free text: a substring of the location or excerpt
+    kinds: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()  # substrings of the service
+
+    @property
+    def empty(self) -> bool:
+        return not (self.words or self.kinds or self.patterns or self.directions
+                    or self.services)
+
+
+def parse_finding_filter(query: str) -> FindingFilter:
+    """Parse ``kind:pii pattern:ssn direction:output service:api "free text"``."""
+    parts: dict[str, list[str]] = {"words": [], "kinds": [], "patterns": [],
+                                   "directions": [], "services": []}
+    keys = {"kind": "kinds", "k": "kinds", "pattern": "patterns", "p": "patterns",
+            "direction": "directions", "dir": "directions", "d": "directions",
+            "service": "services", "svc": "services", "s": "services"}
+    for quoted, bare in _TOKEN.findall(query):
+        if quoted:
+            parts["words"].append(quoted)
+            continue
+        if not bare:
+            continue
+        key, sep, value = bare.partition(":")
+        field = keys.get(key.lower()) if sep and value else None
+        if field is None:
+            parts["words"].append(bare)
+        else:
+            parts[field].append(value if field == "services" else value.lower())
+    return FindingFilter(*(tuple(parts[k]) for k in ("words", "kinds", "patterns",
+                                                      "directions", "services")))
+
+
+def _finding_where(f: FindingFilter) -> tuple[str, dict[str, object]]:
+    parts: list[str] = []
+    bindings: dict[str, object] = {}
+    for name, column in (("kinds", "kind"), ("patterns", "pattern"),
+                         ("directions", "direction")):
+        values = getattr(f, name)
+        if values:
+            names = [f"{column}{i}" for i in range(len(values))]
+            bindings.update(zip(names, values, strict=True))
+            parts.append(f"{column} IN ({', '.join(':' + n for n in names)})")
+    if f.services:
+        alternatives = []
+        for i, service in enumerate(f.services):
+            bindings[f"s{i}"] = _like(service)
+            alternatives.append(f"service LIKE :s{i} ESCAPE '\\'")
+        parts.append("(" + " OR ".join(alternatives) + ")")
+    for i, word in enumerate(f.words):
+        bindings[f"w{i}"] = _like(word)
+        parts.append(f"(location LIKE :w{i} ESCAPE '\\' OR excerpt LIKE :w{i} ESCAPE '\\')")
+    return (" AND ".join(parts) or "1"), bindings
+
+
+@dataclass(frozen=True, slots=True)
+class FindingListRow:
+    """One finding, for the security screen."""
+
+    finding_id: int
+    kind: str
+    pattern: str
+    trace_id: str | None
+    span_id: str | None
+    signal: str  # span | log
+    location: str
+    direction: str
+    excerpt: str  # already redacted at ingest
+    service: str
+    time_ns: int
+
+
+def list_findings(conn: apsw.Connection, f: FindingFilter | None = None, *,
+                  limit: int = 200) -> list[FindingListRow]:
+    """Findings newest first (through ``findings_time``), at most ``limit``."""
+    where, bindings = _finding_where(f or FindingFilter())
+    bindings["limit"] = limit
+    return [FindingListRow(*row) for row in conn.execute(
+        "SELECT finding_id, kind, pattern, trace_id, span_id, signal, location, direction, "
+        f"excerpt, service, time_ns FROM findings WHERE {where} "
+        "ORDER BY time_ns DESC, finding_id DESC LIMIT :limit", bindings)]
+
+
+def findings_summary(conn: apsw.Connection, f: FindingFilter | None, now_ns: int,
+                     minutes: int = 15) -> tuple[list[int], dict[str, int]]:
+    """Matching findings per minute over the last ``minutes`` (oldest first), and per
+    pattern over the same window; a range of ``findings_time``."""
+    where, bindings = _finding_where(f or FindingFilter())
+    last = now_ns // MINUTE_NS
+    first = last - minutes + 1
+    bindings.update(since=first * MINUTE_NS, until=(last + 1) * MINUTE_NS, minute=MINUTE_NS)
+    per_minute = [0] * minutes
+    per_pattern: dict[str, int] = {}
+    for minute, pattern, n in conn.execute(
+            "SELECT time_ns / :minute, pattern, count(*) FROM findings "
+            f"WHERE time_ns >= :since AND time_ns < :until AND {where} GROUP BY 1, 2",
+            bindings):
+        per_minute[int(minute) - first] += int(n)
+        per_pattern[pattern] = per_pattern.get(pattern, 0) + int(n)
+    return per_minute, per_pattern
+
+
+# --- metrics and logs screens
+
+# Minimum severity numbers the log list filters by (OTel: 9 INFO, 13 WARN, 17 ERROR).
+SEVERITY_LEVELS: tuple[tuple[int, str], ...] = ((0, "all"), (9, "INFO+"), (13, "WARN+"),
+                                                 (17, "ERROR+"))
+LOG_BODY_CHARS = 16 * 1024  # of a body read for the list and its detail pane
+
+
+@dataclass(frozen=True, slots=True)
+class LogListRow:
+    """One log record as the log list shows it (the body cut at ``LOG_BODY_CHARS``)."""
+
+    log_id: int
+    time_ns: int
+    severity_number: int
+    severity_text: str
+    body: str | None
+    body_chars: int  # the whole body's length
+    trace_id: str | None
+    span_id: str | None
+    event_name: str | None
+    service: str
+
+
+def _log_where(min_severity: int, text: str) -> tuple[str, dict[str, object]]:
+    parts: list[str] = []
+    bindings: dict[str, object] = {}
+    if min_severity > 0:
+        parts.append("severity_number >= :sev")
+        bindings["sev"] = min_severity
+    for i, word in enumerate(w for quoted, bare in _TOKEN.findall(text) for w in (quoted or bare,)
+                             if w):
+        bindings[f"t{i}"] = _like(word)
+        parts.append(f"(body LIKE :t{i} ESCAPE '\\' OR event_name LIKE :t{i} ESCAPE '\\' "
+                     f"OR service LIKE :t{i} ESCAPE '\\')")
+    return (" AND ".join(parts) or "1"), bindings
+
+
+def list_logs(conn: apsw.Connection, *, min_severity: int = 0, text: str = "",
+              limit: int = 200) -> list[LogListRow]:
+    """Logs newest first (through ``logs_time``), at least ``min_severity``, every word of
+    ``text`` in the body, event name or service; at most ``limit`` of them."""
+    where, bindings = _log_where(min_severity, text)
+    bindings.update(limit=limit, chars=LOG_BODY_CHARS)
+    sql = ("SELECT log_id, time_ns, severity_number, severity_text, substr(body, 1, :chars), "
+           "length(body), trace_id, span_id, event_name, service FROM logs "
+           f"WHERE {where} ORDER BY time_ns DESC, log_id DESC LIMIT :limit")
+    return [LogListRow(*row[:5], int(row[5] or 0), *row[6:])  # type: ignore[arg-type]
+            for row in conn.execute(sql, bindings)]
+
+
+def count_logs(conn: apsw.Connection, *, min_severity: int = 0, text: str = "",
+               cap: int = 10_000) -> int:
+    """How many logs match, counting no further than ``cap``."""
+    where, bindings = _log_where(min_severity, text)
+    bindings["cap"] = cap
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM logs WHERE {where} LIMIT :cap)"
+    return int(scalar(conn, sql, bindings) or 0)  # type: ignore[arg-type]
+
+
+def find_trace_ids(conn: apsw.Connection, prefix: str, limit: int = 2) -> list[str]:
+    """Trace ids starting with ``prefix`` (lower-case hex), newest first, through the
+    primary key; a whole id is found exactly."""
+    prefix = prefix.strip().lower()
+    if not prefix or not re.fullmatch(r"[0-9a-f]+", prefix):
+        return []
+    upper = prefix + "g"  # every hex id with this prefix sorts below it
+    return [row[0] for row in conn.execute(
+        "SELECT trace_id FROM traces WHERE trace_id >= ? AND trace_id < ? "
+        "ORDER BY start_ns DESC LIMIT ?", (prefix, upper, limit))]

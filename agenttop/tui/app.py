@@ -38,11 +38,16 @@ from textual.worker import Worker, WorkerState
 
 from agenttop.analysis.alerts import Rule, load_rules
 from agenttop.store import StoreError
-from agenttop.store.queries import span_mark
+from agenttop.store.queries import AlertEpisode, alert_changes, span_mark
 from agenttop.tui import fmt
+from agenttop.tui.commands import AgentTopCommands
+from agenttop.tui.screens.alerts import AlertsScreen, AlertTable
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.screens.dashboard import DashboardScreen
 from agenttop.tui.screens.help import HelpScreen
+from agenttop.tui.screens.logs import LogsScreen, LogTable
+from agenttop.tui.screens.metrics import MetricsScreen, MetricTable
+from agenttop.tui.screens.security import FindingTable, SecurityScreen
 from agenttop.tui.screens.trace import TraceScreen
 from agenttop.tui.screens.traces import TracesScreen
 from agenttop.tui.source import NotReady, Source
@@ -56,6 +61,10 @@ log = logging.getLogger(__name__)
 SCREENS: tuple[tuple[str, str, type[LiveScreen], str], ...] = (
     ("1", "dashboard", DashboardScreen, "Dashboard"),
     ("2", "traces", TracesScreen, "Traces"),
+    ("3", "alerts", AlertsScreen, "Alerts"),
+    ("4", "security", SecurityScreen, "Security"),
+    ("5", "metrics", MetricsScreen, "Metrics"),
+    ("6", "logs", LogsScreen, "Logs"),
 )
 
 
@@ -68,6 +77,7 @@ class Snapshot:
     data: Any = None
     ok: bool = False  # the screen's job ran without error
     mark: int | None = None  # max(rowid) of spans
+    alerts: tuple[int, list[AlertEpisode]] | None = None  # from alert_changes
     size: int | None = None
     notice: str = ""
     error: bool = False
@@ -86,6 +96,7 @@ class AgentTopApp(App[None]):
     """``top`` for AI-agent systems, over one agenttop database file."""
 
     CSS_PATH = "agenttop.tcss"
+    COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {AgentTopCommands}
     MODES: ClassVar[dict[str, Any]] = {mode: cls for _, mode, cls, _ in SCREENS}
     DEFAULT_MODE = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -94,6 +105,8 @@ class AgentTopApp(App[None]):
         Binding("space", "toggle_pause", "Pause", id="agenttop.pause",
                 tooltip="Freeze the view; again to resume"),
         Binding("question_mark", "help", "Help", id="agenttop.help"),
+        Binding("b", "toggle_bell", "Bell on/off", id="agenttop.bell",
+                tooltip="Ring the terminal bell when an alert fires or resolves"),
         Binding("q", "quit", "Quit", id="agenttop.quit"),
     ]
 
@@ -108,8 +121,14 @@ class AgentTopApp(App[None]):
         clock: Callable[[], int] | None = None,
         rules: Sequence[Rule] | None = None,
         health_check: Callable[[], str | None] | None = None,
+        bell: bool = True,
     ) -> None:
         super().__init__()
+        self.bell_on = bell
+        # Alert notifications: the newest alert id and the firing episodes (id -> key) as
+        # of the last refresh; None until the first, whose alerts are not news.
+        self._alert_mark: int | None = None
+        self._firing: dict[int, str] = {}
         self.db = Path(db)
         self.source = Source(self.db)
         self.refresh_s = refresh_s
@@ -160,8 +179,9 @@ class AgentTopApp(App[None]):
 
     def _show_status(self) -> None:
         state = "⏸ PAUSED" if self.paused else "● LIVE"
+        firing = f" · ● {len(self._firing)} firing" if self._firing else ""
         self.sub_title = (f"{state} · ingest {fmt.rate(self.ingest_rate)} · "
-                          f"db {fmt.size(self.db_size)}")
+                          f"db {fmt.size(self.db_size)}{firing}")
 
     def watch_paused(self, paused: bool) -> None:
         self._show_status()
@@ -194,10 +214,11 @@ class AgentTopApp(App[None]):
                 log.exception("collect failed on %s", type(screen).__name__)
             generation = screen.generation
         self._refreshing = True
-        self._refresh(screen if job is not None else None, job, generation)
+        self._refresh(screen if job is not None else None, job, generation, self._alert_mark)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="refresh")
-    def _refresh(self, screen: LiveScreen | None, job: Job | None, generation: int) -> None:
+    def _refresh(self, screen: LiveScreen | None, job: Job | None, generation: int,
+                 alert_mark: int | None = None) -> None:
         snapshot = Snapshot(screen, generation)
         if self._health_check is not None:
             try:
@@ -208,6 +229,7 @@ class AgentTopApp(App[None]):
         try:
             with self.source.connection() as conn:
                 snapshot.mark = span_mark(conn)
+                snapshot.alerts = alert_changes(conn, alert_mark)
                 if job is not None:
                     snapshot.data = job(conn)
                     snapshot.ok = True
@@ -250,6 +272,8 @@ class AgentTopApp(App[None]):
             if last is None or now - last[0] >= fmt.NS_PER_S // 4:
                 self._last_mark = (now, snapshot.mark)
         self.db_size = snapshot.size
+        if snapshot.alerts is not None:
+            self._alerts_changed(*snapshot.alerts)
         self._show_status()
         self._show_notice(*self._current_notice(snapshot))
 
@@ -269,16 +293,56 @@ class AgentTopApp(App[None]):
             self.notice = (f"refresh failed: {event.worker.error}", "error")
             self._finish()
 
+    def _alerts_changed(self, mark: int, rows: list[AlertEpisode]) -> None:
+        """Notify alerts that fired or resolved since the last refresh (not at start)."""
+        firing = {a.alert_id: a.key for a in rows if a.state == "firing"}
+        if self._alert_mark is not None:
+            news: list[tuple[str, str, str]] = []  # (title, message, severity)
+            old = self._alert_mark
+            for alert in rows:
+                if alert.alert_id > old:
+                    news.append((f"Alert firing: {clean(alert.key)}", alert.message, "error"))
+            for alert_id, key in self._firing.items():
+                if alert_id not in firing:
+                    news.append((f"Alert resolved: {clean(key)}", "", "information"))
+            for alert in rows:
+                if alert.alert_id > old and alert.state == "resolved":
+                    news.append((f"Alert resolved: {clean(alert.key)}", "", "information"))
+            for title, message, severity in news:
+                # Markup off: keys and messages are the evaluator's, built from user rules
+                # and series labels.
+                self.notify(clean(message) or title, title=title, severity=severity,
+                            markup=False, timeout=8)  # type: ignore[arg-type]
+            if news and self.bell_on:
+                self.bell()
+        self._alert_mark = mark
+        self._firing = firing
+
     # --- actions ------------------------------------------------------------------------
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
+
+    def action_toggle_bell(self) -> None:
+        self.bell_on = not self.bell_on
+        self.notify("Bell on: alerts ring the terminal bell" if self.bell_on else
+                    "Bell off", title="Bell", timeout=3)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.help_sections()))
 
-    def open_trace(self, trace_id: str) -> None:
-        self.push_screen(TraceScreen(trace_id))
+    def open_trace(self, trace_id: str, *, span_id: str | None = None,
+                   location: str | None = None) -> None:
+        """Open a trace; ``span_id`` selects that span, ``location`` marks a finding."""
+        self.push_screen(TraceScreen(trace_id, span_id=span_id, location=location))
+
+    async def show_traces(self, query: str, *, since_ns: int | None = None,
+                          until_ns: int | None = None) -> None:
+        """Switch to the trace list showing ``query`` (as typed after ``/``) in a range."""
+        await self.switch_mode("traces")
+        screen = self.screen
+        if isinstance(screen, TracesScreen):
+            screen.set_filter(query, since_ns=since_ns, until_ns=until_ns)
 
     def help_sections(self) -> list[tuple[str, list[Binding]]]:
         """Every binding with a description, grouped by where it applies."""
@@ -294,6 +358,10 @@ class AgentTopApp(App[None]):
             ("Dashboard", bindings(DashboardScreen.BINDINGS)),
             ("Traces", bindings(TraceTable.BINDINGS[:1], TracesScreen.BINDINGS)),
             ("Trace", bindings(TraceScreen.BINDINGS, SpanTree.BINDINGS[:1])),
+            ("Alerts", bindings(AlertTable.BINDINGS[:1])),
+            ("Security", bindings(FindingTable.BINDINGS[:1], SecurityScreen.BINDINGS)),
+            ("Metrics", bindings(MetricsScreen.BINDINGS, MetricTable.BINDINGS[:1])),
+            ("Logs", bindings(LogsScreen.BINDINGS, LogTable.BINDINGS[:1])),
             ("Lists and trees", bindings(TraceTable.BINDINGS[1:], SpanTree.BINDINGS[1:3])),
         ]
 
@@ -321,6 +389,7 @@ def make_app(
     clock: Callable[[], int] | None = None,
     rules: Sequence[Rule] | None = None,
     health_check: Callable[[], str | None] | None = None,
+    bell: bool = True,
 ) -> AgentTopApp:
     """The TUI over the database file ``db`` (which may not exist yet).
 
@@ -329,7 +398,8 @@ def make_app(
     (default: the shipped rules). ``health_check``: called before every refresh, off the
     UI thread; a string it returns is shown as an error banner (``agenttop run`` passes
     one that reports a dead ``serve``). ``app.show_error(message)`` does the same from
-    any thread.
+    any thread. ``bell``: ring the terminal bell when an alert fires or resolves (``b``
+    toggles it).
     """
     return AgentTopApp(db, refresh_s=refresh_s, clock=clock, rules=rules,
-                       health_check=health_check)
+                       health_check=health_check, bell=bell)

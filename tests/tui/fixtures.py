@@ -25,7 +25,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from agenttop.analysis.alerts import AlertEvaluator, load_rules, record
+from agenttop.analysis.alerts import AlertEvaluator, Transition, load_rules, record
 from agenttop.analysis.health import layer_health
 from agenttop.otlp.decode import decode
 from agenttop.store import open_writer
@@ -155,6 +155,48 @@ def evaluate_alerts(path: Path, now_ns: int = NOW) -> None:
         writer.close()
 
 
+def alert_transition(name: str, state: str, *, started_ns: int, at_ns: int,
+                     value: float | None, message: str, key: str | None = None) -> Transition:
+    """A transition of the shipped rule ``name`` (``key``: the alert key, default the name)."""
+    rule = next(r for r in load_rules(None) if r.name == name)
+    return Transition(rule, key or name, state, value, rule.threshold,  # type: ignore[arg-type]
+                      at_ns, started_ns, message)
+
+
+def record_alerts(path: Path, transitions: Sequence[Transition]) -> None:
+    """Record transitions through ``alerts.record``, in a transaction of a writer."""
+    conn = open_writer(path, synchronous="NORMAL")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        record(conn, transitions)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def alert_history(path: Path, now_ns: int = NOW) -> None:
+    """Resolved episodes of the shipped rules, as ``serve`` would have left them."""
+    quality = "output-quality{service=support-agent}"
+    episodes = [
+        ("tool-error-rate", None, 13, 10, 0.04, 0.01, "tool failure_rate 4% > 2% over 5m",
+         "resolved: tool failure_rate 1% (not > 2%) over 5m"),
+        ("memory-failures", None, 9, 8, 1.0, 0.0, "memory failures 1 > 0 over 5m (12 spans)",
+         "resolved: memory failures 0 (not > 0) over 5m"),
+        ("output-quality", quality, 6, 3, 0.82, 0.93,
+         "output_quality_score last 0.82 < 0.9 over 5m (4 points)",
+         "resolved: output_quality_score last 0.93 (not < 0.9) over 5m"),
+    ]
+    transitions = []
+    for name, key, started_min, resolved_min, value, after, fired, resolved in episodes:
+        started, resolved_ns = now_ns - started_min * MINUTE_NS, now_ns - resolved_min * MINUTE_NS
+        transitions.append(alert_transition(name, "firing", started_ns=started, at_ns=started,
+                                            value=value, message=fired, key=key))
+        transitions.append(alert_transition(name, "resolved", started_ns=started,
+                                            at_ns=resolved_ns, value=after, message=resolved,
+                                            key=key))
+    record_alerts(path, transitions)
+
+
 # --- the demo database --------------------------------------------------------------------
 
 def _messages(role: str, text: str) -> str:
@@ -218,7 +260,8 @@ def agent_trace(i: int, base_ns: int) -> list[tuple[str, list[Span]]]:
 
 def build_demo_db(path: Path, now_ns: int = NOW, traces: int = 24) -> None:
     """A lively database: ``traces`` agent runs over the last ~14 minutes, logs, findings,
-    an orphaned trace (root not received) and the alerts the shipped rules fire."""
+    an orphaned trace (root not received), the alerts the shipped rules fire and a
+    history of resolved episodes."""
     requests: list[tuple[str, bytes]] = []
     for i in range(traces):
         base = now_ns - 14 * MINUTE_NS + i * (14 * MINUTE_NS // traces)
@@ -239,5 +282,120 @@ def build_demo_db(path: Path, now_ns: int = NOW, traces: int = 24) -> None:
              duration_ms=200, base_ns=base,
              attributes={"gen_ai.operation.name": "execute_tool"}),
     ])])))
+    requests += demo_metrics_and_logs(now_ns)
     write(path, *requests, received_ns=now_ns)
     evaluate_alerts(path, now_ns)
+    alert_history(path, now_ns)
+
+
+# --- metrics and logs screens ----------------------------------------------------------------
+# Every point and log here is older than the newest span (NOW - 19.9 s), so the dashboard's
+# "latest data" and the trace screens look the same with or without them.
+
+METRICS_EVERY_S = 15
+LATENCY_BOUNDS = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+
+
+def metrics_request(service: str, metrics: Sequence[Any]) -> bytes:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    rm.resource.attributes.extend(kvs({"service.name": service}))
+    rm.scope_metrics.add().metrics.extend(metrics)
+    return request.SerializeToString()
+
+
+def demo_metrics(now_ns: int = NOW) -> bytes:
+    """The lesson's three metrics, cumulative, one point every 15 s for 15 minutes:
+    ``requests_total`` (counter, two routes), ``request_latency`` (histogram, seconds)
+    and ``output_quality_score`` (gauge, sagging in the last minutes)."""
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+        Gauge,
+        Histogram,
+        HistogramDataPoint,
+        Metric,
+        NumberDataPoint,
+        Sum,
+    )
+    cumulative = 2  # AGGREGATION_TEMPORALITY_CUMULATIVE
+    start = now_ns - 16 * MINUTE_NS
+    last = now_ns - 30 * 10**9
+    times = [last - k * METRICS_EVERY_S * 10**9 for k in range(60)][::-1]
+    chat, tool, quality, latency = [], [], [], []
+    total_chat = total_tool = 0
+    counts = [0] * (len(LATENCY_BOUNDS) + 1)
+    for k, t in enumerate(times):
+        busy = 1 + (k // 12) % 3  # the traffic changes every three minutes
+        total_chat += 10 * busy + k % 4
+        total_tool += 4 * busy
+        chat.append(NumberDataPoint(start_time_unix_nano=start, time_unix_nano=t,
+                                    as_int=total_chat, attributes=kvs({"route": "/chat"})))
+        tool.append(NumberDataPoint(start_time_unix_nano=start, time_unix_nano=t,
+                                    as_int=total_tool, attributes=kvs({"route": "/tool"})))
+        score = 0.86 - (0.25 if k >= 48 else 0.0) + 0.01 * (k % 3)
+        quality.append(NumberDataPoint(time_unix_nano=t, as_double=round(score, 3)))
+        for i, n in enumerate((2, 5 * busy, 6, 3, 1 + busy, k % 2, 0)):
+            counts[i] += n
+        latency.append(HistogramDataPoint(
+            start_time_unix_nano=start, time_unix_nano=t, count=sum(counts),
+            sum=0.6 * sum(counts), explicit_bounds=LATENCY_BOUNDS, bucket_counts=counts,
+            min=0.04, max=4.2, attributes=kvs({"route": "/chat"})))
+    metrics = [
+        Metric(name="requests_total", unit="{request}", description="Requests served",
+               sum=Sum(data_points=chat + tool, is_monotonic=True,
+                       aggregation_temporality=cumulative)),
+        Metric(name="request_latency", unit="s", description="Request latency",
+               histogram=Histogram(data_points=latency, aggregation_temporality=cumulative)),
+        Metric(name="output_quality_score", unit="1", description="Judge score of answers",
+               gauge=Gauge(data_points=quality)),
+    ]
+    return metrics_request("support-agent", metrics)
+
+
+def demo_logs(now_ns: int = NOW) -> list[tuple[str, bytes]]:
+    """GenAI content events, warnings, errors and logs without a trace."""
+    span_base = now_ns - 14 * MINUTE_NS
+    step = 14 * MINUTE_NS // 24
+    out: list[tuple[str, bytes]] = []
+    for i in (3, 9, 15, 21):
+        base = span_base + i * step
+        out.append(("logs", logs_request("support-agent", [
+            log_record(f"run-{i}", "chat gpt-4o", at_ns=base + 180 * MS,
+                       event_name="gen_ai.system.message",
+                       body=json.dumps({"role": "system",
+                                        "content": "You are a support agent."})),
+            log_record(f"run-{i}", "chat gpt-4o", at_ns=base + 181 * MS,
+                       event_name="gen_ai.user.message",
+                       body=json.dumps({"content": f"Where is my order {1000 + i}?"})),
+            log_record(f"run-{i}", "chat gpt-4o", at_ns=base + 860 * MS,
+                       event_name="gen_ai.choice",
+                       body=json.dumps({"index": 0, "finish_reason": "stop", "message": {
+                           "role": "assistant",
+                           "content": f"Order {1000 + i} ships tomorrow."}})),
+        ])))
+    for i in (5, 13, 21):
+        base = span_base + i * step
+        out.append(("logs", logs_request("support-agent", [log_record(
+            f"run-{i}", "chat gpt-4o", at_ns=base + 500 * MS, severity=13,
+            body="upstream rate limited (429), retrying in 2s")])))
+    for i in (7, 18):
+        base = span_base + i * step
+        out.append(("logs", logs_request("auth-gateway", [log_record(
+            f"run-{i}", "POST /oauth/token", at_ns=base + 44 * MS, severity=17,
+            body="token validation failed: invalid_token")])))
+    untraced = [
+        LogRecord(time_unix_nano=now_ns - (40 + 60 * k) * 10**9, severity_number=sev,
+                  body=AnyValue(string_value=text))
+        for k, (sev, text) in enumerate([(9, "worker pool resized to 8"),
+                                         (5, "cache hit ratio 0.93"),
+                                         (9, "config reloaded"),
+                                         (13, "disk 81% full on /var/lib/agent")])
+    ]
+    out.append(("logs", logs_request("support-agent", untraced)))
+    return out
+
+
+def demo_metrics_and_logs(now_ns: int = NOW) -> list[tuple[str, bytes]]:
+    return [("metrics", demo_metrics(now_ns)), *demo_logs(now_ns)]

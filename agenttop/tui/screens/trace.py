@@ -59,9 +59,15 @@ class TraceScreen(LiveScreen):
                 id="trace.previous_pane"),
     ]
 
-    def __init__(self, trace_id: str) -> None:
+    def __init__(self, trace_id: str, *, span_id: str | None = None,
+                 location: str | None = None) -> None:
         super().__init__(classes="trace-screen")
         self.trace_id = trace_id
+        # A jump from a finding: select this span once its tree is loaded, and mark the
+        # finding's location (an attribute key, ``body``, ...) in its detail.
+        self.focus_span = span_id
+        self.focus_location = location
+        self._pending_focus = span_id
         self.row: TraceRow | None = None
         self._version: tuple[int, int] | None = None
         self.selected: str | None = None  # the span whose detail is wanted
@@ -126,7 +132,11 @@ class TraceScreen(LiveScreen):
             self.tree.show_model(data.model)
             self.query_one("#ruler", Static).update(self.tree.ruler())
             self.loaded = True
-            if self.selected is not None:
+            target = self.tree._by_key.get(self._pending_focus or "")
+            if target is not None:
+                self._pending_focus = None
+                self.tree.move_cursor(target)
+            elif self.selected is not None:
                 # The span may have changed (re-sent); its logs and findings may be new.
                 self._load_detail(self.selected)
 
@@ -196,5 +206,6 @@ class TraceScreen(LiveScreen):
         if message.detail is None:
             view.show_message(message.error or "This span is no longer in the database.")
         else:
-            view.show(message.detail, self.tree.model.start_ns or None)
+            mark = self.focus_location if message.span_id == self.focus_span else None
+            view.show(message.detail, self.tree.model.start_ns or None, mark=mark)
         self.detail_span_id = message.span_id

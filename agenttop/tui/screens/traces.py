@@ -8,7 +8,7 @@ keeps the cursor on the newest trace as traces arrive, ``enter`` opens one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import apsw
@@ -26,6 +26,7 @@ from agenttop.store.queries import (
     list_traces,
     parse_trace_filter,
 )
+from agenttop.tui import fmt
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
@@ -59,6 +60,9 @@ class TracesScreen(LiveScreen):
         self.follow = False
         self.total = 0
         self.shown = 0
+        # A start-time range set by a jump (an alert's window); typing keeps it, escape
+        # clears it.
+        self.range: tuple[int | None, int | None] = (None, None)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -103,6 +107,10 @@ class TracesScreen(LiveScreen):
         if not self.filter.empty:
             info.append("   filter: ")
             info.append_text(safe(self.query_one("#filter", Input).value, width=40))
+        since, until = self.range
+        if since is not None or until is not None:
+            info.append(f"   started {fmt.clock(since, millis=False)}–"
+                        f"{'now' if until is None else fmt.clock(until, millis=False)}")
         for problem in self.filter.problems:
             info.append("   ")
             info.append_text(safe(problem, width=60))
@@ -118,11 +126,30 @@ class TracesScreen(LiveScreen):
         box.remove_class("-hidden")
         box.focus()
 
+    def set_filter(self, text: str, *, since_ns: int | None = None,
+                   until_ns: int | None = None) -> None:
+        """Show the traces matching ``text`` (as typed after ``/``) started in a range."""
+        self.range = (since_ns, until_ns)
+        box = self.query_one("#filter", Input)
+        with box.prevent(Input.Changed):
+            box.value = text
+        box.set_class(not text, "-hidden")
+        self.filter = replace(parse_trace_filter(text), since_ns=since_ns, until_ns=until_ns)
+        self.limit = PAGE
+        self.follow = False
+        self.table.focus()
+        self.show_info()
+        self.invalidate()
+
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
         if box.has_focus and box.value:
             self.table.focus()  # leave the filter as typed
             return
+        if self.range != (None, None) and not box.value:
+            self.set_filter("")
+            return
+        self.range = (None, None)
         box.value = ""
         box.add_class("-hidden")
         self.table.focus()
@@ -135,7 +162,8 @@ class TracesScreen(LiveScreen):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        new = parse_trace_filter(event.value)
+        since, until = self.range
+        new = replace(parse_trace_filter(event.value), since_ns=since, until_ns=until)
         if new != self.filter:
             self.filter = new
             self.limit = PAGE

@@ -124,8 +124,10 @@ class SpanDetailView(Static):
     def show_message(self, message: str) -> None:
         self.update(Text(message, style=self._s("dim"), end=""))
 
-    def show(self, d: SpanDetail, trace_start_ns: int | None = None) -> None:
-        self.update(self.render_detail(d, trace_start_ns))
+    def show(self, d: SpanDetail, trace_start_ns: int | None = None, *,
+             mark: str | None = None) -> None:
+        """``mark``: a finding's location to point out (from the security screen)."""
+        self.update(self.render_detail(d, trace_start_ns, mark=mark))
 
     # --- building -----------------------------------------------------------------------
     def _heading(self, title: str, count: int | None = None) -> Text:
@@ -148,11 +150,30 @@ class SpanDetailView(Static):
             table.add_row(key if isinstance(key, Text) else safe(key), text)
         return table
 
-    def render_detail(self, d: SpanDetail, trace_start_ns: int | None = None) -> Group:
+    def _marked(self, key: str, mark: str | None) -> str | Text:
+        """An attribute key, pointed at when the marked finding lies inside it."""
+        if mark is None or not (mark == key or mark.startswith((key + ":", key + ".",
+                                                               key + "["))):
+            return key
+        text = Text("▶ ", style=self._s("finding"), end="")
+        text.append_text(safe(key, self._s("finding")))
+        return text
+
+    def render_detail(self, d: SpanDetail, trace_start_ns: int | None = None, *,
+                      mark: str | None = None) -> Group:
         parts: list[RenderableType] = []
         failed = d.failure is not None or d.status_code == 2
         parts.append(safe(("✗ " if failed else "") + d.name,
                           self._s("error") if failed else self._s("title"), multiline=True))
+        if mark is not None:
+            here = [f for f in d.findings if f.location == mark]
+            line = Text("▶ finding at ", style=self._s("finding"), end="")
+            line.append_text(safe(mark, self._s("finding")))
+            if here:
+                line.append_text(safe(": " + ", ".join(sorted({f"{f.kind} {f.pattern}"
+                                                               for f in here})),
+                                      self._s("finding")))
+            parts.append(line)
         status = STATUS.get(d.status_code, str(d.status_code))
         if d.status_message:
             status += f": {d.status_message}"
@@ -177,12 +198,15 @@ class SpanDetailView(Static):
                         if k in d.attributes]
         as_messages = {k for k, lines in conversation if lines is not None}
         parts.append(self._heading("Attributes", len(d.attributes)))
-        parts.append(self._table(sorted((k, v) for k, v in d.attributes.items()
-                                        if k not in as_messages)))
+        parts.append(self._table((self._marked(k, mark), v) for k, v in sorted(
+            (k, v) for k, v in d.attributes.items() if k not in as_messages)))
         for key, lines in conversation:
             if lines is None:
                 continue
-            parts.append(self._heading(f"Messages · {key}", len(lines)))
+            heading = self._heading(f"Messages · {key}", len(lines))
+            if self._marked(key, mark) is not key:
+                heading.append("  ◀ finding", style=self._s("finding"))
+            parts.append(heading)
             parts.append(self._table(
                 (safe(role + ":", self._s("role")), content) for role, content in lines))
 
@@ -221,6 +245,8 @@ class SpanDetailView(Static):
         rows = []
         for finding in d.findings:
             where = Text(end="")
+            if finding.location == mark:
+                where.append("▶ ", style=self._s("finding"))
             where.append_text(safe(finding.location))
             if finding.direction:
                 where.append_text(safe(f" ({finding.direction})", self._s("dim")))

@@ -1,0 +1,187 @@
+"""The alerts (key ``3``): firing episodes on top, then the history of resolved ones.
+
+Read from the ``alerts`` table as ``serve``'s evaluator left it (``alert_episodes``: all
+firing rows and the newest ``HISTORY`` resolved ones, through ``alerts_state``).
+``enter`` on an alert shows the traces that breached it: the trace list filtered to the
+alert's layer (with errors, for failure measures) or, for a metric alert, to the service
+its series names, over the alert's window (``started - window`` to resolved, or now).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+import apsw
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Footer, Header, Static
+
+from agenttop.store.queries import AlertEpisode, alert_episodes
+from agenttop.tui import fmt
+from agenttop.tui.screens.base import Job, LiveScreen
+from agenttop.tui.screens.dashboard import _value
+from agenttop.tui.text import safe
+from agenttop.tui.widgets.banner import Banner
+
+HISTORY = 200
+# ``output-quality{service=support-agent,...}``: the service a metric alert's series names.
+_SERVICE = re.compile(r"[{,]service=([^,}]*)")
+COLUMNS = (("state", "state", 10), ("alert", "alert", 24), ("subject", "on", 22),
+           ("value", "value vs limit", 16), ("started", "started", 17),
+           ("ended", "resolved", 8), ("duration", "for", 6), ("message", "message", None))
+
+
+class AlertTable(DataTable):
+    """Alert episodes, keyed by alert id."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "Breaching traces", id="alerts.traces",
+                tooltip="The traces of the alert's layer or service in its window"),
+        Binding("j", "cursor_down", "Down", show=False, id="nav.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="nav.up"),
+    ]
+
+
+@dataclass(frozen=True)
+class AlertsData:
+    now_ns: int
+    firing: list[AlertEpisode]
+    resolved: list[AlertEpisode]
+    resolved_total: int
+
+
+def breach_filter(alert: AlertEpisode, now_ns: int) -> tuple[str, int, int | None]:
+    """The trace-list filter that shows the traces behind ``alert``, and its time range."""
+    since = alert.started_ns - alert.window_s * fmt.NS_PER_S
+    until = alert.resolved_ns
+    if alert.layer:
+        failing = "fail" in alert.measure or "error" in alert.measure
+        return f"layer:{alert.layer}" + (" errors" if failing else ""), since, until
+    match = _SERVICE.search(alert.key)
+    query = ""
+    if match and match.group(1):
+        service = match.group(1)
+        query = f'service:"{service}"' if " " in service else f"service:{service}"
+    return query, since, until
+
+
+class AlertsScreen(LiveScreen):
+    """Firing alerts and the history of episodes."""
+
+    def __init__(self) -> None:
+        super().__init__(id="alerts-screen")
+        self.episodes: dict[str, AlertEpisode] = {}
+        self._shown: tuple | None = None
+        self.now_ns = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Banner(classes="banner -hidden")
+        yield Static(id="alerts-info")
+        yield AlertTable(id="alerts-table", cursor_type="row")
+        yield Static(id="alert-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.table
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        table.focus()
+        self.query_one("#alerts-info", Static).update(Text("Alerts: loading…", end=""))
+
+    @property
+    def table(self) -> AlertTable:
+        return self.query_one("#alerts-table", AlertTable)
+
+    # --- refresh ------------------------------------------------------------------------
+    def collect(self) -> Job:
+        now_ns = self.agenttop.now_ns()
+
+        def job(conn: apsw.Connection) -> AlertsData:
+            return AlertsData(now_ns, *alert_episodes(conn, limit=HISTORY))
+
+        return job
+
+    def apply(self, data: AlertsData) -> None:
+        self.now_ns = data.now_ns
+        info = Text(end="")
+        info.append(f"● {len(data.firing)} firing", style="bold" if data.firing else "")
+        shown = len(data.resolved)
+        info.append(f"   {data.resolved_total:,} resolved")
+        if shown < data.resolved_total:
+            info.append(f" (newest {shown:,} shown)")
+        info.append("   enter: the traces that breached")
+        self.query_one("#alerts-info", Static).update(info)
+        rows = data.firing + data.resolved
+        state = (tuple(rows), data.now_ns if data.firing else 0)
+        if state == self._shown:
+            return
+        self._shown = state
+        table = self.table
+        selected = None
+        if table.row_count and 0 <= table.cursor_row < table.row_count:
+            selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        table.clear()
+        self.episodes = {}
+        for alert in rows:
+            key = str(alert.alert_id)
+            self.episodes[key] = alert
+            table.add_row(*self._cells(alert, data.now_ns), key=key)
+        if selected in self.episodes:
+            table.move_cursor(row=table.get_row_index(selected), scroll=False)
+        self._show_detail()
+
+    @on(DataTable.RowHighlighted, "#alerts-table")
+    def _show_detail(self) -> None:
+        """The highlighted alert's whole message, which its column can only begin."""
+        alert = self.selected()
+        detail = Text(end="")
+        if alert is not None:
+            detail.append_text(safe(alert.key, "bold", width=60))
+            detail.append(f"  {alert.state}  window {alert.window_s}s  ")
+            detail.append_text(safe(alert.layer or alert.metric or "", width=40))
+            detail.append("\n")
+            detail.append_text(safe(alert.message, width=(self.size.width or 120) * 2 - 4))
+        self.query_one("#alert-detail", Static).update(detail)
+
+    def _cells(self, alert: AlertEpisode, now_ns: int) -> list[Text]:
+        firing = alert.state == "firing"
+        bad = "bold" if firing else ""
+        subject = f"{alert.layer or alert.metric or ''} {alert.measure}"
+        value = (f"{_value(alert.measure, alert.value)} {alert.op} "
+                 f"{_value(alert.measure, alert.threshold)}")
+        started = f"{fmt.clock(alert.started_ns, millis=False)}"
+        if firing:
+            started += f" ({fmt.ago(now_ns - alert.started_ns)} ago)"
+        end = alert.resolved_ns if alert.resolved_ns is not None else now_ns
+        return [
+            Text("● FIRING" if firing else "✓ resolved", style=bad or "dim", end=""),
+            safe(alert.key, bad, width=26),
+            safe(subject, width=24),
+            Text(value, style=bad, end=""),
+            Text(started, end=""),
+            Text("–" if firing else fmt.clock(alert.resolved_ns, millis=False), end=""),
+            Text(fmt.duration(max(0, end - alert.started_ns)), end=""),
+            safe(alert.message, width=120),
+        ]
+
+    # --- actions ------------------------------------------------------------------------
+    def selected(self) -> AlertEpisode | None:
+        table = self.table
+        if not table.row_count or not 0 <= table.cursor_row < table.row_count:
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return self.episodes.get(key) if key is not None else None
+
+    @on(DataTable.RowSelected, "#alerts-table")
+    async def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        alert = self.episodes.get(event.row_key.value or "")
+        if alert is None:
+            return
+        query, since, until = breach_filter(alert, self.now_ns)
+        await self.agenttop.show_traces(query, since_ns=since, until_ns=until)
