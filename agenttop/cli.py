@@ -33,9 +33,9 @@ def _fail(message: str) -> None:
 
 def _settings_error(e: ValidationError) -> str:
     first = e.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "settings"
+    where = ".".join(str(p) for p in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
-    return f"--{where.replace('_', '-')}: {message}"
+    return f"--{where.replace('_', '-')}: {message}" if where else message
 
 
 DB_OPTION = click.option(
@@ -124,6 +124,11 @@ def main() -> None:
     "(SSNs, card numbers, e-mail addresses, phone numbers, IPs, API keys) is replaced by a "
     "token such as [SSN] before anything is written.",
 )
+@click.option(
+    "--max-value-kb", type=int, default=64, show_default=True,
+    help="Longest string value stored, in KiB (attributes, log bodies): longer ones are cut "
+    "and end in a marker such as …[truncated 1,234 bytes], before PII scanning.",
+)
 @RULES_OPTION
 @click.option(
     "--on-alert",
@@ -138,10 +143,34 @@ def main() -> None:
     show_default=True,
     help="Seconds between alert evaluations.",
 )
+@click.option(
+    "--token",
+    envvar="AGENTTOP_TOKEN",
+    metavar="TOKEN",
+    default=None,
+    help="Require 'authorization: Bearer TOKEN' metadata on every OTLP call; others get "
+    "UNAUTHENTICATED (env AGENTTOP_TOKEN, which other users cannot see in `ps`).",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow listening on a non-loopback address without --token.",
+)
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Serve TLS with this PEM certificate (chain); needs --tls-key.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="The PEM private key of --tls-cert.")
+@click.option("--tls-client-ca", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Mutual TLS: clients must present a certificate signed by "
+              "a CA in this PEM file.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="'json': start lines, alert transitions and warnings "
+              "as JSON lines on stderr, for log shippers.")
 def serve(
     db: Path, grpc_address: str, max_message_mb: int, queue_spans: int, sync: str,
-    decoders: int | None, keep_pii: bool, rules: Path | None, on_alert: str | None,
-    alert_interval: float,
+    decoders: int | None, keep_pii: bool, max_value_kb: int, rules: Path | None,
+    on_alert: str | None, alert_interval: float, token: str | None, insecure: bool,
+    tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None, log_format: str,
 ) -> None:
     """Receive OTLP into the database until interrupted (no UI).
 
@@ -150,25 +179,30 @@ def serve(
     """
     from agenttop.analysis.alerts import AlertCommand
     from agenttop.otlp.grpc_server import BindError
-    from agenttop.serve import serve_forever
+    from agenttop.serve import TLSError, exposure_problem, serve_forever
     from agenttop.store import StoreError
 
     try:
         settings = ServeSettings(
             db=db, grpc=grpc_address, max_message_mb=max_message_mb,
             queue_spans=queue_spans, sync=sync, decoders=decoders, keep_pii=keep_pii,
-            rules=rules, alert_interval_s=alert_interval,
+            max_value_kb=max_value_kb, rules=rules, alert_interval_s=alert_interval, token=token,
+            tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
         )
     except ValidationError as e:
         raise click.UsageError(_settings_error(e)) from None
+    problem = None if insecure else exposure_problem(settings)
+    if problem:
+        click.echo(f"agenttop: error: {problem}", err=True)
+        sys.exit(2)
     alert_rules = _load_rules(rules)
     try:
         command = AlertCommand(on_alert) if on_alert else None
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--on-alert") from None
     try:
-        asyncio.run(serve_forever(settings, alert_rules, command))
-    except (StoreError, BindError) as e:
+        asyncio.run(serve_forever(settings, alert_rules, command, log_format))
+    except (StoreError, BindError, TLSError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
         pass

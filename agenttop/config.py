@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 DEFAULT_GRPC = "127.0.0.1:4317"
 
@@ -75,8 +75,29 @@ class ServeSettings(BaseModel):
     sync: Literal["full", "normal"] = "full"
     decoders: int | None = Field(default=None, ge=1, le=64)  # None: by the number of cores
     keep_pii: bool = False  # store values as received instead of redacting PII
+    max_value_kb: int = Field(default=64, ge=1, le=1024 * 1024)  # longer strings: truncated
     rules: Path | None = None  # alert rules file; None: the shipped defaults
     alert_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    # Security (agenttop/otlp/grpc_server.py): a bearer token every call must carry, and TLS.
+    token: SecretStr | None = None  # SecretStr: never shown by repr() or in errors
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # set: clients must present a certificate it signed
+
+    @field_validator("token")
+    @classmethod
+    def _nonempty_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServeSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key must be given together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return self
 
     @field_validator("grpc")
     @classmethod

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
+import json
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 from agenttop.analysis.alerts import AlertCommand, Rule, load_rules
 from agenttop.analysis.monitor import AlertMonitor
 from agenttop.config import ServeSettings, format_address, parse_address
+from agenttop.otlp.audit import AuditLog
 from agenttop.otlp.decode import DecoderPool
 from agenttop.otlp.grpc_server import Receiver, start_server
 from agenttop.store import open_writer
@@ -24,6 +29,66 @@ from agenttop.store.writer import Writer
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 10.0
+
+
+class TLSError(Exception):
+    """A TLS file cannot be read; the message names it and says why."""
+
+
+def _read(path, option: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise TLSError(f"{option} {path}: cannot read it ({e.strerror or e})") from None
+    if b"-----BEGIN" not in data:
+        raise TLSError(f"{option} {path}: not a PEM file") from None
+    return data
+
+
+def server_credentials(settings: ServeSettings):
+    """gRPC server credentials from the TLS options, or None for plaintext."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    import grpc
+
+    cert = _read(settings.tls_cert, "--tls-cert")
+    key = _read(settings.tls_key, "--tls-key")
+    ca = _read(settings.tls_client_ca, "--tls-client-ca") if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: reachable only from this machine."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(settings: ServeSettings) -> str | None:
+    """Why listening as configured would let anyone write to the database, or None.
+
+    Loopback is always fine; elsewhere clients must authenticate, with the token or with
+    a client certificate (mutual TLS).
+    """
+    host, _ = parse_address(settings.grpc)
+    if is_loopback(host) or settings.token is not None or settings.tls_client_ca is not None:
+        return None
+    return (f"refusing to listen on {settings.grpc} without --token: anyone who can reach it "
+            "could write to your database; pass --token, or --insecure to do it anyway")
+
+
+def describe_security(settings: ServeSettings) -> str:
+    """For the start line: never the token itself."""
+    parts = []
+    if settings.tls_cert is not None:
+        parts.append("mutual TLS" if settings.tls_client_ca is not None else "TLS")
+    parts.append("token required" if settings.token is not None else "no token")
+    return ", ".join(parts)
 
 
 class Service:
@@ -37,6 +102,8 @@ class Service:
         self.writer: Writer | None = None
         self.monitor: AlertMonitor | None = None
         self.grpc_port = 0
+        self.receiver: Receiver | None = None
+        self.audit: AuditLog | None = None
         self._server = None
         self._decoders: DecoderPool | None = None
         self._monitor_task: asyncio.Task | None = None
@@ -47,18 +114,25 @@ class Service:
         return format_address(host, self.grpc_port)
 
     async def start(self) -> None:
-        """Open the database and listen; raises StoreError or BindError with a user message."""
+        """Open the database and listen; raises StoreError, BindError or TLSError (user message)."""
+        credentials = server_credentials(self.settings)
         conn = open_writer(self.settings.db, synchronous=self.settings.sync.upper())
         self.writer = Writer(conn, max_pending=self.settings.queue_spans)
         self.writer.start()
         try:
             self._decoders = DecoderPool(self.settings.decoders,
-                                         redact=not self.settings.keep_pii)
+                                         redact=not self.settings.keep_pii,
+                                         max_value_bytes=self.settings.max_value_kb * 1024)
             await asyncio.to_thread(self._decoders.warm_up)
+            self.audit = AuditLog(self.writer)
+            token = self.settings.token.get_secret_value() if self.settings.token else None
+            self.receiver = Receiver(self.writer, self._decoders, token=token,
+                                     audit_log=self.audit)
             self._server, self.grpc_port = await start_server(
-                Receiver(self.writer, self._decoders),
+                self.receiver,
                 self.settings.grpc,
                 max_message_bytes=self.settings.max_message_bytes,
+                credentials=credentials,
             )
             self.monitor = AlertMonitor(self.settings.db, self.writer, self.rules, self.on_alert)
             await asyncio.to_thread(self.monitor.restore)
@@ -87,28 +161,80 @@ class Service:
             await asyncio.to_thread(self.monitor.close)
         if self._server is not None:
             await self._server.stop(SHUTDOWN_GRACE_S)
+        if self.audit is not None:
+            self.audit.close()
         if self._decoders is not None:
             await asyncio.to_thread(self._decoders.close)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _json_logging() -> Callable[[], None]:
+    """Send agenttop's messages (info and up) and others' warnings to stderr as JSON lines;
+    returns the undo."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root, ours = logging.getLogger(), logging.getLogger("agenttop")
+    saved = root.level, ours.level
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    ours.setLevel(logging.INFO)
+
+    def undo() -> None:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        ours.setLevel(saved[1])
+
+    return undo
+
+
 async def serve_forever(settings: ServeSettings, rules: list[Rule],
-                        on_alert: AlertCommand | None = None) -> None:
-    """Run until SIGINT or SIGTERM (what ``agenttop serve`` does)."""
-    service = Service(settings, rules, on_alert)
-    await service.start()
-    print(f"agenttop serve: OTLP/gRPC on {service.grpc_address}", file=sys.stderr, flush=True)
-    print(f"agenttop serve: writing {settings.db}", file=sys.stderr, flush=True)
-    print(f"agenttop serve: {len(rules)} alert rules from {settings.rules or 'the defaults'}",
-          file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    print("agenttop serve: stopping, flushing to disk", file=sys.stderr, flush=True)
-    await service.stop()
+                        on_alert: AlertCommand | None = None, log_format: str = "text") -> None:
+    """Run until SIGINT or SIGTERM (what ``agenttop serve`` does).
+
+    ``log_format`` "json": the start and stop lines, alert transitions and warnings are
+    JSON lines on stderr; "text": plain lines.
+    """
+    undo = _json_logging() if log_format == "json" else None
+
+    def say(message: str) -> None:
+        if undo is not None:
+            log.info(message)
+        else:
+            print(f"agenttop serve: {message}", file=sys.stderr, flush=True)
+
+    try:
+        service = Service(settings, rules, on_alert)
+        await service.start()
+        say(f"OTLP/gRPC on {service.grpc_address} ({describe_security(settings)})")
+        say(f"writing {settings.db}")
+        say(f"{len(rules)} alert rules from {settings.rules or 'the defaults'}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        say("stopping, flushing to disk")
+        await service.stop()
+    finally:
+        if undo is not None:
+            undo()
 
 
 class BackgroundService:

@@ -28,6 +28,14 @@ UNKNOWN_SERVICE = "unknown_service"
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _MAX_REASONS = 3
+# Limits on what one span may carry, so one hostile or buggy client cannot make a row (or
+# the PII scan over it) arbitrarily large. Strings longer than the value limit keep their
+# head and end in a marker; items past a count cap are dropped and counted in the span's
+# ``dropped_counts`` under ``agenttop.<what>``.
+MAX_VALUE_BYTES = 64 * 1024
+MAX_ATTRIBUTES = 1000
+MAX_EVENTS = 1000
+MAX_LINKS = 1000
 
 # Row layouts, in the order converters build them; a trailing "*" marks a JSON column,
 # held as a Python object in the row and stored as JSON text.
@@ -100,11 +108,26 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def any_value(v: Any, depth: int = 0) -> Any:
-    """An OTLP AnyValue as plain JSON-able Python; nesting is capped at MAX_DEPTH."""
+def clip(text: str, limit: int = MAX_VALUE_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (on a character boundary), plus a marker
+    saying how many bytes were cut; returned as is when it fits."""
+    if len(text) <= limit >> 2:  # a character is at most 4 bytes: fits for sure
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    head = data[:limit].decode("utf-8", "ignore")
+    cut = len(data) - len(head.encode("utf-8", "surrogatepass"))
+    return f"{head}…[truncated {cut:,} bytes]"
+
+
+def any_value(v: Any, depth: int = 0, limit: int = MAX_VALUE_BYTES) -> Any:
+    """An OTLP AnyValue as plain JSON-able Python; nesting is capped at MAX_DEPTH, strings
+    (and bytes, base64-encoded) at ``limit`` bytes."""
     which = v.WhichOneof("value")
     if which == "string_value":
-        return v.string_value
+        text = v.string_value
+        return text if len(text) <= limit >> 2 else clip(text, limit)
     if which == "int_value":
         return v.int_value
     if which == "double_value":
@@ -116,14 +139,25 @@ def any_value(v: Any, depth: int = 0) -> Any:
     if depth >= MAX_DEPTH:
         return DEPTH_MARKER
     if which == "array_value":
-        return [any_value(x, depth + 1) for x in v.array_value.values]
+        return [any_value(x, depth + 1, limit) for x in v.array_value.values]
     if which == "kvlist_value":
-        return {kv.key: any_value(kv.value, depth + 1) for kv in v.kvlist_value.values}
-    return base64.b64encode(v.bytes_value).decode("ascii")
+        return {clip(kv.key, limit): any_value(kv.value, depth + 1, limit)
+                for kv in v.kvlist_value.values}
+    return clip(base64.b64encode(v.bytes_value).decode("ascii"), limit)
 
 
-def attributes(kvs: Any) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs}
+def attributes(kvs: Any, limit: int = MAX_VALUE_BYTES) -> dict[str, Any]:
+    quick = limit >> 2
+    return {(key if len(key := kv.key) <= quick else clip(key, limit)): any_value(
+        kv.value, 0, limit) for kv in kvs}
+
+
+def _capped(items: Any, cap: int, what: str, dropped: dict[str, int]) -> Any:
+    """The first ``cap`` of a repeated field; the rest are counted in ``dropped``."""
+    if len(items) <= cap:
+        return items
+    dropped[what] = dropped.get(what, 0) + len(items) - cap
+    return items[:cap]
 
 
 class Findings:
@@ -192,8 +226,9 @@ def _ns(value: int) -> int:
     return value if value <= INT64_MAX else INT64_MAX
 
 
-def _resource(resources: list, resource: Any, received_ns: int) -> tuple[int, str]:
-    attrs = attributes(resource.attributes)
+def _resource(resources: list, resource: Any, received_ns: int,
+              limit: int = MAX_VALUE_BYTES) -> tuple[int, str]:
+    attrs = attributes(resource.attributes, limit)
     service = attrs.get("service.name")
     service = service if isinstance(service, str) and service else UNKNOWN_SERVICE
     encoded = orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS)
@@ -208,15 +243,18 @@ def _scope_name(scope: Any) -> str:
     return scope.name if not scope.version else f"{scope.name}@{scope.version}"
 
 
-def spans_batch(request: Any, received_ns: int, redact: bool = True) -> Batch:
-    """Rows for an ExportTraceServiceRequest, scanned for PII and injection."""
+def spans_batch(request: Any, received_ns: int, redact: bool = True,
+                max_value_bytes: int = MAX_VALUE_BYTES) -> Batch:
+    """Rows for an ExportTraceServiceRequest, clipped to the limits, then scanned for PII and
+    injection."""
+    limit = max_value_bytes
     batch = Batch("traces")
     found = Findings(scanner(redact), received_ns)
     rows: list = []
     resources: list = []
     trace_ids = batch.trace_ids
     for rs in request.resource_spans:
-        resource_id, service = _resource(resources, rs.resource, received_ns)
+        resource_id, service = _resource(resources, rs.resource, received_ns, limit)
         for ss in rs.scope_spans:
             scope = _scope_name(ss.scope)
             for span in ss.spans:
@@ -239,23 +277,29 @@ def spans_batch(request: Any, received_ns: int, redact: bool = True) -> Batch:
                 trace_id = tid.hex()
                 status = span.status
                 code = status.code if 0 <= status.code <= 2 else 0
-                attrs = attributes(span.attributes)
+                ours: dict[str, int] = {}
+                attrs = attributes(
+                    _capped(span.attributes, MAX_ATTRIBUTES, "agenttop.attributes", ours), limit)
                 events = [
                     {
-                        "name": e.name,
+                        "name": clip(e.name, limit),
                         "time_ns": _ns(e.time_unix_nano),
-                        "attributes": attributes(e.attributes),
+                        "attributes": attributes(_capped(
+                            e.attributes, MAX_ATTRIBUTES, "agenttop.event_attributes", ours),
+                            limit),
                     }
-                    for e in span.events
+                    for e in _capped(span.events, MAX_EVENTS, "agenttop.events", ours)
                 ]
                 links = [
                     {
                         "trace_id": link.trace_id.hex(),
                         "span_id": link.span_id.hex(),
-                        "trace_state": link.trace_state,
-                        "attributes": attributes(link.attributes),
+                        "trace_state": clip(link.trace_state, limit),
+                        "attributes": attributes(_capped(
+                            link.attributes, MAX_ATTRIBUTES, "agenttop.link_attributes", ours),
+                            limit),
                     }
-                    for link in span.links
+                    for link in _capped(span.links, MAX_LINKS, "agenttop.links", ours)
                 ]
                 dropped = None
                 if span.dropped_attributes_count or span.dropped_events_count or (
@@ -266,14 +310,16 @@ def spans_batch(request: Any, received_ns: int, redact: bool = True) -> Batch:
                         "events": span.dropped_events_count,
                         "links": span.dropped_links_count,
                     }
+                if ours:
+                    dropped = {**(dropped or {}), **ours}
                 parent = pid.hex() if pid and pid != _ZERO_SPAN else None
                 layer, failure = classify(
                     span.name, span.kind, parent is None, code, attrs, events, status.message
                 )
                 span_id = sid.hex()
                 where = (trace_id, span_id, "span", service, start)
-                name, hits = found.text(span.name, where, "name")
-                message, more = found.text(status.message, where, "status_message")
+                name, hits = found.text(clip(span.name, limit), where, "name")
+                message, more = found.text(clip(status.message, limit), where, "status_message")
                 hits += more
                 attrs, more = found.attributes(attrs, where)
                 hits += more
@@ -322,14 +368,17 @@ def spans_batch(request: Any, received_ns: int, redact: bool = True) -> Batch:
     return batch.seal("spans", rows, resources, found.rows)
 
 
-def logs_batch(request: Any, received_ns: int, redact: bool = True) -> Batch:
-    """Rows for an ExportLogsServiceRequest, scanned for PII and injection."""
+def logs_batch(request: Any, received_ns: int, redact: bool = True,
+               max_value_bytes: int = MAX_VALUE_BYTES) -> Batch:
+    """Rows for an ExportLogsServiceRequest, clipped to the value limit, then scanned for PII
+    and injection."""
+    limit = max_value_bytes
     batch = Batch("logs")
     found = Findings(scanner(redact), received_ns)
     rows: list = []
     resources: list = []
     for rl in request.resource_logs:
-        resource_id, service = _resource(resources, rl.resource, received_ns)
+        resource_id, service = _resource(resources, rl.resource, received_ns, limit)
         for sl in rl.scope_logs:
             scope = _scope_name(sl.scope)
             for rec in sl.log_records:
@@ -348,14 +397,15 @@ def logs_batch(request: Any, received_ns: int, redact: bool = True) -> Batch:
                 where = (trace_id, span_id, "log", service, time_ns)
                 # GenAI content events say by their name whose words they carry.
                 direction = direction_of(rec.event_name) if rec.event_name else ""
-                body = any_value(rec.body) if rec.HasField("body") else None
+                body = any_value(rec.body, 0, limit) if rec.HasField("body") else None
                 if isinstance(body, str):
                     body, _ = found.text(body, where, "body", direction,
                                          check_injection=direction == "input")
                 elif body is not None:
                     scanned, _ = found.attributes({"body": body}, where, "", direction)
                     body = dumps(scanned["body"])
-                attrs, _ = found.attributes(attributes(rec.attributes), where, "attributes.")
+                attrs, _ = found.attributes(attributes(rec.attributes, limit), where,
+                                            "attributes.")
                 rows.append(
                     (
                         time_ns,
@@ -386,13 +436,14 @@ def _opt(point: Any, name: str) -> float | None:
     return getattr(point, name) if point.HasField(name) else None
 
 
-def metrics_batch(request: Any, received_ns: int) -> Batch:
+def metrics_batch(request: Any, received_ns: int, max_value_bytes: int = MAX_VALUE_BYTES) -> Batch:
     """Rows for an ExportMetricsServiceRequest: one row per data point, every point type."""
+    limit = max_value_bytes
     batch = Batch("metrics")
     rows: list = []
     resources: list = []
     for rm in request.resource_metrics:
-        resource_id, service = _resource(resources, rm.resource, received_ns)
+        resource_id, service = _resource(resources, rm.resource, received_ns, limit)
         for sm in rm.scope_metrics:
             scope = _scope_name(sm.scope)
             for metric in sm.metrics:
@@ -434,6 +485,6 @@ def metrics_batch(request: Any, received_ns: int) -> Batch:
                         head
                         + (start, _ns(p.time_unix_nano) or received_ns)
                         + values
-                        + (attributes(p.attributes), p.flags, received_ns)
+                        + (attributes(p.attributes, limit), p.flags, received_ns)
                     )
     return batch.seal("metric_points", rows, resources)

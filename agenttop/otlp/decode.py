@@ -21,7 +21,13 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from agenttop.otlp.convert import Batch, logs_batch, metrics_batch, spans_batch
+from agenttop.otlp.convert import (
+    MAX_VALUE_BYTES,
+    Batch,
+    logs_batch,
+    metrics_batch,
+    spans_batch,
+)
 
 DECODERS = {
     "traces": (ExportTraceServiceRequest, spans_batch),
@@ -30,15 +36,17 @@ DECODERS = {
 }
 
 
-def decode(signal: str, data: bytes, received_ns: int, redact: bool = True) -> Batch:
+def decode(signal: str, data: bytes, received_ns: int, redact: bool = True,
+           max_value_bytes: int = MAX_VALUE_BYTES) -> Batch:
     """Decode one Export request body; raises protobuf's DecodeError when it is not OTLP.
 
-    ``redact=False`` stores PII as received (findings are still recorded).
+    ``redact=False`` stores PII as received (findings are still recorded); strings longer
+    than ``max_value_bytes`` are truncated (with a marker) before anything else sees them.
     """
     request_type, convert = DECODERS[signal]
     if signal == "metrics":
-        return convert(request_type.FromString(data), received_ns)
-    return convert(request_type.FromString(data), received_ns, redact)
+        return convert(request_type.FromString(data), received_ns, max_value_bytes)
+    return convert(request_type.FromString(data), received_ns, redact, max_value_bytes)
 
 
 def default_workers() -> int:
@@ -54,9 +62,11 @@ class DecoderLost(Exception):
 class DecoderPool:
     """Worker processes for ``decode``, replaced if one of them dies."""
 
-    def __init__(self, workers: int | None = None, *, redact: bool = True) -> None:
+    def __init__(self, workers: int | None = None, *, redact: bool = True,
+                 max_value_bytes: int = MAX_VALUE_BYTES) -> None:
         self.workers = workers or default_workers()
         self.redact = redact
+        self.max_value_bytes = max_value_bytes
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -74,7 +84,7 @@ class DecoderPool:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                pool, decode, signal, data, received_ns, self.redact
+                pool, decode, signal, data, received_ns, self.redact, self.max_value_bytes
             )
         except BrokenProcessPool:
             if self._pool is pool:

@@ -10,6 +10,8 @@ RetryInfo detail, which OTLP exporters honour by backing off and sending again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import random
 import socket
@@ -27,6 +29,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
+from agenttop.otlp import audit
+from agenttop.otlp.audit import AuditLog
 from agenttop.otlp.convert import Batch
 from agenttop.otlp.decode import DecoderLost, DecoderPool
 from agenttop.store.writer import Writer
@@ -37,6 +41,7 @@ MIN_RETRY_S, MAX_RETRY_S = 0.05, 5.0
 OVERLOADED = "agenttop is busy writing; retry later"
 STORE_FAILED = "agenttop could not write to its database; retry later"
 DECODER_LOST = "agenttop lost a decoding worker; retry later"
+UNAUTHENTICATED = "agenttop requires 'authorization: Bearer <token>' metadata with the right token"
 
 
 class _Status(NamedTuple):
@@ -94,11 +99,34 @@ class Receiver:
     """The three OTLP services: decode in a ``DecoderPool``, write through one ``Writer``."""
 
     def __init__(
-        self, writer: Writer, decoders: DecoderPool, clock: Callable[[], int] = time.time_ns
+        self, writer: Writer, decoders: DecoderPool, clock: Callable[[], int] = time.time_ns,
+        *, token: str | None = None, audit_log: AuditLog | None = None,
     ) -> None:
         self.writer = writer
         self.decoders = decoders
         self.clock = clock
+        self.audit = audit_log
+        # Only a digest is kept: compared in constant time, and never printable.
+        self._token_digest = _digest(token.encode()) if token else None
+        self.unauthenticated = 0  # calls refused for a missing or wrong token
+        self.malformed = 0  # calls refused as undecodable
+
+    def _refuse(self, signal: _Signal, context: grpc.aio.ServicerContext, reason: str) -> None:
+        if self.audit is not None:
+            self.audit.record(context.peer() or "", signal.name, reason)
+
+    def _auth_problem(self, context: grpc.aio.ServicerContext) -> str | None:
+        """Why the call's credentials are refused (an ``audit`` reason), or None."""
+        presented = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                presented = value if isinstance(value, str) else value.decode("latin-1")
+                break
+        if presented is None:
+            return audit.MISSING_TOKEN
+        scheme, _, credential = presented.strip().partition(" ")
+        ok = hmac.compare_digest(_digest(credential.strip().encode()), self._token_digest)
+        return None if ok and scheme.lower() == "bearer" else audit.WRONG_TOKEN
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         return [
@@ -126,9 +154,17 @@ class Receiver:
     async def export(
         self, signal: _Signal, data: bytes, context: grpc.aio.ServicerContext
     ) -> bytes:
+        if self._token_digest is not None:
+            problem = self._auth_problem(context)
+            if problem is not None:
+                self.unauthenticated += 1
+                self._refuse(signal, context, problem)
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
         try:
             batch = await self.decoders.decode(signal.name, data, self.clock())
         except DecodeError as e:
+            self.malformed += 1
+            self._refuse(signal, context, audit.MALFORMED)
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"cannot decode OTLP {signal.name}: {e}"
             )
@@ -147,6 +183,10 @@ class Receiver:
             if error is not None:
                 await _abort(context, retry_status(STORE_FAILED, MAX_RETRY_S))
         return signal.respond(batch)
+
+
+def _digest(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()
 
 
 def _settle(future: asyncio.Future, error: BaseException | None) -> None:
@@ -181,9 +221,13 @@ class BindError(Exception):
 
 
 async def start_server(
-    receiver: Receiver, address: str, *, max_message_bytes: int
+    receiver: Receiver, address: str, *, max_message_bytes: int,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """Start serving on ``address`` (host:port; port 0 picks a free one); returns the port."""
+    """Start serving on ``address`` (host:port; port 0 picks a free one); returns the port.
+
+    With ``credentials`` the port speaks TLS only.
+    """
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -193,7 +237,10 @@ async def start_server(
     )
     server.add_generic_rpc_handlers(receiver.handlers())
     try:
-        port = server.add_insecure_port(address)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError:
         port = 0
     if not port:

@@ -10,6 +10,7 @@ written) surfaces as one ``StoreError`` whose message is fit to print as is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -57,6 +58,39 @@ def _check_ownership(conn: apsw.Connection, path: Path) -> int:
     return version
 
 
+def _probe(conn: apsw.Connection) -> None:
+    """Read the first page of every table and index: cheap, and it finds a file whose pages
+    were overwritten or cut off (SQLite then raises CorruptError), before anything is
+    written to it. Damage deeper inside a large table is reported when a query reaches it."""
+    objects = list(conn.execute(
+        "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index') "
+        "AND rootpage > 0"))
+    for kind, name, table in objects:
+        quoted_table = '"' + table.replace('"', '""') + '"'
+        if kind == "table":
+            scalar(conn, f"SELECT 1 FROM {quoted_table} LIMIT 1")
+        else:
+            quoted = '"' + name.replace('"', '""') + '"'
+            # (SQLError: a partial index the planner cannot use for a bare scan)
+            with contextlib.suppress(apsw.SQLError):
+                scalar(conn, f"SELECT 1 FROM {quoted_table} INDEXED BY {quoted} LIMIT 1")
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file readable by its owner only (mode 0600).
+
+    SQLite gives the -wal and -shm files the permissions of the database file, so they
+    are owner-only too. An existing file is left as it is.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise StoreError(f"cannot create {path}: {e.strerror}") from None
+    os.close(fd)
+
+
 def migrate(conn: apsw.Connection, version: int) -> None:
     """Apply every migration after ``version``, each in its own transaction."""
     for number in range(version + 1, LATEST_VERSION + 1):
@@ -82,10 +116,13 @@ def open_writer(path: str | os.PathLike[str], *, synchronous: str = "FULL") -> a
         raise StoreError(f"{path} is a directory, not a database file")
     if path.exists():
         _check_header(path)
+    else:
+        _create_private(path)
     try:
         conn = apsw.Connection(str(path))
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         version = _check_ownership(conn, path)
+        _probe(conn)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         # A writer that runs for days must not let the WAL grow without bound, but
@@ -96,6 +133,8 @@ def open_writer(path: str | os.PathLike[str], *, synchronous: str = "FULL") -> a
         migrate(conn, version)
     except (apsw.CantOpenError, apsw.ReadOnlyError, apsw.IOError, apsw.FullError) as e:
         raise StoreError(f"cannot write {path}: {e}") from None
+    except apsw.CorruptError as e:
+        raise StoreError(f"{path} is corrupt ({e}); it was left untouched") from None
     except apsw.Error as e:
         raise StoreError(f"{path} is not a usable SQLite database ({e})") from None
     return conn
@@ -111,6 +150,9 @@ def open_reader(path: str | os.PathLike[str]) -> apsw.Connection:
         conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         version = _check_ownership(conn, path)
+        _probe(conn)
+    except apsw.CorruptError as e:
+        raise StoreError(f"{path} is corrupt ({e}); it was left untouched") from None
     except apsw.Error as e:
         raise StoreError(f"cannot read {path}: {e}") from None
     if version < LATEST_VERSION:

@@ -200,6 +200,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE traces ADD COLUMN finding_count INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE traces ADD COLUMN services TEXT NOT NULL DEFAULT '';
     """,
+    # 4: refused OTLP calls (agenttop/otlp/audit.py); never the token or the payload.
+    """
+    CREATE TABLE audit (
+        audit_id INTEGER PRIMARY KEY,
+        time_ns  INTEGER NOT NULL,
+        peer     TEXT NOT NULL,
+        signal   TEXT NOT NULL,
+        reason   TEXT NOT NULL,
+        count    INTEGER NOT NULL
+    );
+    CREATE INDEX audit_time ON audit (time_ns);
+    """,
 ]
 
 LATEST_VERSION = len(MIGRATIONS)
