@@ -33,6 +33,7 @@ from agenttop.tui import fmt
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
+from agenttop.tui.widgets.flex_table import FlexTable
 from agenttop.tui.widgets.span_detail import message_lines, severity_name
 from agenttop.tui.widgets.trace_table import SortText
 
@@ -109,8 +110,12 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
 BODY_MIN_WIDTH = 20
 
 
-class LogTable(DataTable):
+class LogTable(FlexTable):
     """Logs, newest first, keyed by log id."""
+
+    COLUMNS = COLUMNS
+    FLEX = "body"
+    FLEX_MIN = BODY_MIN_WIDTH
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Open span", id="logs.open"),
@@ -127,23 +132,6 @@ class LogTable(DataTable):
         self.order: list[str] = []
         self.rows_by_key: dict[str, LogListRow] = {}
         self.user_moved = False
-
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width or BODY_MIN_WIDTH)
-        self.fit_columns()
-
-    def on_resize(self) -> None:
-        self.fit_columns()
-
-    def fit_columns(self) -> None:
-        fixed = sum(w for _, _, w in COLUMNS) + 2 * self.cell_padding * len(COLUMNS)
-        width = max(BODY_MIN_WIDTH, self.size.width - fixed - 2)
-        column = self.columns.get("body")  # type: ignore[call-overload]
-        if column is not None and column.width != width:
-            column.width = width
-            self._require_update_dimensions = True
-            self.refresh()
 
     def _style(self, name: str):  # noqa: ANN202 - a rich Style
         return self.get_component_rich_style(f"log-table--{name}", partial=True)

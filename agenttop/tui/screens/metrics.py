@@ -27,6 +27,7 @@ from agenttop.tui import fmt
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
+from agenttop.tui.widgets.flex_table import FlexTable
 
 WINDOWS = (60, 300, 900)
 TREND_MINUTES = 15
@@ -116,8 +117,12 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
 NAME_MIN_WIDTH = 16
 
 
-class MetricTable(DataTable):
+class MetricTable(FlexTable):
     """Metric series keyed by (name, type, service, attributes)."""
+
+    COLUMNS = COLUMNS
+    FLEX = "name"
+    FLEX_MIN = NAME_MIN_WIDTH
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Details", id="metrics.details"),
@@ -128,23 +133,6 @@ class MetricTable(DataTable):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self.order: list[str] = []
-
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width or NAME_MIN_WIDTH)
-        self.fit_columns()
-
-    def on_resize(self) -> None:
-        self.fit_columns()
-
-    def fit_columns(self) -> None:
-        fixed = sum(w for _, _, w in COLUMNS) + 2 * self.cell_padding * len(COLUMNS)
-        width = max(NAME_MIN_WIDTH, self.size.width - fixed - 2)
-        column = self.columns.get("name")  # type: ignore[call-overload]
-        if column is not None and column.width != width:
-            column.width = width
-            self._require_update_dimensions = True
-            self.refresh()
 
 
 class MetricsScreen(LiveScreen):

@@ -15,11 +15,11 @@ from typing import ClassVar
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
-from textual.widgets import DataTable
 
 from agenttop.store.queries import TraceRow
 from agenttop.tui import fmt
 from agenttop.tui.text import safe
+from agenttop.tui.widgets.flex_table import FlexTable
 
 LAYER_TAGS = {"prompt": "prm", "tool": "tool", "memory": "mem", "runtime": "run",
               "auth": "auth", "other": "oth"}
@@ -50,8 +50,12 @@ class SortText(Text):
         self.order = order
 
 
-class TraceTable(DataTable):
+class TraceTable(FlexTable):
     """Traces, newest first, keyed by trace id."""
+
+    COLUMNS = COLUMNS
+    FLEX = "root"
+    FLEX_MIN = ROOT_MIN_WIDTH
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Open trace", id="traces.open"),
@@ -70,24 +74,6 @@ class TraceTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self._cells: dict[str, dict[str, Text]] = {}
         self._order: list[str] = []
-
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width or ROOT_MIN_WIDTH)
-        self.fit_columns()
-
-    def fit_columns(self) -> None:
-        """Give the root-name column the width the fixed columns leave."""
-        fixed = sum(w for _, _, w in COLUMNS) + 2 * self.cell_padding * len(COLUMNS)
-        width = max(ROOT_MIN_WIDTH, self.size.width - fixed - 2)
-        column = self.columns.get("root")  # type: ignore[call-overload]
-        if column is not None and column.width != width:
-            column.width = width
-            self._require_update_dimensions = True
-            self.refresh()
-
-    def on_resize(self) -> None:
-        self.fit_columns()
 
     # --- user movement ----------------------------------------------------------------
     def _moved(self) -> None:
