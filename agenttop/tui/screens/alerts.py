@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from agenttop.store.queries import AlertEpisode, alert_episodes
 from agenttop.tui import fmt
+from agenttop.tui.keys import VI_KEYS
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.screens.dashboard import _value
 from agenttop.tui.text import safe
@@ -41,8 +42,7 @@ class AlertTable(DataTable):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Breaching traces", id="alerts.traces",
                 tooltip="The traces of the alert's layer or service in its window"),
-        Binding("j", "cursor_down", "Down", show=False, id="nav.down"),
-        Binding("k", "cursor_up", "Up", show=False, id="nav.up"),
+        *VI_KEYS,
     ]
 
 

@@ -30,6 +30,7 @@ from agenttop.store.queries import (
     list_logs,
 )
 from agenttop.tui import fmt
+from agenttop.tui.keys import VI_KEYS
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
@@ -119,8 +120,7 @@ class LogTable(FlexTable):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Open span", id="logs.open"),
-        Binding("j", "cursor_down", "Down", show=False, id="nav.down"),
-        Binding("k", "cursor_up", "Up", show=False, id="nav.up"),
+        *VI_KEYS,
     ]
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "log-table--error", "log-table--warn", "log-table--info", "log-table--debug",

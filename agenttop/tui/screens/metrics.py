@@ -24,6 +24,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from agenttop.analysis.health import MetricHealth, metric_health
 from agenttop.tui import fmt
+from agenttop.tui.keys import VI_KEYS
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
@@ -126,8 +127,7 @@ class MetricTable(FlexTable):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Details", id="metrics.details"),
-        Binding("j", "cursor_down", "Down", show=False, id="nav.down"),
-        Binding("k", "cursor_up", "Up", show=False, id="nav.up"),
+        *VI_KEYS,
     ]
 
     def __init__(self, **kwargs: object) -> None:

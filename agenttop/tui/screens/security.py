@@ -29,6 +29,7 @@ from agenttop.store.queries import (
     parse_finding_filter,
 )
 from agenttop.tui import fmt
+from agenttop.tui.keys import VI_KEYS
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
@@ -46,8 +47,7 @@ class FindingTable(DataTable):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Open span", id="security.open",
                 tooltip="The trace, with the finding's span selected"),
-        Binding("j", "cursor_down", "Down", show=False, id="nav.down"),
-        Binding("k", "cursor_up", "Up", show=False, id="nav.up"),
+        *VI_KEYS,
     ]
 
 

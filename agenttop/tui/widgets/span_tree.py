@@ -24,6 +24,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from agenttop.tui import fmt
+from agenttop.tui.keys import VI_KEYS
 from agenttop.tui.text import fit, safe
 from agenttop.tui.trace_model import TOP, TraceModel
 
@@ -52,8 +53,7 @@ class SpanTree(Tree[NodeData]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Expand/collapse", id="trace.toggle",
                 tooltip="Expand or collapse the span; on a \"more\" line, load more spans"),
-        Binding("j", "cursor_down", "Down", show=False, id="nav.down"),
-        Binding("k", "cursor_up", "Up", show=False, id="nav.up"),
+        *VI_KEYS,
         # Tree toggles nodes with space; here space pauses like everywhere else, and
         # enter toggles (Tree's auto_expand on select).
         Binding("space", "app.toggle_pause", "Pause", id="agenttop.pause"),
