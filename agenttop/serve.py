@@ -220,15 +220,17 @@ async def serve_forever(settings: ServeSettings, rules: list[Rule],
             print(f"agenttop serve: {message}", file=sys.stderr, flush=True)
 
     try:
+        # Handlers first: a signal during start-up must still end in a clean stop. Without
+        # them it would kill this process at once and orphan the decoder workers.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
         service = Service(settings, rules, on_alert)
         await service.start()
         say(f"OTLP/gRPC on {service.grpc_address} ({describe_security(settings)})")
         say(f"writing {settings.db}")
         say(f"{len(rules)} alert rules from {settings.rules or 'the defaults'}")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         say("stopping, flushing to disk")
         await service.stop()
