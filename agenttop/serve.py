@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from agenttop.analysis.alerts import AlertCommand, Rule, load_rules
@@ -24,6 +25,7 @@ from agenttop.otlp.audit import AuditLog
 from agenttop.otlp.decode import DecoderPool
 from agenttop.otlp.grpc_server import Receiver, start_server
 from agenttop.store import open_writer
+from agenttop.store.status import HEARTBEAT_S, write_heartbeat
 from agenttop.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,11 @@ class Service:
         self._server = None
         self._decoders: DecoderPool | None = None
         self._monitor_task: asyncio.Task | None = None
+        self._heartbeat_task: asyncio.Task | None = None
+        self.started_ns = time.time_ns()
+        # What the heartbeat reports in the ``receiver`` row: part name -> a function
+        # returning a JSON-ready dict. Parts add themselves as they start.
+        self.status_sources: dict[str, Callable[[], dict]] = {}
 
     @property
     def grpc_address(self) -> str:
@@ -136,10 +143,45 @@ class Service:
             )
             self.monitor = AlertMonitor(self.settings.db, self.writer, self.rules, self.on_alert)
             await asyncio.to_thread(self.monitor.restore)
+            self.status_sources["receiver"] = self._receiver_status
+            await self.heartbeat()
         except BaseException:
             await self.stop()
             raise
         self._monitor_task = asyncio.create_task(self._watch())
+        self._heartbeat_task = asyncio.create_task(self._beat())
+
+    def _receiver_status(self) -> dict:
+        assert self.receiver is not None and self.writer is not None
+        return {
+            "grpc": self.grpc_address,
+            "security": describe_security(self.settings),
+            "unauthenticated": self.receiver.unauthenticated,
+            "malformed": self.receiver.malformed,
+            "busy_refusals": self.writer.stats.refused,
+        }
+
+    async def heartbeat(self, stopped: bool = False) -> None:
+        """Write the ``receiver`` row now (see agenttop/store/status.py)."""
+        assert self.writer is not None
+        status = {}
+        for name, source in self.status_sources.items():
+            try:
+                status[name] = source()
+            except Exception:  # one part's report must not silence the others
+                log.exception("status of %s failed", name)
+        future = self.writer.call(lambda conn: write_heartbeat(
+            conn, started_ns=self.started_ns, now_ns=time.time_ns(), status=status,
+            stopped=stopped))
+        await asyncio.wrap_future(future)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self.heartbeat()
+            except Exception:
+                log.exception("heartbeat failed")
 
     async def _watch(self) -> None:
         """Evaluate alerts every few seconds; a failed round is logged, never fatal."""
@@ -153,10 +195,11 @@ class Service:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight exports commit, then flush and close the file."""
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor_task
+        for task in (self._monitor_task, self._heartbeat_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.monitor is not None:
             await asyncio.to_thread(self.monitor.close)
         if self._server is not None:
@@ -166,6 +209,11 @@ class Service:
         if self._decoders is not None:
             await asyncio.to_thread(self._decoders.close)
         if self.writer is not None:
+            if self._heartbeat_task is not None:
+                try:
+                    await self.heartbeat(stopped=True)
+                except Exception:
+                    log.exception("final heartbeat failed")
             await asyncio.to_thread(self.writer.close)
 
 

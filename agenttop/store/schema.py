@@ -212,6 +212,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_time ON audit (time_ns);
     """,
+    # 5: the receiver's heartbeat and state, for readers (the TUI) to tell whether it runs.
+    # One row, rewritten every few seconds by serve; status is a JSON object of counters
+    # and settings keyed by the part that reports them (agenttop/status.py).
+    """
+    CREATE TABLE receiver (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        pid          INTEGER NOT NULL,
+        started_ns   INTEGER NOT NULL,
+        heartbeat_ns INTEGER NOT NULL,
+        stopped_ns   INTEGER,
+        status       TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
 ]
 
 LATEST_VERSION = len(MIGRATIONS)
