@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +12,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 DEFAULT_GRPC = "127.0.0.1:4317"
+DEFAULT_HTTP = "127.0.0.1:4318"
 
 
 def default_db_path() -> Path:
@@ -46,6 +49,16 @@ def parse_duration(value: str) -> int:
     return int(number) * _UNITS[unit]
 
 
+def parse_retention(value: str) -> int | None:
+    """``7d``, ``12h``... -> seconds; ``off`` or ``0`` -> None (keep everything)."""
+    if value.strip().lower() in ("off", "0"):
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a duration such as 12h or 7d, or off") from None
+
+
 def format_duration(seconds: int) -> str:
     """The shortest exact spelling: 90 -> 90s, 900 -> 15m, 3600 -> 1h."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -63,6 +76,75 @@ def format_address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+# --- forwarding (agenttop/otlp/forward.py) -------------------------------------------------
+
+FORWARD_PORTS = {"grpc": 4317, "grpcs": 443, "http": 80, "https": 443}
+# Headers the transports set themselves: a user's value would break the call.
+RESERVED_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "te",
+                              "host", "connection", "transfer-encoding", "user-agent"})
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+@dataclass(frozen=True)
+class ForwardTarget:
+    """Where to forward: ``scheme`` grpc, grpcs (OTLP/gRPC) or http, https (OTLP/HTTP)."""
+
+    scheme: str
+    host: str
+    port: int
+    prefix: str = ""  # OTLP/HTTP: the path before /v1/traces
+
+    @property
+    def address(self) -> str:
+        return format_address(self.host, self.port)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.address}{self.prefix}"
+
+
+def parse_forward_url(url: str) -> ForwardTarget:
+    """``grpc://HOST:PORT``, ``grpcs://...``, ``http://HOST:PORT[/prefix]``, ``https://...``.
+
+    The port defaults to 4317 for grpc, 443 for grpcs and https, 80 for http. Raises
+    ValueError with a one-line reason for anything else.
+    """
+    forms = "grpc://HOST:PORT, grpcs://HOST:PORT, http://HOST:PORT[/PREFIX] or https://..."
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f"{url!r} is not a valid URL ({e})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in FORWARD_PORTS or not parts.hostname:
+        raise ValueError(f"{url!r} is not one of {forms}")
+    if parts.username is not None or parts.password is not None:
+        # (not repeated: it holds a password)
+        raise ValueError("the URL must not hold credentials; pass them with --forward-header")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: a query or fragment is not supported")
+    prefix = parts.path.rstrip("/")
+    if prefix and scheme.startswith("grpc"):
+        raise ValueError(f"{url!r}: an OTLP/gRPC URL has no path")
+    return ForwardTarget(scheme, parts.hostname, port or FORWARD_PORTS[scheme], prefix)
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``'name: value'`` -> (lowercase name, value); ValueError with a one-line reason that
+    never repeats the value (it may be a secret)."""
+    name, sep, value = text.partition(":")
+    name, value = name.strip().lower(), value.strip()
+    if not sep or not name:
+        raise ValueError("a header must be given as 'NAME: VALUE'")
+    if not set(name) <= _TOKEN_CHARS:
+        raise ValueError(f"header name {name!r} has characters a header name cannot have")
+    if name in RESERVED_HEADERS or name.startswith("grpc-") or name.endswith("-bin"):
+        raise ValueError(f"header {name!r} is set by agenttop itself and cannot be given")
+    if not value.isascii() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(f"the value of header {name!r} must be printable ASCII")
+    return name, value
+
+
 class ServeSettings(BaseModel):
     """What ``agenttop serve`` needs to run."""
 
@@ -70,7 +152,9 @@ class ServeSettings(BaseModel):
 
     db: Path = Field(default_factory=default_db_path)
     grpc: str = DEFAULT_GRPC
+    http: str | None = None  # OTLP/HTTP address; None: no HTTP (the CLI defaults to 4318)
     max_message_mb: int = Field(default=16, ge=1, le=2047)
+    max_inflight_mb: int = Field(default=64, ge=1, le=65536)  # request bodies held at once
     queue_spans: int = Field(default=50_000, ge=1)
     sync: Literal["full", "normal"] = "full"
     decoders: int | None = Field(default=None, ge=1, le=64)  # None: by the number of cores
@@ -78,11 +162,21 @@ class ServeSettings(BaseModel):
     max_value_kb: int = Field(default=64, ge=1, le=1024 * 1024)  # longer strings: truncated
     rules: Path | None = None  # alert rules file; None: the shipped defaults
     alert_interval_s: float = Field(default=5.0, gt=0, le=3600)
-    # Security (agenttop/otlp/grpc_server.py): a bearer token every call must carry, and TLS.
+    # Retention (agenttop/store/retention.py): keep data this many seconds (None: forever),
+    # and keep the file with its WAL under this many MB of 10^6 bytes (None: no limit).
+    retention_s: int | None = Field(default=7 * 86400, ge=1)
+    max_db_mb: int | None = Field(default=None, ge=1, le=10**9)
+    # Security (agenttop/otlp/receiver.py): a bearer token every call must carry, and TLS.
     token: SecretStr | None = None  # SecretStr: never shown by repr() or in errors
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # set: clients must present a certificate it signed
+    # Forwarding (agenttop/otlp/forward.py): the upstream URL, 'name: value' headers sent
+    # with every forwarded call (values may be secrets), and the queue bound.
+    forward: str | None = None
+    forward_header: tuple[SecretStr, ...] = ()
+    forward_queue_mb: int = Field(default=64, ge=1, le=65536)
+    prometheus: str | None = None  # HOST:PORT to serve /metrics on (agenttop/prometheus.py)
 
     @field_validator("token")
     @classmethod
@@ -99,11 +193,39 @@ class ServeSettings(BaseModel):
             raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
         return self
 
-    @field_validator("grpc")
+    @field_validator("grpc", "http", "prometheus")
     @classmethod
-    def _valid_address(cls, value: str) -> str:
-        return format_address(*parse_address(value))
+    def _valid_address(cls, value: str | None) -> str | None:
+        return None if value is None else format_address(*parse_address(value))
+
+    @field_validator("forward")
+    @classmethod
+    def _valid_forward(cls, value: str | None) -> str | None:
+        return None if value is None else parse_forward_url(value).url
+
+    @field_validator("forward_header")
+    @classmethod
+    def _valid_headers(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for header in value:
+            parse_header(header.get_secret_value())
+        return value
+
+    @property
+    def forward_headers(self) -> tuple[tuple[str, str], ...]:
+        return tuple(parse_header(h.get_secret_value()) for h in self.forward_header)
+
+    @property
+    def forward_queue_bytes(self) -> int:
+        return self.forward_queue_mb * 1024 * 1024
+
+    @property
+    def max_db_bytes(self) -> int | None:
+        return None if self.max_db_mb is None else self.max_db_mb * 10**6
 
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb * 1024 * 1024
+
+    @property
+    def max_inflight_bytes(self) -> int:
+        return self.max_inflight_mb * 1024 * 1024

@@ -56,6 +56,19 @@ def _last_error(text: str) -> str:
     return lines[-1] if lines else "it exited without a message"
 
 
+def exit_reason(proc: subprocess.Popen) -> str | None:
+    """None while ``proc`` runs; else how it ended: "exited with code 1", "killed by SIGKILL"."""
+    code = proc.poll()
+    if code is None:
+        return None
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 class Children:
     """The child processes of one ``agenttop run``."""
 

@@ -13,18 +13,34 @@ import ipaddress
 import json
 import logging
 import signal
+import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable
 
+from grpc_health.v1 import health_pb2
+from grpc_health.v1.health import aio as health_aio
+
 from agenttop.analysis.alerts import AlertCommand, Rule, load_rules
 from agenttop.analysis.monitor import AlertMonitor
-from agenttop.config import ServeSettings, format_address, parse_address
+from agenttop.config import (
+    ServeSettings,
+    format_address,
+    format_duration,
+    parse_address,
+    parse_forward_url,
+)
 from agenttop.otlp.audit import AuditLog
+from agenttop.otlp.budget import BodyBudget
 from agenttop.otlp.decode import DecoderPool
-from agenttop.otlp.grpc_server import Receiver, start_server
+from agenttop.otlp.forward import Forwarder
+from agenttop.otlp.grpc_server import SERVICES, start_server
+from agenttop.otlp.http_server import HttpReceiver, start_http_server
+from agenttop.otlp.receiver import Receiver
+from agenttop.prometheus import HealthCollector, MetricsServer
 from agenttop.store import open_writer
+from agenttop.store.retention import Retention, prepare
 from agenttop.store.status import HEARTBEAT_S, write_heartbeat
 from agenttop.store.writer import Writer
 
@@ -61,6 +77,25 @@ def server_credentials(settings: ServeSettings):
     )
 
 
+def http_ssl_context(settings: ServeSettings) -> ssl.SSLContext | None:
+    """HTTPS with the same certificate, key and client CA as gRPC, or None for plaintext.
+
+    Call after ``server_credentials``, which reports unreadable files by name.
+    """
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        if settings.tls_client_ca is not None:
+            context.load_verify_locations(cafile=settings.tls_client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (ssl.SSLError, OSError) as e:
+        raise TLSError(f"--tls-cert {settings.tls_cert}, --tls-key {settings.tls_key}: "
+                       f"cannot serve HTTPS with them ({e})") from None
+    return context
+
+
 def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 or localhost: reachable only from this machine."""
     if host.lower() in ("localhost", "localhost."):
@@ -77,11 +112,15 @@ def exposure_problem(settings: ServeSettings) -> str | None:
     Loopback is always fine; elsewhere clients must authenticate, with the token or with
     a client certificate (mutual TLS).
     """
-    host, _ = parse_address(settings.grpc)
-    if is_loopback(host) or settings.token is not None or settings.tls_client_ca is not None:
+    if settings.token is not None or settings.tls_client_ca is not None:
         return None
-    return (f"refusing to listen on {settings.grpc} without --token: anyone who can reach it "
-            "could write to your database; pass --token, or --insecure to do it anyway")
+    for address, could in ((settings.grpc, "write to your database"),
+                           (settings.http, "write to your database"),
+                           (settings.prometheus, "read your agents' health")):
+        if address is not None and not is_loopback(parse_address(address)[0]):
+            return (f"refusing to listen on {address} without --token: anyone who can reach "
+                    f"it could {could}; pass --token, or --insecure to do it anyway")
+    return None
 
 
 def describe_security(settings: ServeSettings) -> str:
@@ -93,8 +132,15 @@ def describe_security(settings: ServeSettings) -> str:
     return ", ".join(parts)
 
 
+def describe_retention(settings: ServeSettings) -> str:
+    """For the start line: "keeping 7d, under 100 MB"."""
+    kept = ("keeping everything" if settings.retention_s is None
+            else f"keeping {format_duration(settings.retention_s)}")
+    return kept if settings.max_db_mb is None else f"{kept}, under {settings.max_db_mb} MB"
+
+
 class Service:
-    """One running receiver: writer thread, decoders, gRPC server and alert monitor."""
+    """One running receiver: writer thread, decoders, gRPC and HTTP servers, alert monitor."""
 
     def __init__(self, settings: ServeSettings, rules: list[Rule] | None = None,
                  on_alert: AlertCommand | None = None) -> None:
@@ -104,12 +150,23 @@ class Service:
         self.writer: Writer | None = None
         self.monitor: AlertMonitor | None = None
         self.grpc_port = 0
+        self.http_port = 0
         self.receiver: Receiver | None = None
+        self.http: HttpReceiver | None = None
+        self.forwarder: Forwarder | None = None
+        self.metrics: MetricsServer | None = None  # --prometheus
         self.audit: AuditLog | None = None
         self._server = None
+        self._http_runner = None
+        self._health: health_aio.HealthServicer | None = None
+        self._stopping = False
+        self._last_write_ok: bool | None = None  # of the heartbeat; None: none written yet
         self._decoders: DecoderPool | None = None
         self._monitor_task: asyncio.Task | None = None
         self._heartbeat_task: asyncio.Task | None = None
+        self.retention: Retention | None = None
+        self.retention_note: str | None = None  # about the file's vacuum mode, for the user
+        self._maintain_task: asyncio.Task | None = None
         self.started_ns = time.time_ns()
         # What the heartbeat reports in the ``receiver`` row: part name -> a function
         # returning a JSON-ready dict. Parts add themselves as they start.
@@ -120,27 +177,71 @@ class Service:
         host, _ = parse_address(self.settings.grpc)
         return format_address(host, self.grpc_port)
 
+    @property
+    def http_address(self) -> str | None:
+        if self.settings.http is None:
+            return None
+        host, _ = parse_address(self.settings.http)
+        return format_address(host, self.http_port)
+
     async def start(self) -> None:
         """Open the database and listen; raises StoreError, BindError or TLSError (user message)."""
         credentials = server_credentials(self.settings)
+        ssl_context = (http_ssl_context(self.settings)
+                       if self.settings.http or self.settings.prometheus else None)
         conn = open_writer(self.settings.db, synchronous=self.settings.sync.upper())
+        max_db_bytes = self.settings.max_db_bytes
+        prune = self.settings.retention_s is not None or max_db_bytes is not None
+        try:
+            self.retention_note = await asyncio.to_thread(
+                prepare, conn, prune=prune, max_db_bytes=max_db_bytes)
+        except BaseException:
+            conn.close()
+            raise
         self.writer = Writer(conn, max_pending=self.settings.queue_spans)
         self.writer.start()
         try:
+            self.retention = Retention(self.writer, conn.filename, max_db_bytes=max_db_bytes,
+                                       retention_s=self.settings.retention_s)
+            self.status_sources["retention"] = self.retention.status
             self._decoders = DecoderPool(self.settings.decoders,
                                          redact=not self.settings.keep_pii,
                                          max_value_bytes=self.settings.max_value_kb * 1024)
             await asyncio.to_thread(self._decoders.warm_up)
             self.audit = AuditLog(self.writer)
             token = self.settings.token.get_secret_value() if self.settings.token else None
-            self.receiver = Receiver(self.writer, self._decoders, token=token,
-                                     audit_log=self.audit)
+            budget = BodyBudget(self.settings.max_inflight_bytes, self.settings.max_message_bytes)
+            if self.settings.forward is not None:
+                self.forwarder = Forwarder(parse_forward_url(self.settings.forward),
+                                           self.settings.forward_headers,
+                                           max_queue_bytes=self.settings.forward_queue_bytes)
+                self.forwarder.start()
+                self.status_sources["forward"] = self.forwarder.status
+            self.receiver = Receiver(self.writer, self._decoders, budget=budget, token=token,
+                                     audit_log=self.audit,
+                                     forward=self.forwarder.submit if self.forwarder else None)
+            self._health = health_aio.HealthServicer()
+            await self._report_health()  # NOT_SERVING until the first heartbeat
             self._server, self.grpc_port = await start_server(
                 self.receiver,
                 self.settings.grpc,
                 max_message_bytes=self.settings.max_message_bytes,
                 credentials=credentials,
+                health=self._health,
             )
+            if self.settings.http is not None:
+                self.http = HttpReceiver(self.receiver,
+                                         max_message_bytes=self.settings.max_message_bytes,
+                                         not_ready=self.not_ready)
+                self._http_runner, self.http_port = await start_http_server(
+                    self.http, self.settings.http, ssl_context=ssl_context,
+                    shutdown_timeout=SHUTDOWN_GRACE_S)
+                self.status_sources["http"] = self._http_status
+            if self.settings.prometheus is not None:
+                self.metrics = MetricsServer(HealthCollector(self.settings.db, self),
+                                             token=token, ssl_context=ssl_context)
+                await self.metrics.start(self.settings.prometheus)
+                self.status_sources["prometheus"] = self._prometheus_status
             self.monitor = AlertMonitor(self.settings.db, self.writer, self.rules, self.on_alert)
             await asyncio.to_thread(self.monitor.restore)
             self.status_sources["receiver"] = self._receiver_status
@@ -150,6 +251,8 @@ class Service:
             raise
         self._monitor_task = asyncio.create_task(self._watch())
         self._heartbeat_task = asyncio.create_task(self._beat())
+        if prune:
+            self._maintain_task = asyncio.create_task(self._maintain())
 
     def _receiver_status(self) -> dict:
         assert self.receiver is not None and self.writer is not None
@@ -161,8 +264,37 @@ class Service:
             "busy_refusals": self.writer.stats.refused,
         }
 
+    def _prometheus_status(self) -> dict:
+        assert self.metrics is not None
+        return {"address": self.metrics.address}
+
+    def _http_status(self) -> dict:
+        assert self.http is not None
+        return {"address": self.http_address, **self.http.status()}
+
+    def not_ready(self) -> str | None:
+        """Why exports cannot be taken now, or None: for ``/readyz`` and gRPC health."""
+        if self._stopping:
+            return "shutting down"
+        if self.writer is None or not self.writer.accepting:
+            return "the database writer is not running"
+        if self._last_write_ok is None:
+            return "starting"
+        if not self._last_write_ok:
+            return "the last write to the database failed"
+        return None
+
+    async def _report_health(self) -> None:
+        if self._health is None:
+            return
+        status = (health_pb2.HealthCheckResponse.SERVING if self.not_ready() is None
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for service in ("", *SERVICES):
+            await self._health.set(service, status)
+
     async def heartbeat(self, stopped: bool = False) -> None:
-        """Write the ``receiver`` row now (see agenttop/store/status.py)."""
+        """Write the ``receiver`` row now (see agenttop/store/status.py); its success is
+        what readiness reports."""
         assert self.writer is not None
         status = {}
         for name, source in self.status_sources.items():
@@ -173,7 +305,14 @@ class Service:
         future = self.writer.call(lambda conn: write_heartbeat(
             conn, started_ns=self.started_ns, now_ns=time.time_ns(), status=status,
             stopped=stopped))
-        await asyncio.wrap_future(future)
+        try:
+            await asyncio.wrap_future(future)
+            self._last_write_ok = True
+        except Exception:
+            self._last_write_ok = False
+            raise
+        finally:
+            await self._report_health()
 
     async def _beat(self) -> None:
         while True:
@@ -193,17 +332,41 @@ class Service:
             except Exception:
                 log.exception("alert evaluation failed")
 
+    async def _maintain(self) -> None:
+        """Prune and give space back now and every few seconds (agenttop/store/retention.py);
+        a failed round is logged, never fatal."""
+        assert self.retention is not None
+        while True:
+            try:
+                await asyncio.to_thread(self.retention.run_once)
+            except Exception:
+                log.exception("pruning failed")
+            await asyncio.sleep(self.retention.interval_s)
+
     async def stop(self) -> None:
         """Stop accepting, let in-flight exports commit, then flush and close the file."""
-        for task in (self._monitor_task, self._heartbeat_task):
+        self._stopping = True
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        for task in (self._monitor_task, self._heartbeat_task, self._maintain_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.retention is not None:
+            await asyncio.to_thread(self.retention.close)  # its thread outlives the task
         if self.monitor is not None:
             await asyncio.to_thread(self.monitor.close)
+        servers = []
         if self._server is not None:
-            await self._server.stop(SHUTDOWN_GRACE_S)
+            servers.append(self._server.stop(SHUTDOWN_GRACE_S))
+        if self._http_runner is not None:
+            servers.append(self._http_runner.cleanup())
+        if self.metrics is not None:
+            servers.append(self.metrics.stop())
+        await asyncio.gather(*servers)
+        if self.forwarder is not None:  # after the servers: every stored body is queued
+            await self.forwarder.close()
         if self.audit is not None:
             self.audit.close()
         if self._decoders is not None:
@@ -277,7 +440,16 @@ async def serve_forever(settings: ServeSettings, rules: list[Rule],
         service = Service(settings, rules, on_alert)
         await service.start()
         say(f"OTLP/gRPC on {service.grpc_address} ({describe_security(settings)})")
-        say(f"writing {settings.db}")
+        if service.http_address is not None:
+            say(f"OTLP/HTTP on {service.http_address} ({describe_security(settings)})")
+        if service.forwarder is not None:
+            say(f"forwarding everything received to {service.forwarder.target.url}")
+        if service.metrics is not None:
+            scheme = "https" if settings.tls_cert else "http"
+            say(f"Prometheus metrics on {scheme}://{service.metrics.address}/metrics")
+        say(f"writing {settings.db} ({describe_retention(settings)})")
+        if service.retention_note:
+            say(service.retention_note)
         say(f"{len(rules)} alert rules from {settings.rules or 'the defaults'}")
         await stop.wait()
         say("stopping, flushing to disk")

@@ -1,15 +1,16 @@
 """Ingest throughput of `agenttop serve`, committed and acknowledged, against a bare loop.
 
 Starts `agenttop serve` in a subprocess on a free loopback port, sends pre-serialised
-agent-shaped 500-span requests from concurrent clients, waits until every span is
-committed, and in the same run times a bare in-process decode+convert+insert loop over the
-same requests. Prints one JSON line.
+agent-shaped 500-span requests from concurrent clients over OTLP/gRPC or OTLP/HTTP
+(``--transport``), waits until every span is committed, and in the same run times a bare
+in-process decode+convert+insert loop over the same requests. Prints one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import random
@@ -77,6 +78,26 @@ def client(port: int, requests: list[bytes], acked: list[int], errors: list[str]
                     time.sleep(0.05)
 
 
+def http_client(port: int, requests: list[bytes], acked: list[int], errors: list[str]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "application/x-protobuf"}
+    try:
+        for body in requests:
+            for _attempt in range(100):
+                conn.request("POST", "/v1/traces", body, headers)
+                response = conn.getresponse()
+                answer = response.read()
+                if response.status == 200:
+                    acked.append(1)
+                    break
+                if response.status != 503:
+                    errors.append(f"HTTP {response.status}: {answer[:200]!r}")
+                    break
+                time.sleep(0.05)
+    finally:
+        conn.close()
+
+
 def tree_rss(process: psutil.Process) -> int:
     """RSS of the receiver and its decoding workers."""
     total = 0
@@ -94,12 +115,18 @@ def count_spans(db: Path) -> int:
         conn.close()
 
 
-def run_server(requests: list[bytes], clients: int, spans: int, sync: str, tmp: Path) -> dict:
+def run_server(requests: list[bytes], clients: int, spans: int, sync: str, tmp: Path,
+               transport: str) -> dict:
     db = tmp / "serve.db"
     port = free_port()
+    if transport == "http":
+        grpc_port, send = free_port(), http_client
+        http_option = f"127.0.0.1:{port}"
+    else:
+        grpc_port, send, http_option = port, client, "off"
     proc = subprocess.Popen(
         [sys.executable, "-m", "agenttop.cli", "serve", "--db", str(db),
-         "--grpc", f"127.0.0.1:{port}", "--sync", sync],
+         "--grpc", f"127.0.0.1:{grpc_port}", "--http", http_option, "--sync", sync],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -110,7 +137,7 @@ def run_server(requests: list[bytes], clients: int, spans: int, sync: str, tmp: 
         acked: list[int] = []
         errors: list[str] = []
         threads = [
-            threading.Thread(target=client, args=(port, share, acked, errors)) for share in shares
+            threading.Thread(target=send, args=(port, share, acked, errors)) for share in shares
         ]
         start = time.perf_counter()
         for t in threads:
@@ -157,14 +184,17 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=500, help="spans per request")
     parser.add_argument("--sync", choices=["full", "normal"], default="full")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--transport", choices=["grpc", "http"], default="grpc",
+                        help="OTLP/gRPC, or OTLP/HTTP with protobuf bodies")
     args = parser.parse_args()
     requests = build_requests(args.requests, args.spans, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        served = run_server(requests, args.clients, args.spans, args.sync, Path(tmp))
+        served = run_server(requests, args.clients, args.spans, args.sync, Path(tmp),
+                            args.transport)
         bare = run_bare(requests, args.sync, Path(tmp))
     print(json.dumps({
         "benchmark": "ingest",
-        "transport": "grpc",
+        "transport": args.transport,
         "clients": args.clients,
         "spans_per_request": args.spans,
         "sync": args.sync,

@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
-CORE = ["agenttop.otlp.grpc_server", "agenttop.otlp.decode", "agenttop.store.writer",
-        "agenttop.analysis", "agenttop.serve", "agenttop.config"]
+CORE = ["agenttop.otlp.grpc_server", "agenttop.otlp.http_server", "agenttop.otlp.receiver",
+        "agenttop.otlp.decode", "agenttop.store.writer",
+        "agenttop.analysis", "agenttop.serve", "agenttop.config",
+        "agenttop.analysis.scorecard", "agenttop.otlp.export", "agenttop.otlp.importer"]
 
 
 @pytest.mark.parametrize("module", CORE)

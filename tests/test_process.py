@@ -35,7 +35,7 @@ def start_serve(db: Path, port: int, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "agenttop.cli", "serve", "--db", str(db),
-         "--grpc", f"127.0.0.1:{port}", "--decoders", "1", *extra],
+         "--grpc", f"127.0.0.1:{port}", "--http", "off", "--decoders", "1", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
 

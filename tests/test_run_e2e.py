@@ -64,9 +64,9 @@ class Terminal:
 @pytest.mark.timeout(180)
 def test_run_demo_shows_layers_and_traces_and_quits_cleanly(tmp_path):
     db = tmp_path / "demo.db"
-    port = free_port()
+    port, http_port = free_port(), free_port()
     term = Terminal([sys.executable, "-m", "agenttop.cli", "run", "--demo", "--db", str(db),
-                     "--grpc", f"127.0.0.1:{port}"])
+                     "--grpc", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{http_port}"])
     try:
         parent = psutil.Process(term.proc.pid)
         for layer in ("prompt", "tool", "memory", "runtime", "auth"):
@@ -86,12 +86,13 @@ def test_run_demo_shows_layers_and_traces_and_quits_cleanly(tmp_path):
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"children left behind: {alive}"
     assert db.exists() and db.with_name(db.name + ".log").exists()
+    assert f"OTLP/HTTP on 127.0.0.1:{http_port}" in db.with_name(db.name + ".log").read_text()
 
 
 def test_children_stop_when_run_is_killed(tmp_path):
     port = free_port()
     term = Terminal([sys.executable, "-m", "agenttop.cli", "run", "--db", str(tmp_path / "k.db"),
-                     "--grpc", f"127.0.0.1:{port}"])
+                     "--grpc", f"127.0.0.1:{port}", "--http", "off"])
     try:
         term.wait_for("PROMPT", timeout=60)
         children = psutil.Process(term.proc.pid).children(recursive=True)

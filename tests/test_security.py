@@ -220,7 +220,7 @@ def test_non_loopback_starts_with_insecure_or_a_token(tmp_path, how):
         env["AGENTTOP_TOKEN"] = TOKEN
     proc = subprocess.Popen(
         [sys.executable, "-m", "agenttop.cli", "serve", "--db", str(tmp_path / "a.db"),
-         "--grpc", f"0.0.0.0:{port}", "--decoders", "1", *extra],
+         "--grpc", f"0.0.0.0:{port}", "--http", "off", "--decoders", "1", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         wait_listening(proc, port)
@@ -306,7 +306,8 @@ def test_json_log_format(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "AGENTTOP_TOKEN": TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agenttop.cli", "serve", "--db", str(tmp_path / "a.db"),
-         "--grpc", f"127.0.0.1:{port}", "--decoders", "1", "--log-format", "json"],
+         "--grpc", f"127.0.0.1:{port}", "--http", "off", "--decoders", "1",
+         "--log-format", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         wait_listening(proc, port)

@@ -552,7 +552,9 @@ _PLAN_KEYS_MAX = 64
 def _plan(attributes: dict[str, object]) -> _Plan:
     by_field: dict[str, list[tuple[int, str]]] = {}
     context = False
-    for key in _INTERESTING.intersection(attributes):
+    # Sorted: set order varies between processes, and it decides the order of the stored
+    # ``genai`` keys, which must be the same whichever process decoded the span.
+    for key in sorted(_INTERESTING.intersection(attributes)):
         alias = _ALIAS.get(key)
         if alias is None:
             context = True

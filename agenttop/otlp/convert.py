@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,13 +109,20 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+_CUT = re.compile(r"…\[truncated [\d,]+ bytes\]\Z")
+
+
 def clip(text: str, limit: int = MAX_VALUE_BYTES) -> str:
     """``text`` cut to at most ``limit`` UTF-8 bytes (on a character boundary), plus a marker
-    saying how many bytes were cut; returned as is when it fits."""
+    saying how many bytes were cut; returned as is when it fits, or when it was cut already
+    (a re-imported export: cutting again would replace the count of bytes lost)."""
     if len(text) <= limit >> 2:  # a character is at most 4 bytes: fits for sure
         return text
     data = text.encode("utf-8", "surrogatepass")
     if len(data) <= limit:
+        return text
+    marked = _CUT.search(text)
+    if marked and len(text[:marked.start()].encode("utf-8", "surrogatepass")) <= limit:
         return text
     head = data[:limit].decode("utf-8", "ignore")
     cut = len(data) - len(head.encode("utf-8", "surrogatepass"))

@@ -3,18 +3,24 @@
 Decoding and conversion are pure Python over protobuf objects and hold the GIL for most of
 their time; in the receiver's own process they would compete with the event loop and with
 the writer thread, whose SQLite work otherwise runs in parallel. Worker processes take the
-raw request bytes and return encoded ``Batch``es, so the receiver process keeps one core for
-gRPC and the writer, and decoding scales with the cores there are.
+raw request bytes (protobuf or OTLP/JSON, gzip or not) and return encoded ``Batch``es, so
+the receiver process keeps one core for the servers and the writer, and decoding scales
+with the cores there are.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -28,6 +34,7 @@ from agenttop.otlp.convert import (
     metrics_batch,
     spans_batch,
 )
+from agenttop.otlp.otlp_json import read_request
 
 DECODERS = {
     "traces": (ExportTraceServiceRequest, spans_batch),
@@ -36,23 +43,74 @@ DECODERS = {
 }
 
 
+class TooLarge(Exception):
+    """A compressed body inflates past the size limit."""
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """Inflate a gzip body (one or more members) of at most ``limit`` bytes; raises
+    DecodeError when it is not gzip and TooLarge past the limit, before inflating more."""
+    out = bytearray()
+    while data:
+        inflater = zlib.decompressobj(wbits=31)  # 31: gzip header and trailer
+        try:
+            out += inflater.decompress(data, limit + 1 - len(out))
+        except zlib.error as e:
+            raise DecodeError(f"not a valid gzip body ({e})") from None
+        if len(out) > limit:
+            raise TooLarge(f"the body inflates to more than {limit:,} bytes")
+        if not inflater.eof:
+            raise DecodeError("the gzip body is cut short")
+        data = inflater.unused_data
+    return bytes(out)
+
+
 def decode(signal: str, data: bytes, received_ns: int, redact: bool = True,
-           max_value_bytes: int = MAX_VALUE_BYTES) -> Batch:
+           max_value_bytes: int = MAX_VALUE_BYTES, *, json: bool = False,
+           gunzip_max: int | None = None) -> Batch:
     """Decode one Export request body; raises protobuf's DecodeError when it is not OTLP.
 
     ``redact=False`` stores PII as received (findings are still recorded); strings longer
     than ``max_value_bytes`` are truncated (with a marker) before anything else sees them.
+    ``json``: the body is OTLP/JSON, not protobuf. ``gunzip_max``: the body is gzip, to be
+    inflated to at most that many bytes (else TooLarge).
     """
+    if gunzip_max is not None:
+        data = gunzip(data, gunzip_max)
     request_type, convert = DECODERS[signal]
+    if json:
+        try:
+            request = read_request(signal, data)
+        except ValueError as e:
+            raise DecodeError(str(e)) from None
+    else:
+        request = request_type.FromString(data)
     if signal == "metrics":
-        return convert(request_type.FromString(data), received_ns, max_value_bytes)
-    return convert(request_type.FromString(data), received_ns, redact, max_value_bytes)
+        return convert(request, received_ns, max_value_bytes)
+    return convert(request, received_ns, redact, max_value_bytes)
 
 
 def default_workers() -> int:
     # One core is left for the writer and the event loop; two workers keep a second request
     # decoding while the first one's result travels back.
     return max(1, min(4, (os.cpu_count() or 2) - 1, 2))
+
+
+def _exit_with_parent() -> None:
+    """In each worker: exit as soon as the receiver is gone, however it went.
+
+    A receiver killed outright (kill -9, the OOM killer) runs no clean-up, and its workers
+    would wait for work forever.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="agenttop-parent-watch", daemon=True).start()
 
 
 class DecoderLost(Exception):
@@ -71,7 +129,8 @@ class DecoderPool:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the parent runs gRPC's threads, which do not survive a fork.
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_exit_with_parent)
 
     def warm_up(self) -> None:
         """Start every worker now, so the first Export does not wait for process start-up."""
@@ -79,13 +138,14 @@ class DecoderPool:
         for future in futures:
             future.result(timeout=60)
 
-    async def decode(self, signal: str, data: bytes, received_ns: int) -> Batch:
+    async def decode(self, signal: str, data: bytes, received_ns: int, *, json: bool = False,
+                     gunzip_max: int | None = None) -> Batch:
         pool = self._pool
         loop = asyncio.get_running_loop()
+        call = functools.partial(decode, signal, data, received_ns, self.redact,
+                                 self.max_value_bytes, json=json, gunzip_max=gunzip_max)
         try:
-            return await loop.run_in_executor(
-                pool, decode, signal, data, received_ns, self.redact, self.max_value_bytes
-            )
+            return await loop.run_in_executor(pool, call)
         except BrokenProcessPool:
             if self._pool is pool:
                 self._pool = self._new_pool()

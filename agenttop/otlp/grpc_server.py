@@ -1,47 +1,46 @@
-"""OTLP/gRPC: TraceService, MetricsService and LogsService on one asyncio gRPC server.
+"""OTLP/gRPC: TraceService, MetricsService and LogsService on one asyncio gRPC server, with
+the standard health service (``grpc.health.v1.Health``) beside them.
 
 Requests arrive as raw bytes (no deserializer is registered) so that an undecodable body
 is answered with INVALID_ARGUMENT by us, rather than with a generic error by the library.
-Each Export is decoded in a worker process, handed to the writer, and answered only once
-its rows are committed. When the writer's queue is full it answers UNAVAILABLE with a
-RetryInfo detail, which OTLP exporters honour by backing off and sending again.
+What happens to a body is ``agenttop.otlp.receiver``'s, shared with OTLP/HTTP; here its
+refusals become statuses. When the writer's queue is full, or the bodies held in memory
+reach their budget (``agenttop.otlp.budget``), it answers UNAVAILABLE with a RetryInfo
+detail, which OTLP exporters honour by backing off and sending again.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
-import logging
-import random
 import socket
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import grpc
 from google.protobuf.any_pb2 import Any as AnyProto
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 from grpc_status import rpc_status
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
-from agenttop.otlp import audit
-from agenttop.otlp.audit import AuditLog
-from agenttop.otlp.convert import Batch
-from agenttop.otlp.decode import DecoderLost, DecoderPool
-from agenttop.store.writer import Writer
+from agenttop.otlp.receiver import (
+    MALFORMED,
+    NOT_AUTHENTICATED,
+    SIGNALS,
+    TOO_LARGE,
+    BindError,
+    Receiver,
+    Refused,
+    Signal,
+)
 
-log = logging.getLogger(__name__)
+NO_MESSAGE = "the call carried no request message"
 
-MIN_RETRY_S, MAX_RETRY_S = 0.05, 5.0
-OVERLOADED = "agenttop is busy writing; retry later"
-STORE_FAILED = "agenttop could not write to its database; retry later"
-DECODER_LOST = "agenttop lost a decoding worker; retry later"
-UNAUTHENTICATED = "agenttop requires 'authorization: Bearer <token>' metadata with the right token"
+SERVICES = {
+    "opentelemetry.proto.collector.trace.v1.TraceService": SIGNALS["traces"],
+    "opentelemetry.proto.collector.metrics.v1.MetricsService": SIGNALS["metrics"],
+    "opentelemetry.proto.collector.logs.v1.LogsService": SIGNALS["logs"],
+}
 
 
 class _Status(NamedTuple):
@@ -70,132 +69,57 @@ def retry_status(message: str, delay_s: float) -> _Status:
     return _Status(status.code, status.details, metadata)
 
 
-class _Signal(NamedTuple):
-    """How one OTLP signal is answered (decoding is in ``agenttop.otlp.decode``)."""
-
-    name: str
-    response: Any  # the Export...ServiceResponse message type
-    rejected_field: str  # its partial_success counter
-
-    def respond(self, batch: Batch) -> bytes:
-        response = self.response()
-        if batch.rejected:
-            setattr(response.partial_success, self.rejected_field, batch.rejected)
-            response.partial_success.error_message = batch.error_message
-        return response.SerializeToString()
-
-
-SIGNALS = {
-    "opentelemetry.proto.collector.trace.v1.TraceService": _Signal(
-        "traces", trace_pb.ExportTraceServiceResponse, "rejected_spans"),
-    "opentelemetry.proto.collector.metrics.v1.MetricsService": _Signal(
-        "metrics", metrics_pb.ExportMetricsServiceResponse, "rejected_data_points"),
-    "opentelemetry.proto.collector.logs.v1.LogsService": _Signal(
-        "logs", logs_pb.ExportLogsServiceResponse, "rejected_log_records"),
+_CODES = {
+    NOT_AUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
+    TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
-class Receiver:
-    """The three OTLP services: decode in a ``DecoderPool``, write through one ``Writer``."""
+def _refusal_status(refused: Refused) -> _Status:
+    if refused.retry_after_s is not None:
+        return retry_status(refused.message, refused.retry_after_s)
+    return _Status(_CODES[refused.reason], refused.message, ())
 
-    def __init__(
-        self, writer: Writer, decoders: DecoderPool, clock: Callable[[], int] = time.time_ns,
-        *, token: str | None = None, audit_log: AuditLog | None = None,
-    ) -> None:
-        self.writer = writer
-        self.decoders = decoders
-        self.clock = clock
-        self.audit = audit_log
-        # Only a digest is kept: compared in constant time, and never printable.
-        self._token_digest = _digest(token.encode()) if token else None
-        self.unauthenticated = 0  # calls refused for a missing or wrong token
-        self.malformed = 0  # calls refused as undecodable
 
-    def _refuse(self, signal: _Signal, context: grpc.aio.ServicerContext, reason: str) -> None:
-        if self.audit is not None:
-            self.audit.record(context.peer() or "", signal.name, reason)
+def _authorization(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return None
 
-    def _auth_problem(self, context: grpc.aio.ServicerContext) -> str | None:
-        """Why the call's credentials are refused (an ``audit`` reason), or None."""
-        presented = None
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                presented = value if isinstance(value, str) else value.decode("latin-1")
-                break
-        if presented is None:
-            return audit.MISSING_TOKEN
-        scheme, _, credential = presented.strip().partition(" ")
-        ok = hmac.compare_digest(_digest(credential.strip().encode()), self._token_digest)
-        return None if ok and scheme.lower() == "bearer" else audit.WRONG_TOKEN
 
-    def handlers(self) -> list[grpc.GenericRpcHandler]:
-        return [
-            grpc.method_handlers_generic_handler(
-                service, {"Export": grpc.unary_unary_rpc_method_handler(self._handler(signal))}
-            )
-            for service, signal in SIGNALS.items()
-        ]
+def handlers(receiver: Receiver) -> list[grpc.GenericRpcHandler]:
+    # Stream-unary on our side (the wire is the same for unary clients): a unary handler
+    # is called only once the body is read, too late to bound the bodies in memory.
+    return [
+        grpc.method_handlers_generic_handler(
+            service,
+            {"Export": grpc.stream_unary_rpc_method_handler(_handler(receiver, signal))},
+        )
+        for service, signal in SERVICES.items()
+    ]
 
-    def retry_delay(self) -> float:
-        """How long a refused client should wait: about the time to drain the backlog.
 
-        Exporters retry after exactly the delay they are given, so a random spread keeps
-        refused clients from all coming back at the same instant.
-        """
-        drain = self.writer.drain_seconds() * random.uniform(1.0, 2.0)
-        return min(MAX_RETRY_S, max(MIN_RETRY_S, drain))
-
-    def _handler(self, signal: _Signal) -> Callable[[bytes, Any], Any]:
-        async def export(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            return await self.export(signal, data, context)
-
-        return export
-
-    async def export(
-        self, signal: _Signal, data: bytes, context: grpc.aio.ServicerContext
-    ) -> bytes:
-        if self._token_digest is not None:
-            problem = self._auth_problem(context)
-            if problem is not None:
-                self.unauthenticated += 1
-                self._refuse(signal, context, problem)
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
+def _handler(receiver: Receiver, signal: Signal) -> Callable[[Any, Any], Any]:
+    async def export(_requests: Any, context: grpc.aio.ServicerContext) -> bytes:
+        peer = context.peer() or ""
         try:
-            batch = await self.decoders.decode(signal.name, data, self.clock())
-        except DecodeError as e:
-            self.malformed += 1
-            self._refuse(signal, context, audit.MALFORMED)
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"cannot decode OTLP {signal.name}: {e}"
-            )
-        except DecoderLost:
-            await _abort(context, retry_status(DECODER_LOST, MIN_RETRY_S))
-        if batch.size:
-            loop = asyncio.get_running_loop()
-            committed: asyncio.Future[BaseException | None] = loop.create_future()
+            receiver.authenticate(signal, peer, _authorization(context))
+            charge = await receiver.admit()
+            try:
+                data = await context.read()
+                if data is grpc.aio.EOF:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, NO_MESSAGE)
+                charge = receiver.budget.resize(charge, len(data))
+                return (await receiver.export(signal, data, peer)).SerializeToString()
+            finally:
+                receiver.budget.release(charge)
+        except Refused as e:
+            status = _refusal_status(e)
+            await context.abort(status.code, status.details, status.trailing_metadata)
 
-            def done(error: BaseException | None) -> None:
-                loop.call_soon_threadsafe(_settle, committed, error)
-
-            if not self.writer.try_submit(batch, done):
-                await _abort(context, retry_status(OVERLOADED, self.retry_delay()))
-            error = await committed
-            if error is not None:
-                await _abort(context, retry_status(STORE_FAILED, MAX_RETRY_S))
-        return signal.respond(batch)
-
-
-def _digest(value: bytes) -> bytes:
-    return hashlib.sha256(value).digest()
-
-
-def _settle(future: asyncio.Future, error: BaseException | None) -> None:
-    if not future.done():
-        future.set_result(error)
-
-
-async def _abort(context: grpc.aio.ServicerContext, status: _Status) -> None:
-    await context.abort(status.code, status.details, status.trailing_metadata)
+    return export
 
 
 def _bind_problem(address: str) -> str:
@@ -216,26 +140,30 @@ def _bind_problem(address: str) -> str:
     return "the address is not available"
 
 
-class BindError(Exception):
-    """The listening address cannot be bound; the message says which and why."""
-
-
 async def start_server(
     receiver: Receiver, address: str, *, max_message_bytes: int,
     credentials: grpc.ServerCredentials | None = None,
+    health: health_aio.HealthServicer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving on ``address`` (host:port; port 0 picks a free one); returns the port.
 
-    With ``credentials`` the port speaks TLS only.
+    With ``credentials`` the port speaks TLS only. ``health`` answers health checks on the
+    same port, without the token.
     """
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             # Without this Linux lets a second server bind the same port silently.
             ("grpc.so_reuseport", 0),
+            # Bandwidth probing widens every stream's flow-control window, letting clients
+            # push megabytes into calls not yet admitted (see agenttop.otlp.budget); without
+            # it an unread stream buffers 64 KiB, and a read one still gets its whole body.
+            ("grpc.http2.bdp_probe", 0),
         ],
     )
-    server.add_generic_rpc_handlers(receiver.handlers())
+    server.add_generic_rpc_handlers(handlers(receiver))
+    if health is not None:
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
     try:
         if credentials is None:
             port = server.add_insecure_port(address)

@@ -67,13 +67,18 @@ def parse_message(signal: str, document: Any) -> Message:
     return message
 
 
-def parse_request(signal: str, body: bytes) -> bytes:
-    """An OTLP/JSON request body -> the serialized protobuf Export request."""
+def read_request(signal: str, body: bytes) -> Message:
+    """An OTLP/JSON request body -> the signal's Export request message."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise ValueError(f"not valid JSON: {e}") from None
-    return parse_message(signal, document).SerializeToString()
+    return parse_message(signal, document)
+
+
+def parse_request(signal: str, body: bytes) -> bytes:
+    """An OTLP/JSON request body -> the serialized protobuf Export request."""
+    return read_request(signal, body).SerializeToString()
 
 
 def to_json(message: Message) -> dict:

@@ -123,6 +123,10 @@ def open_writer(path: str | os.PathLike[str], *, synchronous: str = "FULL") -> a
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         version = _check_ownership(conn, path)
         _probe(conn)
+        if version == 0:
+            # Only before the first table (and before WAL mode) does this take: it lets
+            # retention give pruned space back to the file system (agenttop/store/retention.py).
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         # A writer that runs for days must not let the WAL grow without bound, but
@@ -140,19 +144,30 @@ def open_writer(path: str | os.PathLike[str], *, synchronous: str = "FULL") -> a
     return conn
 
 
-def open_reader(path: str | os.PathLike[str]) -> apsw.Connection:
-    """Open an existing database read-only (any number of readers may run beside the writer)."""
+def locked_message(path: str | os.PathLike[str]) -> str:
+    return f"{path} is locked by another program"
+
+
+def open_reader(path: str | os.PathLike[str], *,
+                busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> apsw.Connection:
+    """Open an existing database read-only (any number of readers may run beside the writer).
+
+    ``busy_timeout_ms``: how long a read waits for another program's lock on the file
+    before giving up (here with ``StoreError``, in later reads with ``apsw.BusyError``).
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise StoreError(f"no database at {path}")
     _check_header(path)
     try:
         conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
-        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        conn.set_busy_timeout(busy_timeout_ms)
         version = _check_ownership(conn, path)
         _probe(conn)
     except apsw.CorruptError as e:
         raise StoreError(f"{path} is corrupt ({e}); it was left untouched") from None
+    except apsw.BusyError:
+        raise StoreError(locked_message(path)) from None
     except apsw.Error as e:
         raise StoreError(f"cannot read {path}: {e}") from None
     if version < LATEST_VERSION:

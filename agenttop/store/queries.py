@@ -517,6 +517,34 @@ def findings_summary(conn: apsw.Connection, f: FindingFilter | None, now_ns: int
     return per_minute, per_pattern
 
 
+# --- refused calls (the ``audit`` table)
+
+@dataclass(frozen=True, slots=True)
+class RefusedCall:
+    """One ``audit`` row: ``count`` refusals of one peer, signal and reason from ``time_ns``."""
+
+    audit_id: int
+    time_ns: int
+    peer: str  # as the client's connection reports it: untrusted text
+    signal: str
+    reason: str
+    count: int
+
+
+def list_refused(conn: apsw.Connection, *, limit: int = 100) -> list[RefusedCall]:
+    """Refused calls newest first (through ``audit_time``), at most ``limit`` rows."""
+    return [RefusedCall(*row) for row in conn.execute(
+        "SELECT audit_id, time_ns, peer, signal, reason, count FROM audit "
+        "ORDER BY time_ns DESC, audit_id DESC LIMIT ?", (limit,))]
+
+
+def refused_by_reason(conn: apsw.Connection, since_ns: int) -> dict[str, int]:
+    """Refused calls per reason since ``since_ns`` (a range of ``audit_time``)."""
+    return {reason: int(n) for reason, n in conn.execute(
+        "SELECT reason, sum(count) FROM audit WHERE time_ns >= ? GROUP BY reason",
+        (since_ns,))}
+
+
 # --- metrics and logs screens
 
 # Minimum severity numbers the log list filters by (OTel: 9 INFO, 13 WARN, 17 ERROR).

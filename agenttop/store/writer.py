@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import apsw
@@ -36,6 +36,7 @@ T = TypeVar("T")
 class _Call:
     fn: Callable[[apsw.Connection], Any]
     future: Future
+    transaction: bool = True
 
 
 def _bulk_insert(table: str, columns: tuple[str, ...], verb: str = "INSERT") -> str:
@@ -59,9 +60,10 @@ def _bulk_insert(table: str, columns: tuple[str, ...], verb: str = "INSERT") -> 
 
 
 INSERTS = {
-    # A span re-sent by a retrying exporter is stored once: (trace_id, span_id) is unique.
-    table: _bulk_insert(table, columns, "INSERT OR IGNORE" if table in {"spans", "resources"}
-                        else "INSERT")
+    # A span re-sent by a retrying exporter is stored once: (trace_id, span_id) is unique,
+    # and so are its findings (a plain INSERT would fail the whole re-sent batch on them).
+    table: _bulk_insert(table, columns, "INSERT OR IGNORE"
+                        if table in {"spans", "resources", "findings"} else "INSERT")
     for table, columns in TABLE_COLUMNS.items()
 }
 
@@ -160,6 +162,9 @@ class WriterStats:
     """Counters since start; read from any thread (plain ints, updated under the lock)."""
 
     refused: int = 0  # batches turned away because the queue was full
+    # Items committed, by batch kind (spans for traces, data points, log records).
+    committed: dict[str, int] = field(
+        default_factory=lambda: {"traces": 0, "metrics": 0, "logs": 0})
 
 
 class Writer:
@@ -192,6 +197,11 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def accepting(self) -> bool:
+        """Running and not closing: batches are taken (as long as the queue has room)."""
+        return self._thread.is_alive() and not self._closing
+
     def try_submit(self, batch: Batch, done: Done) -> bool:
         """Queue a batch; False (and nothing queued) when the queue is full or closing."""
         size = batch.size
@@ -205,18 +215,20 @@ class Writer:
         self._queue.put((batch, done))
         return True
 
-    def call(self, fn: Callable[[apsw.Connection], T]) -> Future[T]:
+    def call(self, fn: Callable[[apsw.Connection], T], *, transaction: bool = True) -> Future[T]:
         """Run ``fn(conn)`` on the writer thread inside a transaction of its own.
 
         For the few writes that are not ingest (alert episodes, maintenance): they share
         the single write connection instead of contending for the file's write lock.
+        ``transaction=False`` runs ``fn`` outside any transaction, for what SQLite refuses
+        inside one (a WAL checkpoint).
         """
         future: Future[T] = Future()
         with self._lock:
             if self._closing:
                 future.set_exception(RuntimeError("the writer is closed"))
                 return future
-        self._queue.put(_Call(fn, future))
+        self._queue.put(_Call(fn, future, transaction))
         return future
 
     def close(self, timeout: float | None = None) -> None:
@@ -268,13 +280,16 @@ class Writer:
             return
         conn = self._conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            if not call.transaction:
                 result = call.fn(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = call.fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
         except Exception as e:
             call.future.set_exception(e)
         else:
@@ -309,6 +324,9 @@ class Writer:
                 log.exception("writer callback failed")
         with self._lock:
             self._pending -= sum(b.size for b in batches)
+            for batch, error in zip(batches, errors, strict=True):
+                if error is None:
+                    self.stats.committed[batch.kind] += batch.size
 
     def _write(self, batches: list[Batch]) -> None:
         conn = self._conn

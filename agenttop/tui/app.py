@@ -9,8 +9,10 @@ share. The app owns:
   visible screen (see ``screens.base.LiveScreen``) and posts the result, which is applied
   in one ``batch_update``. The next refresh is armed only when the previous one has been
   applied, so refreshes never overlap, and a failed or slow read never blocks a key;
-- the status: title (the database path), subtitle (live/paused, ingest rate, file size)
-  and the notice banner (waiting for the file, an unreadable file, ``serve`` died).
+- the status: title (the database path), subtitle (live/paused, ingest rate, file size,
+  firing alerts, the receiver's state) and the notice banner (waiting for the file, an
+  unreadable or locked file, the receiver gone). The receiver's state comes from its
+  heartbeat row, read on every refresh (see ``receiver.py``); a change is also a toast.
 
 Times: every "now" comes from ``clock`` when one is given (tests, screenshots), so that
 output is reproducible; otherwise from the wall clock.
@@ -18,18 +20,19 @@ output is reproducible; otherwise from the wall clock.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import apsw
+from rich.cells import cell_len
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -38,15 +41,19 @@ from textual.worker import Worker, WorkerState
 
 from agenttop.analysis.alerts import Rule, load_rules
 from agenttop.store import StoreError
+from agenttop.store.db import locked_message
 from agenttop.store.queries import AlertEpisode, alert_changes, span_mark
+from agenttop.store.status import ReceiverStatus, read_status
 from agenttop.tui import fmt
 from agenttop.tui.commands import AgentTopCommands
+from agenttop.tui.receiver import ReceiverView, change_notice, receiver_view
 from agenttop.tui.screens.alerts import AlertsScreen, AlertTable
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.screens.dashboard import DashboardScreen
 from agenttop.tui.screens.help import HelpScreen
 from agenttop.tui.screens.logs import LogsScreen, LogTable
 from agenttop.tui.screens.metrics import MetricsScreen, MetricTable
+from agenttop.tui.screens.scorecard import ScorecardScreen
 from agenttop.tui.screens.security import FindingTable, SecurityScreen
 from agenttop.tui.screens.trace import TraceScreen
 from agenttop.tui.screens.traces import TracesScreen
@@ -56,6 +63,8 @@ from agenttop.tui.widgets.span_tree import SpanTree
 from agenttop.tui.widgets.trace_table import TraceTable
 
 log = logging.getLogger(__name__)
+
+HEADER_CHROME = 18  # cells of the header that are not its title: the icon and clock space
 
 # (key, mode, screen class, title). Keys 3-6 (alerts, security, metrics, logs) come next.
 SCREENS: tuple[tuple[str, str, type[LiveScreen], str], ...] = (
@@ -81,7 +90,9 @@ class Snapshot:
     size: int | None = None
     notice: str = ""
     error: bool = False
-    problem: str | None = None  # from the health check (serve died, ...)
+    receiver: ReceiverStatus | None = None  # the heartbeat row
+    receiver_read: bool = False  # whether ``receiver`` was read (None: there is none)
+    exited: str | None = None  # from the health check: why serve is gone
 
 
 class RefreshDone(Message):
@@ -108,6 +119,9 @@ class AgentTopApp(App[None]):
         Binding("b", "toggle_bell", "Bell on/off", id="agenttop.bell",
                 tooltip="Ring the terminal bell when an alert fires or resolves"),
         Binding("q", "quit", "Quit", id="agenttop.quit"),
+        # Not in the footer, which the keys above already fill at 120 columns.
+        Binding("r", "scorecard", "Readiness scorecard", id="agenttop.scorecard", show=False,
+                tooltip="The lesson's production-readiness scorecard, from this file"),
     ]
 
     paused: reactive[bool] = reactive(False)
@@ -135,7 +149,8 @@ class AgentTopApp(App[None]):
         self._clock = clock
         self.rules: list[Rule] = list(load_rules(None) if rules is None else rules)
         self._health_check = health_check
-        self._external: str | None = None  # set by show_error, from any thread
+        self._receiver_status: ReceiverStatus | None = None  # as last read
+        self.receiver: ReceiverView | None = None  # None until the first refresh
         self._timer: Timer | None = None
         self._refreshing = False
         self._again = False
@@ -150,38 +165,40 @@ class AgentTopApp(App[None]):
     def now_ns(self) -> int:
         return self._clock() if self._clock is not None else time.time_ns()
 
-    def show_error(self, message: str | None) -> None:
-        """Show (or with None clear) a lasting error banner, e.g. "serve exited (code 1)".
-
-        Safe to call from any thread; it outranks "waiting for data" and read errors.
-        """
-        self._external = message
-        if not self.is_running:
-            return  # the first refresh shows it
-        notice = self._current_notice(None)
-        if threading.get_ident() == self._thread_id:
-            self._show_notice(*notice)
-            return
-        with contextlib.suppress(RuntimeError):  # the app is closing: nobody left to tell
-            self.call_from_thread(self._show_notice, *notice)
-
-    def _current_notice(self, snapshot: Snapshot | None) -> tuple[str, str]:
-        if self._external:
-            return self._external, "error"
-        if snapshot is not None and snapshot.problem:
-            return snapshot.problem, "error"
-        if snapshot is not None and snapshot.notice:
-            return snapshot.notice, "error" if snapshot.error else "info"
-        return "", "info"
-
-    def _show_notice(self, message: str, level: str) -> None:
-        self.notice = (message, level)
+    def _current_notice(self, snapshot: Snapshot) -> tuple[str, str]:
+        # A file that cannot be read explains the rest; then a receiver gone; then waiting.
+        if snapshot.notice and snapshot.error:
+            return snapshot.notice, "error"
+        if self.receiver is not None and self.receiver.problem:
+            return self.receiver.problem, "error"
+        return snapshot.notice, "info"
 
     def _show_status(self) -> None:
-        state = "⏸ PAUSED" if self.paused else "● LIVE"
-        firing = f" · ● {len(self._firing)} firing" if self._firing else ""
-        self.sub_title = (f"{state} · ingest {fmt.rate(self.ingest_rate)} · "
-                          f"db {fmt.size(self.db_size)}{firing}")
+        parts = ["⏸ PAUSED" if self.paused else "● LIVE"]
+        receiver = self.receiver
+        if receiver is not None and receiver.state == "running":
+            rate = ("" if self.ingest_rate is None else
+                    " " + fmt.rate(self.ingest_rate).replace("/s", " spans/s"))
+            on = f" on {receiver.address}" if receiver.address else ""
+            parts.append(f"receiving{rate}{on}")
+        elif receiver is not None:
+            parts.append(receiver.headline)
+        parts.append(f"db {fmt.size(self.db_size)}")
+        if self._firing:
+            parts.append(f"● {len(self._firing)} firing")
+        self.sub_title = " · ".join(parts)
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """The header's line. The status outranks the path: when both do not fit, the
+        middle of the path gives way first."""
+        room = self.size.width - HEADER_CHROME - 3 - cell_len(sub_title)  # 3: " — "
+        if cell_len(title) > room >= 16:
+            head = 11  # "agenttop · "
+            title = title[:head] + "…" + title[len(title) - (room - head - 1):]
+        return super().format_title(title, sub_title)
+
+    def on_resize(self) -> None:
+        self.mutate_reactive(AgentTopApp.sub_title)  # the headers format the title again
 
     def watch_paused(self, paused: bool) -> None:
         self._show_status()
@@ -222,19 +239,24 @@ class AgentTopApp(App[None]):
         snapshot = Snapshot(screen, generation)
         if self._health_check is not None:
             try:
-                snapshot.problem = self._health_check()
-            except Exception as e:  # the check is the caller's; its failure is not ours
+                snapshot.exited = self._health_check()
+            except Exception:  # the check is the caller's; its failure is not ours
                 log.exception("health check failed")
-                snapshot.problem = f"health check failed: {e}"
         try:
             with self.source.connection() as conn:
                 snapshot.mark = span_mark(conn)
                 snapshot.alerts = alert_changes(conn, alert_mark)
+                snapshot.receiver, snapshot.receiver_read = read_status(conn), True
                 if job is not None:
                     snapshot.data = job(conn)
                     snapshot.ok = True
         except NotReady as e:
             snapshot.notice = str(e)
+            snapshot.receiver_read = True  # no file: no receiver has written one
+        except apsw.BusyError:
+            # Another program holds a lock on the file (rare in WAL mode): the next refresh
+            # tries again; what was last read stays on screen meanwhile.
+            snapshot.notice, snapshot.error = locked_message(self.source.path), True
         except StoreError as e:
             snapshot.notice, snapshot.error = str(e), True
         except Exception as e:  # a failed query must not take the UI down: say it, go on
@@ -274,8 +296,25 @@ class AgentTopApp(App[None]):
         self.db_size = snapshot.size
         if snapshot.alerts is not None:
             self._alerts_changed(*snapshot.alerts)
+        self._receiver_changed(snapshot, now)
         self._show_status()
-        self._show_notice(*self._current_notice(snapshot))
+        self.notice = self._current_notice(snapshot)
+
+    def _receiver_changed(self, snapshot: Snapshot, now_ns: int) -> None:
+        """Update the receiver's state; a toast when it went away or came back.
+
+        When the file could not be read, the last heartbeat read is judged again: it goes
+        stale like a receiver that stopped writing.
+        """
+        if snapshot.receiver_read:
+            self._receiver_status = snapshot.receiver
+        view = receiver_view(self._receiver_status, now_ns, snapshot.exited)
+        news = change_notice(self.receiver, view)
+        if news is not None:
+            title, message, severity = news
+            self.notify(message, title=title, severity=severity,  # type: ignore[arg-type]
+                        markup=False, timeout=8)
+        self.receiver = view
 
     def _finish(self) -> None:
         self._refreshing = False
@@ -331,6 +370,10 @@ class AgentTopApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.help_sections()))
 
+    def action_scorecard(self) -> None:
+        if not isinstance(self.screen, ScorecardScreen):
+            self.push_screen(ScorecardScreen())
+
     def open_trace(self, trace_id: str, *, span_id: str | None = None,
                    location: str | None = None) -> None:
         """Open a trace; ``span_id`` selects that span, ``location`` marks a finding."""
@@ -379,6 +422,8 @@ class AgentTopApp(App[None]):
         if isinstance(screen, DashboardScreen):
             yield SystemCommand("Cycle health window", "1m, 5m, 15m (w)",
                                 screen.action_cycle_window)
+        yield SystemCommand("Readiness scorecard", "Production readiness from what was "
+                            "observed (r)", self.action_scorecard)
         yield SystemCommand("Key bindings", "Show every key (?)", self.action_help)
 
 
@@ -396,10 +441,10 @@ def make_app(
     ``refresh_s``: seconds between refreshes. ``clock``: returns "now" in ns (tests and
     screenshots pass a frozen one). ``rules``: the alert rules that colour the layer cards
     (default: the shipped rules). ``health_check``: called before every refresh, off the
-    UI thread; a string it returns is shown as an error banner (``agenttop run`` passes
-    one that reports a dead ``serve``). ``app.show_error(message)`` does the same from
-    any thread. ``bell``: ring the terminal bell when an alert fires or resolves (``b``
-    toggles it).
+    UI thread; a string it returns says why the receiver is gone, and the receiver then
+    counts as not running (``agenttop run`` passes one that reports its ``serve`` child's
+    exit, which it knows before the heartbeat goes stale). ``bell``: ring the terminal bell
+    when an alert fires or resolves (``b`` toggles it).
     """
     return AgentTopApp(db, refresh_s=refresh_s, clock=clock, rules=rules,
                        health_check=health_check, bell=bell)

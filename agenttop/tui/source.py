@@ -5,7 +5,9 @@ The UI never touches SQLite on its own thread. Workers borrow a connection from 
 run their queries in one read transaction (a consistent snapshot of the file) and give it
 back. The file may not exist yet (``serve`` still starting), may be replaced (a new file
 at the same path), or may not be ours: each case is a one-line ``NotReady`` or
-``StoreError`` message for the status line, never a crash.
+``StoreError`` message for the status line, never a crash. A lock held by another program
+makes a read fail with ``apsw.BusyError`` after ``BUSY_TIMEOUT_MS``, so that the refresh
+loop can say so and try again instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from agenttop.store import StoreError, open_reader
 
 T = TypeVar("T")
 
+# In WAL mode the receiver never blocks readers; only another program's lock (an exclusive
+# transaction, a recovery after a crash) does. Short, to report it within a refresh or so.
+BUSY_TIMEOUT_MS = 1_000
+
 
 class NotReady(Exception):
     """There is no database to read yet; the message says where it is awaited."""
@@ -37,24 +43,27 @@ class Source:
         self._idle: list[apsw.Connection] = []
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file
 
+    def _waiting(self) -> NotReady:
+        return NotReady(f"waiting for data at {self.path}: no receiver has written to it yet")
+
     def _identify(self) -> tuple[int, int]:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            raise NotReady(f"waiting for data at {self.path}") from None
+            raise self._waiting() from None
         except OSError as e:
             raise StoreError(f"cannot read {self.path}: {e.strerror}") from None
         if st.st_size == 0:
             # serve creates the file, then writes the schema: not an error, just early.
-            raise NotReady(f"waiting for data at {self.path}")
+            raise self._waiting()
         return st.st_dev, st.st_ino
 
     def _open(self) -> apsw.Connection:
         try:
-            return open_reader(self.path)
+            return open_reader(self.path, busy_timeout_ms=BUSY_TIMEOUT_MS)
         except StoreError:
             if self._unmigrated():
-                raise NotReady(f"waiting for data at {self.path}") from None
+                raise self._waiting() from None
             raise
 
     def _unmigrated(self) -> bool:

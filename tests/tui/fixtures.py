@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from agenttop.analysis.alerts import AlertEvaluator, Transition, load_rules, record
 from agenttop.analysis.health import layer_health
+from agenttop.otlp import audit
 from agenttop.otlp.decode import decode
 from agenttop.store import open_writer
+from agenttop.store.status import write_heartbeat
 from agenttop.store.writer import Writer
 
 MINUTE_NS = 60 * 10**9
@@ -258,10 +260,38 @@ def agent_trace(i: int, base_ns: int) -> list[tuple[str, list[Span]]]:
     return [("support-agent", spans), ("auth-gateway", [auth])]
 
 
+def through_writer(path: Path, fn: Callable[[Any], object]) -> None:
+    """Run ``fn(conn)`` on a real writer's thread, in a transaction of its own."""
+    writer = Writer(open_writer(path, synchronous="NORMAL"))
+    writer.start()
+    try:
+        writer.call(fn).result(30)
+    finally:
+        writer.close()
+
+
+def receiver_row(path: Path, now_ns: int = NOW) -> None:
+    """A receiver that requires a token, its heartbeat at ``now_ns``, and the calls it
+    refused over the last quarter hour, written as ``serve`` writes them."""
+    status = {"receiver": {"grpc": "127.0.0.1:4317", "security": "token required",
+                           "unauthenticated": 16, "malformed": 1, "busy_refusals": 0}}
+    refused = [(40, "ipv4:10.0.0.7", "traces", audit.WRONG_TOKEN, 3),
+               (120, "ipv4:10.0.0.7", "metrics", audit.MISSING_TOKEN, 1),
+               (180, "ipv4:192.168.1.20", "traces", audit.MALFORMED, 1),
+               (720, "ipv6:%5B::1%5D", "logs", audit.WRONG_TOKEN, 12)]
+
+    def rows(conn) -> None:
+        write_heartbeat(conn, started_ns=now_ns - 20 * MINUTE_NS, now_ns=now_ns, status=status)
+        conn.executemany(audit.INSERT, [(now_ns - ago * 10**9, peer, signal, reason, n)
+                                        for ago, peer, signal, reason, n in refused])
+
+    through_writer(path, rows)
+
+
 def build_demo_db(path: Path, now_ns: int = NOW, traces: int = 24) -> None:
     """A lively database: ``traces`` agent runs over the last ~14 minutes, logs, findings,
-    an orphaned trace (root not received), the alerts the shipped rules fire and a
-    history of resolved episodes."""
+    an orphaned trace (root not received), the alerts the shipped rules fire, a history
+    of resolved episodes, and its receiver (running as of ``now_ns``) with refused calls."""
     requests: list[tuple[str, bytes]] = []
     for i in range(traces):
         base = now_ns - 14 * MINUTE_NS + i * (14 * MINUTE_NS // traces)
@@ -286,6 +316,7 @@ def build_demo_db(path: Path, now_ns: int = NOW, traces: int = 24) -> None:
     write(path, *requests, received_ns=now_ns)
     evaluate_alerts(path, now_ns)
     alert_history(path, now_ns)
+    receiver_row(path, now_ns)
 
 
 # --- metrics and logs screens ----------------------------------------------------------------

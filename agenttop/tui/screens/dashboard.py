@@ -1,4 +1,5 @@
-"""The dashboard (key ``1``): five layer cards, the ingest summary and the firing alerts.
+"""The dashboard (key ``1``): five layer cards, the ingest summary, the receiver (where it
+listens, its forwarding, refused calls) and the firing alerts.
 
 Figures come from ``layer_health`` (the writer's per-minute rollups, a few ms on a
 million spans), sparklines from ``layer_minutes``, alerts from the ``alerts`` table as
@@ -19,13 +20,20 @@ from textual.widgets import Footer, Header, Static
 
 from agenttop.analysis.alerts import AlertRow, load_firing
 from agenttop.analysis.health import WINDOWS_S, LayerHealth, layer_health
-from agenttop.store.queries import count_findings, latest_data_ns, layer_minutes
+from agenttop.store.queries import (
+    count_findings,
+    latest_data_ns,
+    layer_minutes,
+    refused_by_reason,
+)
 from agenttop.tui import fmt
 from agenttop.tui.health_state import layer_state
+from agenttop.tui.receiver import part
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
 from agenttop.tui.widgets.cards import LayerCard, SummaryCard
+from agenttop.tui.widgets.receiver_line import ReceiverLine
 
 CARD_LAYERS = ("prompt", "tool", "memory", "runtime", "auth")
 SPARK_MINUTES = 15
@@ -46,6 +54,7 @@ class DashboardData:
     findings_window: int
     findings_total: int
     latest_ns: int | None
+    refused: dict[str, int]  # refused calls in the window, by reason
 
 
 def _value(measure: str, value: float | None) -> str:
@@ -78,6 +87,7 @@ class DashboardScreen(LiveScreen):
             for layer in CARD_LAYERS:
                 yield LayerCard(layer)
             yield SummaryCard()
+        yield ReceiverLine(id="receiver-line")
         yield Static(id="alerts")
         yield Footer()
 
@@ -105,6 +115,7 @@ class DashboardScreen(LiveScreen):
                 findings_window=count_findings(conn, now_ns - window_s * fmt.NS_PER_S),
                 findings_total=count_findings(conn),
                 latest_ns=latest_data_ns(conn),
+                refused=refused_by_reason(conn, now_ns - window_s * fmt.NS_PER_S),
             )
 
         return job
@@ -125,6 +136,7 @@ class DashboardScreen(LiveScreen):
         self._show_head(data.now_ns)
         rules = self.agenttop.rules
         zeros = [0] * SPARK_MINUTES
+        receiver = self.agenttop.receiver
         for layer in CARD_LAYERS:
             health = data.health[(layer, data.window_s)]
             firing = [a.key for a in data.firing if a.layer == layer]
@@ -135,7 +147,10 @@ class DashboardScreen(LiveScreen):
             ingest_rate=self.agenttop.ingest_rate, size=self.agenttop.db_size,
             findings_window=data.findings_window, findings_total=data.findings_total,
             window_label=window_label(data.window_s),
-            other=data.health.get(("other", data.window_s)), latest_ns=data.latest_ns)
+            other=data.health.get(("other", data.window_s)), latest_ns=data.latest_ns,
+            retention=part(receiver.status if receiver else None, "retention"))
+        self.query_one(ReceiverLine).show(receiver, data.refused,
+                                          window_label(data.window_s))
         self._show_alerts(data)
 
     def _show_alerts(self, data: DashboardData) -> None:

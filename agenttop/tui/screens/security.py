@@ -6,6 +6,10 @@ and excerpt; see ``parse_finding_filter``), above a line of findings per minute 
 last 15 minutes and counts per pattern. Only the stored excerpt is shown: it was redacted
 at ingest, and nothing else of the value is read. ``enter`` opens the trace with the
 finding's span selected and its location marked in the detail pane.
+
+Below, the calls the receiver refused (the ``audit`` table: missing or wrong token,
+malformed request), newest first: time, client address, signal, reason and how many calls
+the row stands for. Nothing else of a refused call is ever recorded.
 """
 
 from __future__ import annotations
@@ -24,17 +28,23 @@ from agenttop.store.queries import (
     FINDING_FILTER_HELP,
     FindingFilter,
     FindingListRow,
+    RefusedCall,
     findings_summary,
     list_findings,
+    list_refused,
     parse_finding_filter,
+    refused_by_reason,
 )
 from agenttop.tui import fmt
 from agenttop.tui.keys import VI_KEYS
+from agenttop.tui.receiver import refused_summary
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
+from agenttop.tui.widgets.flex_table import FlexTable
 
 PAGE = 200
+REFUSED_PAGE = 100
 SPARK_MINUTES = 15
 COLUMNS = (("time", "time", 8), ("kind", "kind", 9), ("pattern", "pattern", 15),
            ("direction", "dir", 6), ("service", "service", 13), ("location", "location", 22),
@@ -51,11 +61,22 @@ class FindingTable(DataTable):
     ]
 
 
+class RefusedTable(FlexTable):
+    """Refused calls, newest first, keyed by audit id."""
+
+    COLUMNS = (("time", "time", 8), ("peer", "client", 0), ("signal", "signal", 7),
+               ("reason", "reason", 17), ("count", "calls", 7))
+    FLEX = "peer"
+    BINDINGS: ClassVar[list[BindingType]] = [*VI_KEYS]
+
+
 @dataclass(frozen=True)
 class SecurityData:
     rows: list[FindingListRow]
     per_minute: list[int]
     per_pattern: dict[str, int]
+    refused: list[RefusedCall]
+    refused_recent: dict[str, int]  # by reason, over the last SPARK_MINUTES
 
 
 class SecurityScreen(LiveScreen):
@@ -71,6 +92,7 @@ class SecurityScreen(LiveScreen):
         self.filter = FindingFilter()
         self.findings: dict[str, FindingListRow] = {}
         self._shown: list[FindingListRow] | None = None
+        self._refused_shown: list[RefusedCall] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -81,6 +103,8 @@ class SecurityScreen(LiveScreen):
         yield Static(id="security-counts")
         yield FindingTable(id="findings-table", cursor_type="row")
         yield Static(id="finding-detail")
+        yield Static(id="refused-info")
+        yield RefusedTable(id="refused-table", cursor_type="row", classes="-hidden")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -99,7 +123,9 @@ class SecurityScreen(LiveScreen):
 
         def job(conn: apsw.Connection) -> SecurityData:
             per_minute, per_pattern = findings_summary(conn, f, now_ns, SPARK_MINUTES)
-            return SecurityData(list_findings(conn, f, limit=PAGE), per_minute, per_pattern)
+            recent = refused_by_reason(conn, now_ns - SPARK_MINUTES * 60 * fmt.NS_PER_S)
+            return SecurityData(list_findings(conn, f, limit=PAGE), per_minute, per_pattern,
+                                list_refused(conn, limit=REFUSED_PAGE), recent)
 
         return job
 
@@ -122,6 +148,7 @@ class SecurityScreen(LiveScreen):
             counts.append_text(safe(pattern, width=24))
             counts.append(f" {count:,}")
         self.query_one("#security-counts", Static).update(counts)
+        self._show_refused(data)
 
         if data.rows == self._shown:
             return
@@ -139,6 +166,32 @@ class SecurityScreen(LiveScreen):
         if selected in self.findings:
             table.move_cursor(row=table.get_row_index(selected), scroll=False)
         self._show_detail()
+
+    def _show_refused(self, data: SecurityData) -> None:
+        info = Text(end="", no_wrap=True, overflow="ellipsis")
+        info.append("Refused calls  ", style="bold")
+        info.append(f"{refused_summary(data.refused_recent)} in the last {SPARK_MINUTES}m   "
+                    "(never the token or the payload)")
+        self.query_one("#refused-info", Static).update(info)
+        if data.refused == self._refused_shown:
+            return
+        self._refused_shown = data.refused
+        table = self.query_one("#refused-table", RefusedTable)
+        table.set_class(not data.refused, "-hidden")
+        selected = None
+        if 0 <= table.cursor_row < table.row_count:
+            selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        table.clear()
+        for row in data.refused:
+            table.add_row(
+                Text(fmt.clock(row.time_ns, millis=False), end=""),
+                safe(row.peer, width=80),  # as the client's connection reported it
+                safe(row.signal, width=7),
+                safe(row.reason, "bold", width=17),
+                Text(f"{row.count:,}", justify="right", end=""),
+                key=str(row.audit_id))
+        if selected is not None and any(str(r.audit_id) == selected for r in data.refused):
+            table.move_cursor(row=table.get_row_index(selected), scroll=False)
 
     @on(DataTable.RowHighlighted, "#findings-table")
     def _show_detail(self) -> None:

@@ -11,8 +11,10 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from agenttop.analysis.health import LayerHealth
+from agenttop.config import format_duration
 from agenttop.tui import fmt
 from agenttop.tui.health_state import LayerState
+from agenttop.tui.receiver import number
 from agenttop.tui.text import safe
 
 STATE_LABELS = {"ok": "● OK", "warn": "▲ WARN", "critical": "✖ CRITICAL"}
@@ -95,8 +97,21 @@ class LayerCard(Card):
         return Text("\n", end="").join(lines)
 
 
+def retention_lines(size: int | None, retention: dict) -> tuple[str, str | None]:
+    """The database line (``42.1 MB / 100 MB``) and, when the receiver reports its
+    retention (``retention``: that part of its status), the keep line (``7d · 12 pruned``)."""
+    limit = number(retention.get("max_db_bytes"))
+    db = fmt.size(size) + (f" / {fmt.size(limit)}" if limit > 0 else "")
+    if not retention:
+        return db, None
+    seconds, pruned = number(retention.get("retention_s")), number(retention.get("pruned_traces"))
+    keep = format_duration(seconds) if seconds > 0 else "everything"
+    return db, keep + (f" · {pruned:,} pruned" if pruned > 0 else "")
+
+
 class SummaryCard(Card):
-    """Ingest rate, file size, findings, and the ``other`` layer when it has spans."""
+    """Ingest rate, file size and retention, findings, and the ``other`` layer when it has
+    spans."""
 
     def __init__(self) -> None:
         super().__init__(id="card-summary", classes="card summary-card")
@@ -107,16 +122,19 @@ class SummaryCard(Card):
 
     def show(self, *, ingest_rate: float | None, size: int | None, findings_window: int,
              findings_total: int, window_label: str, other: LayerHealth | None,
-             latest_ns: int | None) -> None:
+             latest_ns: int | None, retention: dict) -> None:
+        db, keep = retention_lines(size, retention)
         lines = [
             Text.assemble(self.label("spans/s   "), fmt.rate(ingest_rate)),
-            Text.assemble(self.label("database  "), fmt.size(size)),
+            Text.assemble(self.label("database  "), db),
             Text.assemble(self.label("findings  "),
                           self.bad(str(findings_window)) if findings_window
                           else Text(str(findings_window)),
                           self.label(f" in {window_label} · "), f"{findings_total} total"),
             Text.assemble(self.label("latest    "), fmt.clock(latest_ns, millis=False)),
         ]
+        if keep is not None:
+            lines.insert(2, Text.assemble(self.label("keep      "), keep))
         if other is not None and other.spans:
             line = Text.assemble(self.label("other     "), f"{other.spans} spans · ")
             failed = f"{other.failures} failed"

@@ -1,0 +1,246 @@
+"""Stored traces back to OTLP Export requests (``agenttop export``), and the log-record form
+of findings that carries PII and injection findings through an export.
+
+A trace is rebuilt from its rows as stored: spans with their resources (``resources``),
+scopes (``name@version``), attributes, events, links, status, flags and trace state; its
+logs with their bodies and attributes. Values are written as stored, so what was redacted
+stays redacted; a log body that was a map or a list (stored as its compact JSON) is sent as
+a map or a list again.
+
+Findings are not OTLP data. They travel as log records named ``agenttop.finding``, one per
+finding, with the finding's columns as ``agenttop.finding.*`` attributes: any OTLP backend
+shows them as warnings on the trace, and ``agenttop import`` turns them back into findings
+rows (``finding_row``), since the redacted values they were found in cannot be scanned
+again. Exporting then importing into an empty database reproduces every stored row of the
+trace except arrival times (``received_ns``, ``first_seen_ns``, ``updated_ns``), row ids,
+and the limits agenttop applied itself (counts of items past its caps are added to the
+span's OTLP dropped counts).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import apsw
+import orjson
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+FINDING_EVENT = "agenttop.finding"
+_PREFIX = "agenttop.finding."
+# Finding columns carried as attributes, with their types.
+_FINDING_FIELDS = (("kind", str), ("pattern", str), ("signal", str), ("location", str),
+                   ("position", int), ("direction", str), ("excerpt", str))
+_WARN = 13  # SEVERITY_NUMBER_WARN
+
+
+def _any(value: Any, out: AnyValue) -> None:
+    """A stored JSON value as the AnyValue it was decoded from (None: an empty AnyValue)."""
+    if isinstance(value, str):
+        out.string_value = value
+    elif isinstance(value, bool):
+        out.bool_value = value
+    elif isinstance(value, int):
+        out.int_value = value
+    elif isinstance(value, float):
+        out.double_value = value
+    elif isinstance(value, list):
+        out.array_value.SetInParent()  # an empty list is still an array
+        for item in value:
+            _any(item, out.array_value.values.add())
+    elif isinstance(value, dict):
+        out.kvlist_value.SetInParent()
+        _attributes(value, out.kvlist_value.values)
+
+
+def _attributes(values: dict[str, Any], out: Any) -> None:
+    for key, value in values.items():
+        kv: KeyValue = out.add()
+        kv.key = key
+        _any(value, kv.value)
+
+
+def _scope(text: str) -> tuple[str, str]:
+    """``name@version`` as stored -> (name, version); a name may hold "@" itself."""
+    name, sep, version = text.rpartition("@")
+    return (name, version) if sep and version else (text, "")
+
+
+def _resources(conn: apsw.Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
+    out = {}
+    for resource_id in sorted(ids):
+        for (attributes,) in conn.execute(
+                "SELECT attributes FROM resources WHERE resource_id = ?", (resource_id,)):
+            out[resource_id] = json.loads(attributes)
+    return out
+
+
+class _Grouper:
+    """Items grouped by resource, then scope, in first-seen order, as OTLP nests them."""
+
+    def __init__(self, containers: Any, scopes_field: str, items_field: str) -> None:
+        self._containers = containers
+        self._scopes_field = scopes_field
+        self._items_field = items_field
+        self._resources: dict[Any, Any] = {}
+        self._scopes: dict[tuple[Any, str], Any] = {}
+
+    def items(self, resource_key: Any, resource: dict[str, Any], scope: str) -> Any:
+        container = self._resources.get(resource_key)
+        if container is None:
+            container = self._resources[resource_key] = self._containers.add()
+            _attributes(resource, container.resource.attributes)
+        scoped = self._scopes.get((resource_key, scope))
+        if scoped is None:
+            scoped = self._scopes[(resource_key, scope)] = getattr(
+                container, self._scopes_field).add()
+            scoped.scope.name, scoped.scope.version = _scope(scope)
+        return getattr(scoped, self._items_field)
+
+
+_SPAN_COLUMNS = ("span_id, parent_span_id, name, kind, resource_id, scope, start_ns, end_ns, "
+                 "status_code, status_message, attributes, events, links, trace_state, flags, "
+                 "dropped_counts")
+
+
+def trace_request(conn: apsw.Connection, trace_ids: Sequence[str]) -> ExportTraceServiceRequest:
+    """The spans of ``trace_ids`` (lowercase hex), in the order they were stored."""
+    request = ExportTraceServiceRequest()
+    rows = [(trace_id, *row) for trace_id in trace_ids for row in conn.execute(
+        f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY rowid", (trace_id,))]
+    resources = _resources(conn, {row[5] for row in rows})
+    groups = _Grouper(request.resource_spans, "scope_spans", "spans")
+    for (trace_id, span_id, parent, name, kind, resource_id, scope, start, end, code, message,
+         attributes, events, links, trace_state, flags, dropped) in rows:
+        span = groups.items(resource_id, resources.get(resource_id, {}), scope).add()
+        span.trace_id = bytes.fromhex(trace_id)
+        span.span_id = bytes.fromhex(span_id)
+        if parent:
+            span.parent_span_id = bytes.fromhex(parent)
+        span.name = name
+        span.kind = kind
+        span.start_time_unix_nano = start
+        span.end_time_unix_nano = end
+        span.status.code = code
+        span.status.message = message
+        span.trace_state = trace_state
+        span.flags = flags
+        _attributes(json.loads(attributes), span.attributes)
+        for event in json.loads(events):
+            out = span.events.add()
+            out.name = event["name"]
+            out.time_unix_nano = event["time_ns"]
+            _attributes(event["attributes"], out.attributes)
+        for link in json.loads(links):
+            out = span.links.add()
+            out.trace_id = bytes.fromhex(link["trace_id"])
+            out.span_id = bytes.fromhex(link["span_id"])
+            out.trace_state = link["trace_state"]
+            _attributes(link["attributes"], out.attributes)
+        if dropped:
+            counts = json.loads(dropped)
+            # What agenttop dropped past its own caps counts as dropped for the receiver too.
+            span.dropped_attributes_count = (counts.get("attributes", 0)
+                                             + counts.get("agenttop.attributes", 0))
+            span.dropped_events_count = counts.get("events", 0) + counts.get("agenttop.events", 0)
+            span.dropped_links_count = counts.get("links", 0) + counts.get("agenttop.links", 0)
+    return request
+
+
+def _body(text: str, out: AnyValue) -> None:
+    """A stored body: a map or list body was stored as its compact JSON; send it as such.
+
+    A string that happens to be exactly that JSON is sent as a map too, which stores the
+    same text again."""
+    if text[:1] in ("{", "["):
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            value = None
+        if isinstance(value, dict | list) and orjson.dumps(value).decode() == text:
+            _any(value, out)
+            return
+    out.string_value = text
+
+
+_LOG_COLUMNS = ("time_ns, observed_ns, severity_number, severity_text, body, trace_id, span_id, "
+                "event_name, resource_id, scope, attributes, flags")
+_FINDING_COLUMNS = ("kind, pattern, trace_id, span_id, signal, location, position, direction, "
+                    "excerpt, service, time_ns")
+
+
+def logs_request(conn: apsw.Connection, trace_ids: Sequence[str]) -> ExportLogsServiceRequest:
+    """The log records of ``trace_ids``, then their findings as ``agenttop.finding`` records."""
+    request = ExportLogsServiceRequest()
+    rows = [row for trace_id in trace_ids for row in conn.execute(
+        f"SELECT {_LOG_COLUMNS} FROM logs WHERE trace_id = ? ORDER BY log_id", (trace_id,))]
+    resources = _resources(conn, {row[8] for row in rows})
+    groups = _Grouper(request.resource_logs, "scope_logs", "log_records")
+    for (time_ns, observed, severity, severity_text, body, trace_id, span_id, event_name,
+         resource_id, scope, attributes, flags) in rows:
+        record: LogRecord = groups.items(resource_id, resources.get(resource_id, {}),
+                                         scope).add()
+        record.time_unix_nano = time_ns
+        record.observed_time_unix_nano = observed
+        record.severity_number = severity
+        record.severity_text = severity_text
+        if body is not None:
+            _body(body, record.body)
+        record.trace_id = bytes.fromhex(trace_id)
+        if span_id:
+            record.span_id = bytes.fromhex(span_id)
+        if event_name:
+            record.event_name = event_name
+        record.flags = flags
+        _attributes(json.loads(attributes), record.attributes)
+    for trace_id in trace_ids:
+        for row in conn.execute(f"SELECT {_FINDING_COLUMNS} FROM findings WHERE trace_id = ? "
+                                "ORDER BY finding_id", (trace_id,)):
+            service = row[9]
+            finding_record(row, groups.items(("finding", service),
+                                             {"service.name": service}, "agenttop").add())
+    return request
+
+
+def finding_record(row: Sequence[Any], record: LogRecord) -> None:
+    """Fill ``record`` from a findings row (the columns of ``_FINDING_COLUMNS``)."""
+    kind, pattern, trace_id, span_id, signal, location, position, direction, excerpt, _, \
+        time_ns = row
+    record.time_unix_nano = record.observed_time_unix_nano = time_ns
+    record.severity_number = _WARN
+    record.severity_text = "WARN"
+    record.event_name = FINDING_EVENT
+    record.body.string_value = f"{kind} finding ({pattern}) in {location}: {excerpt}"
+    if trace_id:
+        record.trace_id = bytes.fromhex(trace_id)
+    if span_id:
+        record.span_id = bytes.fromhex(span_id)
+    values = dict(zip((name for name, _ in _FINDING_FIELDS),
+                      (kind, pattern, signal, location, position, direction, excerpt),
+                      strict=True))
+    _attributes({_PREFIX + name: value for name, value in values.items()}, record.attributes)
+
+
+def finding_row(record: LogRecord, service: str, received_ns: int) -> tuple | None:
+    """The findings row an ``agenttop.finding`` record stands for (the writer's
+    ``FINDING_COLUMNS`` layout), or None when ``record`` is not a complete one."""
+    if record.event_name != FINDING_EVENT:
+        return None
+    attributes = {kv.key: kv.value for kv in record.attributes}
+    values = {}
+    for name, kind in _FINDING_FIELDS:
+        value = attributes.get(_PREFIX + name)
+        if value is None:
+            return None
+        values[name] = value.int_value if kind is int else value.string_value
+    if values["kind"] not in ("pii", "injection") or values["signal"] not in ("span", "log"):
+        return None
+    trace_id = record.trace_id.hex() if len(record.trace_id) == 16 else None
+    span_id = record.span_id.hex() if len(record.span_id) == 8 else None
+    return (values["kind"], values["pattern"], trace_id, span_id, values["signal"],
+            values["location"], values["position"], values["direction"], values["excerpt"],
+            service, record.time_unix_nano, received_ns)

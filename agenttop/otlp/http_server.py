@@ -1,0 +1,192 @@
+"""OTLP/HTTP on aiohttp: ``POST /v1/traces``, ``/v1/metrics`` and ``/v1/logs``, and the
+probes ``GET /healthz`` (the process is up) and ``/readyz`` (it can take data now).
+
+It runs on the event loop of the gRPC server and hands bodies to the same ``Receiver``, so
+the token, the body budget, decoding, ack-after-commit and partial success are the same
+on both transports. Bodies are protobuf or OTLP/JSON, gzip-compressed or not (inflated in
+the decoding workers, never in the event loop), and every answer is in the request's
+content type: the Export response, or a ``google.rpc.Status`` for an error, as the OTLP
+specification asks. Exporters retry 503 (with ``Retry-After``) and give up on the other
+errors.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import ssl
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+
+from agenttop.config import parse_address
+from agenttop.otlp.otlp_json import to_json
+from agenttop.otlp.receiver import (
+    BUSY,
+    MALFORMED,
+    NOT_AUTHENTICATED,
+    SIGNALS,
+    TOO_LARGE,
+    BindError,
+    Receiver,
+    Refused,
+    Signal,
+)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+ACCEPTED_TYPES = {PROTOBUF, "application/protobuf", JSON}
+PATHS = {f"/v1/{name}": signal for name, signal in SIGNALS.items()}
+_STATUSES = {NOT_AUTHENTICATED: 401, MALFORMED: 400, TOO_LARGE: 413, BUSY: 503}
+
+
+class HttpReceiver:
+    """The aiohttp application: the export routes and the probes."""
+
+    def __init__(self, receiver: Receiver, *, max_message_bytes: int,
+                 not_ready: Callable[[], str | None]) -> None:
+        self.receiver = receiver
+        self.max_message_bytes = max_message_bytes
+        self.not_ready = not_ready  # why the receiver cannot take data now, or None
+        self.responses: Counter[int] = Counter()  # answers to export requests, by status
+
+    def app(self) -> web.Application:
+        # Bodies larger than this are refused while being read (413), before any decoding.
+        app = web.Application(client_max_size=self.max_message_bytes)
+        for path, signal in PATHS.items():
+            app.router.add_route("*", path, self._handler(signal))
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        return app
+
+    def _handler(self, signal: Signal) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            return await self._export(signal, request)
+
+        return handle
+
+    async def _export(self, signal: Signal, request: web.Request) -> web.Response:
+        content_type = request.content_type.lower()
+        reply_type = content_type if content_type in ACCEPTED_TYPES else PROTOBUF
+        if request.method != "POST":
+            return self._error(405, f"{request.path} takes POST only", reply_type,
+                               {"Allow": "POST"})
+        peer = _peer(request)
+        try:
+            self.receiver.authenticate(signal, peer, request.headers.get("Authorization"))
+        except Refused as e:
+            return self._refusal(e, reply_type)
+        if content_type not in ACCEPTED_TYPES:
+            return self._error(415, f"Content-Type must be {PROTOBUF} or {JSON}, "
+                               f"not {content_type}", reply_type)
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("gzip", "identity"):
+            return self._error(415, f"Content-Encoding {encoding} is not supported; send gzip "
+                               "or uncompressed bodies", reply_type)
+        try:
+            charge = await self.receiver.admit()
+        except Refused as e:
+            return self._refusal(e, reply_type)
+        try:
+            body = await request.read()
+            charge = self.receiver.budget.resize(charge, len(body))
+            response = await self.receiver.export(
+                signal, body, peer, json=content_type == JSON,
+                gunzip_max=self.max_message_bytes if encoding == "gzip" else None)
+        except web.HTTPRequestEntityTooLarge:
+            return self._error(413, f"the body is larger than {self.max_message_bytes:,} bytes",
+                               reply_type)
+        except Refused as e:
+            return self._refusal(e, reply_type)
+        finally:
+            self.receiver.budget.release(charge)
+        return self._reply(200, response, reply_type)
+
+    def _reply(self, status: int, message: Message, content_type: str,
+               headers: dict[str, str] | None = None) -> web.Response:
+        self.responses[status] += 1
+        body = (orjson.dumps(to_json(message)) if content_type == JSON
+                else message.SerializeToString())
+        return web.Response(status=status, body=body, content_type=content_type,
+                            headers=headers)
+
+    def _error(self, status: int, message: str, content_type: str,
+               headers: dict[str, str] | None = None) -> web.Response:
+        return self._reply(status, status_pb2.Status(message=message), content_type, headers)
+
+    def _refusal(self, refused: Refused, content_type: str) -> web.Response:
+        headers = {}
+        if refused.retry_after_s is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(refused.retry_after_s)))
+        if refused.reason == NOT_AUTHENTICATED:
+            headers["WWW-Authenticate"] = "Bearer"
+        return self._error(_STATUSES[refused.reason], refused.message, content_type, headers)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "up"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        problem = self.not_ready()
+        if problem is None:
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready", "reason": problem}, status=503)
+
+    def status(self) -> dict:
+        return {"responses": {str(code): n for code, n in sorted(self.responses.items())}}
+
+
+def _peer(request: web.Request) -> str:
+    """The client's address in gRPC's form, so the audit table counts both alike."""
+    host = request.remote or ""
+    if not host:
+        return ""
+    return f"ipv6:[{host}]" if ":" in host else f"ipv4:{host}"
+
+
+def _listen(address: str) -> socket.socket:
+    host, port = parse_address(address)
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except OSError as e:
+        raise BindError(f"cannot listen on {address}: cannot resolve host ({e})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        # As asyncio does: a restart may bind while old connections are in TIME_WAIT, but
+        # never while another server listens.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(socket.SOMAXCONN)
+    except OSError as e:
+        sock.close()
+        raise BindError(f"cannot listen on {address}: {e.strerror or e}") from None
+    sock.setblocking(False)
+    return sock
+
+
+async def start_http_server(
+    http: HttpReceiver, address: str, *, ssl_context: ssl.SSLContext | None = None,
+    shutdown_timeout: float = 10.0,
+) -> tuple[web.AppRunner, int]:
+    """Serve on ``address`` (host:port; port 0 picks a free one); returns the runner, whose
+    ``cleanup()`` stops it after in-flight exports are answered, and the port.
+
+    With ``ssl_context`` the port speaks HTTPS only.
+    """
+    sock = _listen(address)
+    # Bodies are inflated by the decoding workers, within the size limit (aiohttp would do
+    # it here, in the event loop); no access log: the receiver counts what it answers.
+    runner = web.AppRunner(http.app(), auto_decompress=False, access_log=None,
+                           shutdown_timeout=shutdown_timeout)
+    try:
+        await runner.setup()
+        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+    except BaseException:
+        sock.close()
+        await runner.cleanup()
+        raise
+    return runner, sock.getsockname()[1]

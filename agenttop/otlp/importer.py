@@ -1,0 +1,253 @@
+"""Loading OTLP/JSON files into the database (``agenttop import``).
+
+A file holds either one request (a JSON document, pretty-printed or not) or JSON lines,
+one request per line, as ``agenttop export`` and the OpenTelemetry Collector's file
+exporter write them. Each request's signal is told by its top-level key
+(``resourceSpans``, ``resourceMetrics``, ``resourceLogs``).
+
+Requests take the receiver's own path: OTLP/JSON -> protobuf (``otlp_json``) -> ``decode``
+(classification, PII and injection scan, redaction, value limits) -> the ``Writer``
+(group commit, trace summaries, rollups). A line that is not a valid request is reported
+with its file and line number and skipped; every other line is still imported.
+
+Findings exported as ``agenttop.finding`` log records (see ``export``) are set aside and
+written once every file is loaded: for each span or log they describe, they replace the
+findings a scan of the (already redacted) values produced, so that a re-imported trace has
+exactly its original findings whatever order its lines came in.
+
+Importing while ``agenttop serve`` writes the same file is safe: each side waits for
+SQLite's write lock (busy timeout) and holds it for one short transaction at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import apsw
+import orjson
+
+from agenttop.otlp.convert import MAX_VALUE_BYTES, UNKNOWN_SERVICE, Batch
+from agenttop.otlp.decode import decode
+from agenttop.otlp.export import finding_row
+from agenttop.otlp.otlp_json import parse_message
+from agenttop.store import open_writer
+from agenttop.store.writer import INSERTS, Writer
+
+SIGNAL_KEYS = {
+    "resourceSpans": "traces", "resource_spans": "traces",
+    "resourceMetrics": "metrics", "resource_metrics": "metrics",
+    "resourceLogs": "logs", "resource_logs": "logs",
+}
+_NOUNS = {"traces": "spans", "metrics": "points", "logs": "logs"}
+
+
+@dataclass
+class FileResult:
+    """What one file added, and what it could not (one ``FILE:LINE: ...`` per problem)."""
+
+    name: str
+    requests: int = 0
+    spans: int = 0
+    points: int = 0
+    logs: int = 0
+    findings: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (f"{self.name}: {self.requests:,} requests: {self.spans:,} spans, "
+                f"{self.logs:,} log records, {self.points:,} data points, "
+                f"{self.findings:,} findings")
+        return text + (f"; {len(self.errors):,} problems" if self.errors else "")
+
+
+def documents(stream: IO[bytes]) -> Iterator[tuple[int, Any, str | None]]:
+    """(line, request document, None) per request in the file, or (line, None, problem).
+
+    JSON lines when the first non-blank line is a JSON value by itself; otherwise the whole
+    file is one document.
+    """
+    line = 0
+    first = b""
+    for raw in stream:
+        line += 1
+        if raw.strip():
+            first = raw
+            break
+    if not first:
+        return
+    try:
+        yield line, orjson.loads(first), None
+    except orjson.JSONDecodeError:
+        start = line
+        try:
+            document = orjson.loads(first + stream.read())
+        except orjson.JSONDecodeError as e:
+            yield start + e.lineno - 1, None, f"not valid JSON: {e.msg} (column {e.colno})"
+        else:
+            yield start, document, None
+        return
+    for raw in stream:
+        line += 1
+        if not raw.strip():
+            continue
+        try:
+            yield line, orjson.loads(raw), None
+        except orjson.JSONDecodeError as e:
+            yield line, None, f"not valid JSON: {e.msg} (column {e.colno})"
+
+
+def signal_of(document: Any) -> str:
+    """"traces", "metrics" or "logs", from the request's top-level key."""
+    if not isinstance(document, dict):
+        raise ValueError("an OTLP/JSON request must be a JSON object")
+    found = {SIGNAL_KEYS[key] for key in document if key in SIGNAL_KEYS}
+    if len(found) != 1:
+        what = "more than one of" if found else "none of"
+        raise ValueError(f"not an OTLP request: it has {what} resourceSpans, resourceMetrics "
+                         "and resourceLogs")
+    return found.pop()
+
+
+def take_findings(request: Any, received_ns: int) -> list[tuple]:
+    """Remove the ``agenttop.finding`` records from a logs request; their findings rows."""
+    rows: list[tuple] = []
+    emptied = []
+    for r, rl in enumerate(request.resource_logs):
+        service = next((kv.value.string_value for kv in rl.resource.attributes
+                        if kv.key == "service.name"), "") or UNKNOWN_SERVICE
+        before = len(rows)
+        for sl in rl.scope_logs:
+            taken = []
+            for i, record in enumerate(sl.log_records):
+                row = finding_row(record, service, received_ns)
+                if row is not None:
+                    rows.append(row)
+                    taken.append(i)
+            for i in reversed(taken):
+                del sl.log_records[i]
+        if len(rows) > before and not any(sl.log_records for sl in rl.scope_logs):
+            emptied.append(r)  # a resource that only carried findings is not stored
+    for r in reversed(emptied):
+        del request.resource_logs[r]
+    return rows
+
+
+def replace_findings(conn: apsw.Connection, rows: list[tuple]) -> None:
+    """Make ``rows`` the findings of the spans and logs they name; recount the spans'
+    and traces' finding counts."""
+    # Row layout: kind, pattern, trace_id, span_id, signal, ... (convert.FINDING_COLUMNS).
+    for trace_id, span_id, signal in sorted({(r[2], r[3], r[4]) for r in rows if r[2]},
+                                            key=str):
+        conn.execute("DELETE FROM findings WHERE trace_id = ? AND span_id IS ? AND signal = ?",
+                     (trace_id, span_id, signal))
+    conn.execute(INSERTS["findings"], (orjson.dumps(rows).decode(),))
+    for trace_id, span_id in sorted({(r[2], r[3]) for r in rows
+                                     if r[4] == "span" and r[2] and r[3]}):
+        conn.execute(
+            "UPDATE spans SET finding_count = (SELECT count(*) FROM findings AS f "
+            "WHERE f.trace_id = spans.trace_id AND f.span_id = spans.span_id "
+            "AND f.signal = 'span') WHERE trace_id = ? AND span_id = ?", (trace_id, span_id))
+    for trace_id in sorted({r[2] for r in rows if r[2]}):
+        conn.execute(
+            "UPDATE traces SET finding_count = (SELECT coalesce(sum(finding_count), 0) "
+            "FROM spans WHERE trace_id = traces.trace_id) WHERE trace_id = ?", (trace_id,))
+
+
+@dataclass
+class _Pending:
+    line: int
+    batch: Batch
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+    def finished(self, error: BaseException | None) -> None:
+        self.error = error
+        self.done.set()
+
+
+class Importer:
+    """Loads files into one database through a ``Writer`` of its own; ``close()`` writes
+    the findings set aside and closes the file."""
+
+    def __init__(self, db: Path, *, redact: bool = True,
+                 max_value_bytes: int = MAX_VALUE_BYTES) -> None:
+        self.redact = redact
+        self.max_value_bytes = max_value_bytes
+        self._writer = Writer(open_writer(db))  # StoreError: the file cannot be used
+        self._writer.start()
+        self._findings: list[tuple] = []
+
+    def load(self, stream: IO[bytes], name: str) -> FileResult:
+        """Import every request of ``stream``; ``name`` is how problems name the file."""
+        result = FileResult(name)
+        pending: deque[_Pending] = deque()
+        try:
+            for line, document, problem in documents(stream):
+                if problem is None:
+                    try:
+                        batch = self._decode(document, result)
+                    except Exception as e:  # one bad line must not cost the others
+                        problem = str(e)
+                if problem is not None:
+                    result.errors.append(f"{name}:{line}: {problem}")
+                    continue
+                result.requests += 1
+                if batch.rejected:
+                    result.errors.append(f"{name}:{line}: {batch.error_message}")
+                if batch.size:
+                    self._submit(_Pending(line, batch), pending, result)
+        except OSError as e:
+            result.errors.append(f"{name}: cannot read: {e.strerror or e}")
+        finally:
+            while pending:
+                self._settle(pending.popleft(), result)
+        if not result.requests and not result.errors:
+            result.errors.append(f"{name}: no OTLP requests in the file")
+        return result
+
+    def _decode(self, document: Any, result: FileResult) -> Batch:
+        signal = signal_of(document)
+        request = parse_message(signal, document)
+        received_ns = time.time_ns()
+        found = take_findings(request, received_ns) if signal == "logs" else []
+        batch = decode(signal, request.SerializeToString(), received_ns, self.redact,
+                       self.max_value_bytes)
+        self._findings += found
+        result.findings += len(found)
+        return batch
+
+    def _submit(self, item: _Pending, pending: deque[_Pending], result: FileResult) -> None:
+        # Decoding the next line goes on while the writer commits; past its queue's
+        # bound, wait for the oldest batch instead.
+        while not self._writer.try_submit(item.batch, item.finished):
+            if not pending:
+                raise RuntimeError("the writer is closed")
+            self._settle(pending.popleft(), result)
+        pending.append(item)
+
+    @staticmethod
+    def _settle(item: _Pending, result: FileResult) -> None:
+        item.done.wait()
+        if item.error is not None:
+            result.errors.append(f"{result.name}:{item.line}: not written: {item.error}")
+            return
+        noun = _NOUNS[item.batch.kind]
+        setattr(result, noun, getattr(result, noun) + item.batch.size)
+
+    def close(self) -> str | None:
+        """Write the findings set aside, then close; a problem doing so, or None."""
+        problem = None
+        try:
+            if self._findings:
+                self._writer.call(lambda conn: replace_findings(conn, self._findings)).result()
+        except Exception as e:
+            problem = f"findings not written: {e}"
+        finally:
+            self._writer.close()
+        return problem
