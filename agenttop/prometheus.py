@@ -136,9 +136,11 @@ class HealthCollector(Collector):
             refused = CounterMetricFamily(
                 "agenttop_refused_calls",
                 "OTLP calls refused since start: unauthenticated (missing or wrong token), "
-                "malformed (undecodable), busy (told to retry later)", labels=["reason"])
+                "malformed (undecodable), too_large (over the size limit), busy (told to "
+                "retry later)", labels=["reason"])
             refused.add_metric(["unauthenticated"], service.receiver.unauthenticated)
             refused.add_metric(["malformed"], service.receiver.malformed)
+            refused.add_metric(["too_large"], service.receiver.too_large)
             refused.add_metric(["busy"], service.writer.stats.refused)
             yield refused
         forwarder = service.forwarder

@@ -261,6 +261,7 @@ class Service:
             "security": describe_security(self.settings),
             "unauthenticated": self.receiver.unauthenticated,
             "malformed": self.receiver.malformed,
+            "too_large": self.receiver.too_large,
             "busy_refusals": self.writer.stats.refused,
         }
 

@@ -256,6 +256,7 @@ def test_over_the_size_limit_is_413_compressed_or_not(make_server, db_path):
     assert len(bomb) < 1024 * 1024
     reply = send(service, "/v1/traces", bomb, {**PROTOBUF, "Content-Encoding": "gzip"})
     assert reply.status == 413 and "inflates to more than" in reply.error_message()
+    assert service.receiver.too_large == 2  # and both are in the audit trail
     well_formed_is_served(service, db_path)
 
 

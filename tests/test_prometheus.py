@@ -106,6 +106,7 @@ def test_scrape_has_layers_alerts_and_counters(make_server, db_path):
     assert value("agenttop_ingested_items_total", signal="logs") == 0
     assert value("agenttop_refused_calls_total", reason="malformed") == 1
     assert value("agenttop_refused_calls_total", reason="unauthenticated") == 0
+    assert value("agenttop_refused_calls_total", reason="too_large") == 0
     assert value("agenttop_forward_up") == 0
     assert value("agenttop_forward_requests_total", outcome="sent") == 0
     assert value("agenttop_forward_queued_requests") == 4

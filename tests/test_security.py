@@ -241,7 +241,8 @@ def test_non_loopback_starts_with_insecure_or_a_token(tmp_path, how):
 
 def test_refusals_are_audited_coalesced_and_never_hold_the_token(tmp_path):
     db = tmp_path / "audit.db"
-    settings = ServeSettings(db=db, grpc="127.0.0.1:0", decoders=1, token=TOKEN)
+    settings = ServeSettings(db=db, grpc="127.0.0.1:0", decoders=1, token=TOKEN,
+                             max_message_mb=1)
     with BackgroundService(settings) as service:
         port = service.grpc_port
         for _ in range(50):
@@ -250,12 +251,15 @@ def test_refusals_are_audited_coalesced_and_never_hold_the_token(tmp_path):
         garbage = b"\xff\xff\xff" + TOKEN.encode() + b" payload-marker"
         error = refusal(port, garbage, BEARER)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        big = traces_request(span(2, name="x" * (1024 * 1024 + 10)))
+        assert refusal(port, big, BEARER).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         raw_call(port, traces_request(span(3)), BEARER)
         assert service.receiver.unauthenticated == 51 and service.receiver.malformed == 1
+        assert service.receiver.too_large == 1
         deadline = time.monotonic() + 10  # written in the background about once a second
         while time.monotonic() < deadline:
             counted = read_db(db).execute("SELECT coalesce(sum(count), 0) FROM audit")
-            if list(counted)[0][0] == 52:
+            if list(counted)[0][0] == 53:
                 break
             time.sleep(0.1)
     rows = list(read_db(db).execute("SELECT * FROM audit"))
@@ -264,8 +268,9 @@ def test_refusals_are_audited_coalesced_and_never_hold_the_token(tmp_path):
         assert row["peer"] == "ipv4:127.0.0.1" and row["signal"] == "traces"
         assert row["time_ns"] > 0
         by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + row["count"]
-    assert by_reason == {audit.WRONG_TOKEN: 50, audit.MISSING_TOKEN: 1, audit.MALFORMED: 1}
-    assert len(rows) <= 3 * 11  # at most one row per (peer, reason) per second
+    assert by_reason == {audit.WRONG_TOKEN: 50, audit.MISSING_TOKEN: 1, audit.MALFORMED: 1,
+                         audit.TOO_LARGE: 1}
+    assert len(rows) <= 4 * 11  # at most one row per (peer, reason) per second
     content = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("audit"))
     assert TOKEN.encode() not in content and b"payload-marker" not in content
 

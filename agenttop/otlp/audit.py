@@ -29,6 +29,7 @@ OTHER_PEERS = "(other peers)"
 MISSING_TOKEN = "missing token"
 WRONG_TOKEN = "wrong token"
 MALFORMED = "malformed request"
+TOO_LARGE = "too large"
 
 INSERT = "INSERT INTO audit (time_ns, peer, signal, reason, count) VALUES (?, ?, ?, ?, ?)"
 

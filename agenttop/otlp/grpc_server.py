@@ -110,6 +110,11 @@ def _handler(receiver: Receiver, signal: Signal) -> Callable[[Any, Any], Any]:
             try:
                 data = await context.read()
                 if data is grpc.aio.EOF:
+                    # gRPC ends the stream without a message when the body is over
+                    # max_receive_message_length, having answered RESOURCE_EXHAUSTED
+                    # itself; as unary clients always send one message, that is the
+                    # refusal to record (only a hand-made stream can send none).
+                    receiver.refuse_too_large(signal, peer, NO_MESSAGE)
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, NO_MESSAGE)
                 charge = receiver.budget.resize(charge, len(data))
                 return (await receiver.export(signal, data, peer)).SerializeToString()

@@ -98,8 +98,9 @@ class HttpReceiver:
                 signal, body, peer, json=content_type == JSON,
                 gunzip_max=self.max_message_bytes if encoding == "gzip" else None)
         except web.HTTPRequestEntityTooLarge:
-            return self._error(413, f"the body is larger than {self.max_message_bytes:,} bytes",
-                               reply_type)
+            return self._refusal(self.receiver.refuse_too_large(
+                signal, peer, f"the body is larger than {self.max_message_bytes:,} bytes"),
+                reply_type)
         except Refused as e:
             return self._refusal(e, reply_type)
         finally:

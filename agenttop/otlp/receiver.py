@@ -102,6 +102,13 @@ class Receiver:
         self._token_digest = _digest(token.encode()) if token else None
         self.unauthenticated = 0  # calls refused for a missing or wrong token
         self.malformed = 0  # calls refused as undecodable
+        self.too_large = 0  # calls refused for a body over the size limit
+
+    def refuse_too_large(self, signal: Signal, peer: str, message: str) -> Refused:
+        """Count and audit a body over the size limit; the ``Refused`` to raise."""
+        self.too_large += 1
+        self._refuse(peer, signal, audit.TOO_LARGE)
+        return Refused(TOO_LARGE, message)
 
     def _refuse(self, peer: str, signal: Signal, reason: str) -> None:
         if self.audit is not None:
@@ -157,7 +164,7 @@ class Receiver:
             self._refuse(peer, signal, audit.MALFORMED)
             raise Refused(MALFORMED, f"cannot decode OTLP {signal.name}: {e}") from None
         except TooLarge as e:
-            raise Refused(TOO_LARGE, str(e)) from None
+            raise self.refuse_too_large(signal, peer, str(e)) from None
         except DecoderLost:
             raise Refused(BUSY, DECODER_LOST, MIN_RETRY_S) from None
         if batch.size:

@@ -23,7 +23,7 @@ NONE_YET = "no receiver has written to this file yet"
 
 # Reasons of the ``audit`` table (agenttop/otlp/audit.py) by the kind of refusal they are.
 REFUSAL_KINDS = {"missing token": "unauthenticated", "wrong token": "unauthenticated",
-                 "malformed request": "malformed"}
+                 "malformed request": "malformed", "too large": "too large"}
 
 
 @dataclass(frozen=True)
