@@ -417,7 +417,7 @@ def test_run_passes_forwarding_and_prometheus_to_its_receiver(make_server, tmp_p
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=30) as r:
             assert 'agenttop_forward_requests_total{outcome="sent"} 2.0' in r.read().decode()
         term.send("q")
-        wait_for(lambda: term.read(0.1) or term.proc.poll() is not None, "run to quit")
+        term.wait_exit(60)
     finally:
         if term.proc.poll() is None:
             os.killpg(term.proc.pid, signal.SIGKILL)

@@ -60,6 +60,14 @@ class Terminal:
     def send(self, keys: str) -> None:
         os.write(self.master, keys.encode())
 
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to end, reading what it draws meanwhile: a full terminal
+        buffer would block its writes, and so its exit."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self.read(0.1)
+        return self.proc.wait(1)
+
 
 @pytest.mark.timeout(180)
 def test_run_demo_shows_layers_and_traces_and_quits_cleanly(tmp_path):
@@ -77,7 +85,7 @@ def test_run_demo_shows_layers_and_traces_and_quits_cleanly(tmp_path):
         term.wait_for(r"invoke_agent", timeout=60)
         term.raw = b""
         term.send("q")
-        term.proc.wait(60)
+        term.wait_exit(60)
     finally:
         if term.proc.poll() is None:
             os.killpg(term.proc.pid, signal.SIGKILL)  # its own session: children too

@@ -375,7 +375,7 @@ def test_agenttop_run_says_when_its_receiver_is_killed(tmp_path):
         term.wait_for("receiver not responding since", timeout=30)
         term.wait_for("killed by SIGKILL; its log: ", timeout=30)  # the toast
         term.send("q")
-        term.proc.wait(60)
+        term.wait_exit(60)
     finally:
         if term.proc.poll() is None:
             os.killpg(term.proc.pid, signal.SIGKILL)
