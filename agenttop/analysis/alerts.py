@@ -410,9 +410,9 @@ class Transition:
         }
 
 
-@dataclass(frozen=True)
-class AlertRow:
-    """A firing episode as stored in the ``alerts`` table (``rule`` column = alert key)."""
+@dataclass(frozen=True, slots=True)
+class AlertEpisode:
+    """One row of ``alerts``: a firing or resolved episode (``key`` = the ``rule`` column)."""
 
     alert_id: int
     key: str
@@ -420,12 +420,18 @@ class AlertRow:
     metric: str | None
     measure: str
     op: str
+    state: str  # firing | resolved
     value: float | None
     threshold: float
     window_s: int
     started_ns: int
+    resolved_ns: int | None
     updated_ns: int
     message: str
+
+
+ALERT_COLUMNS = ("alert_id, rule, layer, metric, measure, op, state, value, threshold, "
+                 "window_s, started_ns, resolved_ns, updated_ns, message")
 
 
 @dataclass(frozen=True)
@@ -483,7 +489,7 @@ class AlertEvaluator:
             for key, a in self._active.items()
         }
 
-    def restore(self, rows: Iterable[AlertRow]) -> None:
+    def restore(self, rows: Iterable[AlertEpisode]) -> None:
         """Resume firing episodes read back with ``load_firing`` (after a restart)."""
         for row in sorted(rows, key=lambda r: r.started_ns):  # the latest episode wins
             name = row.key.partition("{")[0]
@@ -739,13 +745,11 @@ def update_values(conn: apsw.Connection,
         conn.execute(_REFRESH, _bindings(t))
 
 
-def load_firing(conn: apsw.Connection) -> list[AlertRow]:
+def load_firing(conn: apsw.Connection) -> list[AlertEpisode]:
     """The episodes still firing, oldest first, for ``AlertEvaluator.restore``."""
-    rows = conn.execute(
-        "SELECT alert_id, rule, layer, metric, measure, op, value, threshold, window_s, "
-        "started_ns, updated_ns, message FROM alerts WHERE state = 'firing' "
-        "ORDER BY started_ns, alert_id")
-    return [AlertRow(*row) for row in rows]
+    rows = conn.execute(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'firing' "
+                        "ORDER BY started_ns, alert_id")
+    return [AlertEpisode(*row) for row in rows]
 
 
 # --- --on-alert ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import apsw
 
+from agenttop.analysis.alerts import ALERT_COLUMNS, AlertEpisode
 from agenttop.analysis.layers import LAYERS
 from agenttop.store.db import scalar
 
@@ -355,39 +356,15 @@ def span_mark(conn: apsw.Connection) -> int:
 
 # --- alerts and findings screens
 
-@dataclass(frozen=True, slots=True)
-class AlertEpisode:
-    """One row of ``alerts``: a firing or resolved episode (``key`` = the ``rule`` column)."""
-
-    alert_id: int
-    key: str
-    layer: str | None
-    metric: str | None
-    measure: str
-    op: str
-    state: str  # firing | resolved
-    value: float | None
-    threshold: float
-    window_s: int
-    started_ns: int
-    resolved_ns: int | None
-    updated_ns: int
-    message: str
-
-
-_ALERT_COLUMNS = ("alert_id, rule, layer, metric, measure, op, state, value, threshold, "
-                  "window_s, started_ns, resolved_ns, updated_ns, message")
-
-
 def alert_episodes(conn: apsw.Connection, *, limit: int = 200
                    ) -> tuple[list[AlertEpisode], list[AlertEpisode], int]:
     """Firing episodes (newest first), the newest ``limit`` resolved ones, and how many
     resolved episodes there are; both lists read through ``alerts_state``."""
     firing = [AlertEpisode(*row) for row in conn.execute(
-        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state = 'firing' "
+        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'firing' "
         "ORDER BY started_ns DESC, alert_id DESC")]
     resolved = [AlertEpisode(*row) for row in conn.execute(
-        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state = 'resolved' "
+        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'resolved' "
         "ORDER BY started_ns DESC, alert_id DESC LIMIT ?", (limit,))]
     total = int(scalar(conn, "SELECT count(*) FROM alerts WHERE state = 'resolved'")  # type: ignore[arg-type]
                 or 0)
@@ -400,7 +377,7 @@ def alert_changes(conn: apsw.Connection, after_id: int | None
     (None: firing ones only). What the app compares between refreshes to notify."""
     top = int(scalar(conn, "SELECT coalesce(max(alert_id), 0) FROM alerts") or 0)  # type: ignore[arg-type]
     rows = conn.execute(
-        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state = 'firing' OR alert_id > ? "
+        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'firing' OR alert_id > ? "
         "ORDER BY alert_id", (top if after_id is None else after_id,))
     return top, [AlertEpisode(*row) for row in rows]
 

@@ -39,10 +39,10 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from agenttop.analysis.alerts import Rule, load_rules
+from agenttop.analysis.alerts import AlertEpisode, Rule, load_rules
 from agenttop.store import StoreError
 from agenttop.store.db import locked_message
-from agenttop.store.queries import AlertEpisode, alert_changes, span_mark
+from agenttop.store.queries import alert_changes, span_mark
 from agenttop.store.status import ReceiverStatus, read_status
 from agenttop.tui import fmt
 from agenttop.tui.commands import AgentTopCommands

@@ -20,7 +20,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static
 
-from agenttop.store.queries import AlertEpisode, alert_episodes
+from agenttop.analysis.alerts import AlertEpisode
+from agenttop.store.queries import alert_episodes
 from agenttop.tui import fmt
 from agenttop.tui.keys import VI_KEYS
 from agenttop.tui.screens.base import Job, LiveScreen

@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.widgets import Footer, Header, Static
 
-from agenttop.analysis.alerts import AlertRow, load_firing
+from agenttop.analysis.alerts import AlertEpisode, load_firing
 from agenttop.analysis.health import WINDOWS_S, LayerHealth, layer_health
 from agenttop.store.queries import (
     count_findings,
@@ -50,7 +50,7 @@ class DashboardData:
     now_ns: int
     health: dict[tuple[str, int], LayerHealth]
     minutes: dict[str, tuple[list[int], list[int]]]
-    firing: list[AlertRow]
+    firing: list[AlertEpisode]
     findings_window: int
     findings_total: int
     latest_ns: int | None
