@@ -198,7 +198,7 @@ def main() -> None:
 )
 @click.option(
     "--queue-spans",
-    default=50_000,
+    default=20_000,
     show_default=True,
     type=int,
     help="Items (spans, points, log records) accepted but not yet committed; past it, "

@@ -155,7 +155,10 @@ class ServeSettings(BaseModel):
     http: str | None = None  # OTLP/HTTP address; None: no HTTP (the CLI defaults to 4318)
     max_message_mb: int = Field(default=16, ge=1, le=2047)
     max_inflight_mb: int = Field(default=64, ge=1, le=65536)  # request bodies held at once
-    queue_spans: int = Field(default=50_000, ge=1)
+    # 20,000: as many as one writer transaction takes (Writer's max_group), ~1.6 KB each
+    # with the request body it came in; under overload 50,000 held ~40 MB more and wrote
+    # no faster (benchmarks/soak.py).
+    queue_spans: int = Field(default=20_000, ge=1)
     sync: Literal["full", "normal"] = "full"
     decoders: int | None = Field(default=None, ge=1, le=64)  # None: by the number of cores
     keep_pii: bool = False  # store values as received instead of redacting PII

@@ -132,7 +132,10 @@ def open_writer(path: str | os.PathLike[str], *, synchronous: str = "FULL") -> a
         # A writer that runs for days must not let the WAL grow without bound, but
         # checkpointing too often would cost ingest throughput.
         conn.execute("PRAGMA wal_autocheckpoint = 4000")
-        conn.execute("PRAGMA cache_size = -65536")
+        # 32 MiB: the pages ingest keeps touching (the right edges of the tables and the
+        # upper levels of the indexes); on a file of 3 million spans, 64 MiB wrote no
+        # faster and held 32 MiB more of the receiver's memory.
+        conn.execute("PRAGMA cache_size = -32768")
         conn.execute("PRAGMA temp_store = MEMORY")
         migrate(conn, version)
     except (apsw.CantOpenError, apsw.ReadOnlyError, apsw.IOError, apsw.FullError) as e:
