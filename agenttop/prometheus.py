@@ -12,8 +12,6 @@ set, is required (``Authorization: Bearer``), and it speaks TLS with the same ce
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import os
 import ssl
@@ -33,7 +31,7 @@ from prometheus_client.registry import Collector
 from agenttop.analysis.alerts import load_firing
 from agenttop.analysis.health import WINDOWS_S, layer_health
 from agenttop.config import format_address, format_duration, parse_address
-from agenttop.otlp.receiver import BindError
+from agenttop.otlp.receiver import BearerToken, BindError
 from agenttop.store import StoreError, open_reader
 
 if TYPE_CHECKING:
@@ -166,10 +164,6 @@ class HealthCollector(Collector):
             yield from (queued, queued_bytes, up)
 
 
-def _digest(value: bytes) -> bytes:
-    return hashlib.sha256(value).digest()
-
-
 class MetricsServer:
     """``GET /metrics`` over aiohttp, on the service's event loop."""
 
@@ -179,20 +173,14 @@ class MetricsServer:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
         ProcessCollector(registry=self.registry)  # memory, CPU, open files of serve
-        self._token_digest = _digest(token.encode()) if token else None
+        self._token = BearerToken(token) if token else None
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
         self.address = ""
 
-    def _authorized(self, header: str | None) -> bool:
-        if self._token_digest is None:
-            return True
-        scheme, _, credential = (header or "").strip().partition(" ")
-        ok = hmac.compare_digest(_digest(credential.strip().encode()), self._token_digest)
-        return ok and scheme.lower() == "bearer"
-
     async def _metrics(self, request: web.Request) -> web.Response:
-        if not self._authorized(request.headers.get("Authorization")):
+        if self._token is not None and not self._token.matches(
+                request.headers.get("Authorization")):
             return web.Response(status=401, text="agenttop requires 'Authorization: Bearer "
                                 "<token>' with the right token\n",
                                 headers={"WWW-Authenticate": 'Bearer realm="agenttop"'})

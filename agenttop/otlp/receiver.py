@@ -98,8 +98,7 @@ class Receiver:
         self.budget = budget
         self.clock = clock
         self.audit = audit_log
-        # Only a digest is kept: compared in constant time, and never printable.
-        self._token_digest = _digest(token.encode()) if token else None
+        self._token = BearerToken(token) if token else None
         self.unauthenticated = 0  # calls refused for a missing or wrong token
         self.malformed = 0  # calls refused as undecodable
         self.too_large = 0  # calls refused for a body over the size limit
@@ -118,14 +117,12 @@ class Receiver:
         """Raise ``Refused`` (and audit it) unless the credentials carry the token, if one
         is required. ``authorization`` is the value of the call's ``authorization``
         metadata or header, None when it has none."""
-        if self._token_digest is None:
+        if self._token is None:
             return
         if authorization is None:
             problem = audit.MISSING_TOKEN
         else:
-            scheme, _, credential = authorization.strip().partition(" ")
-            ok = hmac.compare_digest(_digest(credential.strip().encode()), self._token_digest)
-            problem = None if ok and scheme.lower() == "bearer" else audit.WRONG_TOKEN
+            problem = None if self._token.matches(authorization) else audit.WRONG_TOKEN
         if problem is not None:
             self.unauthenticated += 1
             self._refuse(peer, signal, problem)
@@ -181,6 +178,19 @@ class Receiver:
         if self.forward is not None:
             self.forward(signal.name, body, json=json, gzipped=gunzip_max is not None)
         return signal.respond(batch)
+
+
+class BearerToken:
+    """The token every call must carry as ``Bearer <token>``. Only a digest is kept:
+    compared in constant time, and never printable."""
+
+    def __init__(self, token: str) -> None:
+        self._digest = _digest(token.encode())
+
+    def matches(self, authorization: str | None) -> bool:
+        scheme, _, credential = (authorization or "").strip().partition(" ")
+        ok = hmac.compare_digest(_digest(credential.strip().encode()), self._digest)
+        return ok and scheme.lower() == "bearer"
 
 
 def _digest(value: bytes) -> bytes:
