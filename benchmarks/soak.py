@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import itertools
 import json
 import os
 import random
 import shlex
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,15 +40,10 @@ from google.rpc import error_details_pb2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from agent_shapes import trace_request  # noqa: E402
+from ingest import free_port, tree_rss, wait_for_port  # noqa: E402
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 DRAIN_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Template:
@@ -156,27 +149,6 @@ async def _drive(port: int, template: Template, duration_s: float, rate: float, 
     return load, start
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """RSS of the receiver and its decoding workers."""
-    total = 0
-    for p in [process, *process.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += p.memory_info().rss
-    return total
-
-
-def _wait_listening(proc: subprocess.Popen, port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"serve exited early: {proc.stderr.read()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit("serve did not start listening")
-
-
 def _stored(db: Path) -> tuple[dict[bytes, int], int]:
     """Spans stored per request nonce, and rows beyond one per (trace_id, span_id)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -209,7 +181,7 @@ def run(duration_s: float, rate: float, clients: int, concurrency: int, spans: i
             peak[0] = max(peak[0], tree_rss(receiver))
 
     try:
-        _wait_listening(proc, port)
+        wait_for_port(port, proc, timeout=60)
         sampler = threading.Thread(target=sample, args=(psutil.Process(proc.pid),))
         sampler.start()
         try:
