@@ -153,7 +153,7 @@ def test_sdk_traffic_survives_export_and_import_row_for_row(server, db_path, tmp
     assert_same_rows(db_path, copy)
     # Redacted values stayed redacted on the way.
     text = (tmp_path / "export.jsonl").read_text()
-    assert "4111" not in text and "jane.doe" not in text and "[CARD]" in text
+    assert "4111 1111 1111 1111" not in text and "jane.doe" not in text and "[CARD]" in text
 
 
 def _kv(key: str, **value) -> KeyValue:
