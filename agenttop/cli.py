@@ -99,7 +99,7 @@ HTTP_OPTION = click.option(
 
 def _load_rules(path: Path | None) -> list:
     """The rules, or exit 2 with the file, line, rule and field of the first problem."""
-    from agenttop.analysis.alerts import RulesError, load_rules
+    from agenttop.analysis.rules import RulesError, load_rules
 
     try:
         return load_rules(path)
@@ -286,7 +286,7 @@ def serve(
     Every Export is answered only after its rows are committed. Stop with Ctrl-C or
     SIGTERM: accepted data is flushed before exit.
     """
-    from agenttop.analysis.alerts import AlertCommand
+    from agenttop.analysis.hooks import AlertCommand
     from agenttop.otlp.receiver import BindError
     from agenttop.serve import TLSError, exposure_problem, serve_forever
     from agenttop.store import StoreError
@@ -342,7 +342,7 @@ def check(db: Path, window: int, rules: Path | None, output: str) -> None:
     Every rule is evaluated over --window. Exit status: 0 if every rule holds, 1 if any
     is breached, 2 on a usage error or an unreadable file.
     """
-    from agenttop.analysis.alerts import check_rules
+    from agenttop.analysis.evaluator import check_rules
     from agenttop.analysis.health import layer_health, metric_health
     from agenttop.report import render_check
     from agenttop.store import StoreError, open_reader

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import apsw
 from aiohttp import web
@@ -28,14 +28,23 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agenttop.analysis.alerts import load_firing
 from agenttop.analysis.health import WINDOWS_S, layer_health
 from agenttop.config import format_address, format_duration, parse_address
-from agenttop.otlp.receiver import BearerToken, BindError
+from agenttop.otlp.forward import Forwarder
+from agenttop.otlp.receiver import BearerToken, BindError, Receiver
 from agenttop.store import StoreError, open_reader
+from agenttop.store.writer import Writer
+from agenttop.store.alerts import load_firing
 
-if TYPE_CHECKING:
-    from agenttop.serve import Service
+
+
+class LiveParts(Protocol):
+    """What of the running receiver the scrape reports live (``agenttop.serve.Service``):
+    each part is None while it is not running."""
+
+    writer: Writer | None
+    receiver: Receiver | None
+    forwarder: Forwarder | None
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +54,7 @@ QUANTILES = (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("0.99", "p99_ms"))
 class HealthCollector(Collector):
     """agenttop's figures, computed on each scrape (called from a worker thread)."""
 
-    def __init__(self, db: Path, service: Service) -> None:
+    def __init__(self, db: Path, service: LiveParts) -> None:
         self.db = db
         self.service = service
         self._reader: apsw.Connection | None = None
@@ -115,7 +124,7 @@ class HealthCollector(Collector):
             "1 for each firing alert; layer or metric says what it watches",
             labels=["alert", "layer", "metric"])
         for row in firing:
-            alert.add_metric([row.key, row.layer or "", row.metric or ""], 1)
+            alert.add_metric([str(row.key), row.layer or "", row.metric or ""], 1)
         count = GaugeMetricFamily("agenttop_alerts_firing", "Alerts firing now")
         count.add_metric([], len(firing))
         yield from (alert, count)

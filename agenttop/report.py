@@ -7,10 +7,10 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agenttop.analysis.alerts import Check
+from agenttop.analysis.evaluator import Check
 from agenttop.analysis.health import LayerHealth
-from agenttop.analysis.layers import LAYERS
 from agenttop.config import format_duration
+from agenttop.store.rows import LAYERS
 
 
 def _ms(value: float | None) -> str:
@@ -66,7 +66,7 @@ def render_check(db: Path, window_s: int, at_ns: int | None,
             "ok": not breached,
             "layers": {layer: asdict(h) for (layer, _), h in sorted(layers.items())},
             "rules": [{
-                "rule": c.rule.name, "key": c.key, "subject": c.observation.subject,
+                "rule": c.rule.name, "key": str(c.key), "subject": c.observation.subject,
                 "measure": c.rule.measure, "op": c.rule.op, "threshold": c.rule.threshold,
                 "value": c.observation.value, "samples": c.observation.samples,
                 "min_samples": c.rule.min_samples, "status": c.status,
@@ -92,7 +92,7 @@ def render_check(db: Path, window_s: int, at_ns: int | None,
         rule_rows.append([c.rule.name, c.observation.subject, c.rule.measure, _value(c),
                           _threshold(c), str(c.observation.samples), status])
     verdict = (f"FAIL: {len(breached)} of {len(checks)} rules breached: "
-               + ", ".join(c.key for c in breached)) if breached else (
+               + ", ".join(str(c.key) for c in breached)) if breached else (
                f"OK: all {len(checks)} rules hold")
     body = _table(layer_rows) + "\n" if len(layer_rows) > 1 else ""
     return head + body + _table(rule_rows) + "\n" + verdict + "\n"

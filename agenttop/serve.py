@@ -22,8 +22,9 @@ from collections.abc import Callable
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
-from agenttop.analysis.alerts import AlertCommand, Rule, load_rules
+from agenttop.analysis.hooks import AlertCommand
 from agenttop.analysis.monitor import AlertMonitor
+from agenttop.analysis.rules import Rule, load_rules
 from agenttop.config import (
     ServeSettings,
     format_address,

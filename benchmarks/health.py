@@ -39,10 +39,10 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 
 from agenttop.analysis.health import WINDOWS_S, layer_health, metric_health
-from agenttop.otlp.convert import Batch
 from agenttop.otlp.decode import decode
 from agenttop.store import open_reader, open_writer
 from agenttop.store.db import scalar
+from agenttop.store.rows import Batch
 from agenttop.store.writer import Writer
 
 S = 10**9

@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 from health import build
 
-from agenttop.analysis.alerts import load_rules
+from agenttop.analysis.rules import load_rules
 from agenttop.analysis.scorecard import build_scorecard
 from agenttop.otlp.export import logs_request, trace_request
 from agenttop.otlp.importer import Importer

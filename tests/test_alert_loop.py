@@ -11,7 +11,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from agenttop.analysis.alerts import AlertCommand, parse_rules
+from agenttop.analysis.hooks import AlertCommand
+from agenttop.analysis.rules import parse_rules
 from agenttop.config import ServeSettings
 from agenttop.serve import BackgroundService
 from tests.conftest import read_db

@@ -12,23 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from agenttop.analysis.alerts import (
-    AlertCommand,
-    AlertEvaluator,
-    Rule,
-    RulesError,
-    Transition,
-    load_firing,
-    load_rules,
-    record,
-    update_values,
-)
+from agenttop.analysis.evaluator import AlertEvaluator, Transition
 from agenttop.analysis.health import LayerHealth, MetricHealth
+from agenttop.analysis.hooks import AlertCommand
+from agenttop.analysis.monitor import record, update_values
+from agenttop.analysis.rules import Rule, RulesError, load_rules
 from agenttop.store import open_writer
+from agenttop.store.alerts import AlertKey, load_firing
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
-ALERTS_LOG = "agenttop.analysis.alerts"
+ALERTS_LOG = "agenttop.analysis.hooks"
 
 
 def lh(layer: str, spans: int = 100, failures: int = 0, *, window_s: int = 300,
@@ -70,11 +64,11 @@ def tool(failures: int, spans: int = 100) -> dict[tuple[str, int], LayerHealth]:
 def test_fires_on_breach_once_and_tracks_the_value():
     ev = AlertEvaluator([rule(min_samples=50)])
     [t] = ev.evaluate(tool(5), {}, T0)
-    assert (t.key, t.state, t.value, t.threshold) == ("tool-errors", "firing", 0.05, 0.02)
+    assert (str(t.key), t.state, t.value, t.threshold) == ("tool-errors", "firing", 0.05, 0.02)
     assert t.started_ns == t.at_ns == T0
     assert t.message == "tool failure_rate 5% > 2% over 5m (100 spans)"
     assert ev.evaluate(tool(9), {}, T0 + 10 * S) == []  # still firing: no new transition
-    now = ev.firing["tool-errors"]
+    now = ev.firing[AlertKey("tool-errors")]
     assert (now.value, now.at_ns, now.started_ns) == (0.09, T0 + 10 * S, T0)
     assert "9%" in now.message
     assert len({t, now}) == 2  # hashable, for the UI's sets and dicts
@@ -113,7 +107,7 @@ def test_clear_after_needs_consecutive_clear_evaluations():
     ev = AlertEvaluator([rule(clear_after=2)])
     assert [t.state for t in ev.evaluate(tool(10), {}, T0)] == ["firing"]
     assert ev.evaluate(tool(0), {}, T0 + 1 * S) == []  # clear once: still firing
-    assert "tool-errors" in ev.firing
+    assert AlertKey("tool-errors") in ev.firing
     assert ev.evaluate(tool(10), {}, T0 + 2 * S) == []  # breach again resets the count
     assert ev.evaluate(tool(0), {}, T0 + 3 * S) == []
     [t] = ev.evaluate(tool(0), {}, T0 + 4 * S)
@@ -143,7 +137,7 @@ def test_firing_alert_with_too_few_samples_holds_while_breaching_resolves_when_c
     ev = AlertEvaluator([rule(min_samples=50)])
     ev.evaluate(tool(10), {}, T0)
     assert ev.evaluate(tool(2, spans=5), {}, T0 + S) == []  # 40 % of 5 spans: still bad
-    assert ev.firing["tool-errors"].value == 0.4
+    assert ev.firing[AlertKey("tool-errors")].value == 0.4
     [t] = ev.evaluate(tool(0, spans=5), {}, T0 + 2 * S)  # clear, even on few samples
     assert t.state == "resolved"
 
@@ -223,7 +217,7 @@ def test_each_default_rule_fires_on_its_breach_alone(name, layers, metrics):
     current = {**HEALTHY, **{h.layer: h for h in layers}}
     assert ev.evaluate(figures(*HEALTHY.values()), {300: [quality(0.9)]}, T0) == []
     fired = ev.evaluate(figures(*current.values()), {300: metrics or [quality(0.9)]}, T0 + S)
-    assert [(t.key, t.state) for t in fired] == [(name, "firing")]
+    assert [(str(t.key), t.state) for t in fired] == [(name, "firing")]
 
 
 @pytest.mark.parametrize("health", [
@@ -254,19 +248,19 @@ def test_metric_rule_is_evaluated_per_series():
     a = "output-quality{service=support-agent,route=chat}"
     b = "output-quality{service=billing}"
     [t] = ev.evaluate({}, {300: [quality(0.82, route="chat"), quality(0.95, "billing")]}, T0)
-    assert (t.key, t.state, t.value) == (a, "firing", 0.82)
+    assert (str(t.key), t.state, t.value) == (a, "firing", 0.82)
     assert t.message == ("output_quality_score{service=support-agent,route=chat} last 0.82 "
                          "< 0.9 over 5m (3 points)")
     fired = ev.evaluate({}, {300: [quality(0.80, route="chat"), quality(0.5, "billing")]},
                         T0 + S)
-    assert [(t.key, t.state) for t in fired] == [(b, "firing")]
-    assert set(ev.firing) == {a, b}
+    assert [(str(t.key), t.state) for t in fired] == [(b, "firing")]
+    assert set(map(str, ev.firing)) == {a, b}
     fired = ev.evaluate({}, {300: [quality(0.93, route="chat"), quality(0.5, "billing")]},
                         T0 + 2 * S)
-    assert [(t.key, t.state) for t in fired] == [(a, "resolved")]
+    assert [(str(t.key), t.state) for t in fired] == [(a, "resolved")]
     # The billing series stops reporting: no data resolves it.
     fired = ev.evaluate({}, {300: [quality(0.93, route="chat")]}, T0 + 3 * S)
-    assert [(t.key, t.state, t.value) for t in fired] == [(b, "resolved", None)]
+    assert [(str(t.key), t.state, t.value) for t in fired] == [(b, "resolved", None)]
     assert ev.firing == {}
 
 
@@ -283,7 +277,7 @@ def test_metric_rule_filters_on_service_and_attributes():
               quality(0.1, "billing", tier=2, beta=True),
               quality(0.1, "billing", tier=1, beta=False),
               quality(0.2, "billing", tier=1, beta=True, route="chat")]
-    assert [t.key for t in ev.evaluate({}, {300: series}, T0)] == [
+    assert [str(t.key) for t in ev.evaluate({}, {300: series}, T0)] == [
         "output-quality{service=billing,beta=true,route=chat,tier=1}"]
 
 
@@ -460,7 +454,7 @@ def test_metric_episode_stores_the_series_key(conn):
     ev = AlertEvaluator([quality_rule()])
     write_tx(conn, record, ev.evaluate({}, {300: [quality(0.5)]}, T0))
     [row] = load_firing(conn)
-    assert (row.key, row.layer, row.metric, row.measure, row.value) == (
+    assert (str(row.key), row.layer, row.metric, row.measure, row.value) == (
         "output-quality{service=support-agent}", None, "output_quality_score", "last", 0.5)
 
 
@@ -473,11 +467,12 @@ def test_restore_resumes_firing_alerts_instead_of_firing_twice(conn):
 
     restarted = AlertEvaluator(load_rules(None))  # a new process
     restarted.restore(load_firing(conn))
-    assert set(restarted.firing) == {"auth-failures", "output-quality{service=support-agent}"}
-    assert restarted.firing["auth-failures"].started_ns == T0
+    assert set(map(str, restarted.firing)) == {"auth-failures",
+                                              "output-quality{service=support-agent}"}
+    assert restarted.firing[AlertKey("auth-failures")].started_ns == T0
     assert restarted.evaluate(breach, bad_quality, T0 + 60 * S) == []  # no second firing
     resolved = restarted.evaluate({}, bad_quality, T0 + 400 * S)
-    assert [(t.key, t.state, t.started_ns) for t in resolved] == [
+    assert [(str(t.key), t.state, t.started_ns) for t in resolved] == [
         ("auth-failures", "resolved", T0)]
     write_tx(conn, record, resolved)
     assert [(r[0], r[5], r[10]) for r in rows(conn)] == [
@@ -489,13 +484,13 @@ def test_restored_alert_of_a_removed_rule_resolves(conn):
     write_tx(conn, record, AlertEvaluator([rule(name="old")]).evaluate(tool(10), {}, T0))
     ev = AlertEvaluator([rule()])  # "old" was renamed "tool-errors"
     ev.restore(load_firing(conn))
-    assert set(ev.firing) == {"old"}
+    assert set(map(str, ev.firing)) == {"old"}
     out = ev.evaluate(tool(10), {}, T0 + S)
-    assert [(t.key, t.state, t.message) for t in out] == [
+    assert [(str(t.key), t.state, t.message) for t in out] == [
         ("tool-errors", "firing", "tool failure_rate 10% > 2% over 5m (100 spans)"),
         ("old", "resolved", "resolved: rule no longer configured")]
     write_tx(conn, record, out)
-    assert [r.key for r in load_firing(conn)] == ["tool-errors"]
+    assert [str(r.key) for r in load_firing(conn)] == ["tool-errors"]
 
 
 def test_firing_again_without_restore_closes_the_stale_row(conn):

@@ -30,10 +30,10 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from agenttop.config import ServeSettings
-from agenttop.otlp.convert import Batch
 from agenttop.otlp.decode import decode
 from agenttop.serve import BackgroundService
 from agenttop.store.queries import SpanNode
+from agenttop.store.rows import Batch
 from agenttop.tui.trace_model import TOP, build_model
 from tests.conftest import read_db
 from tests.test_bad_input import LOGS, TRACES, span, traces_request

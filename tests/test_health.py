@@ -38,9 +38,9 @@ from agenttop.analysis.health import (
     layer_health,
     metric_health,
 )
-from agenttop.analysis.layers import LAYERS
 from agenttop.otlp.decode import decode
 from agenttop.store import open_reader, open_writer
+from agenttop.store.rows import LAYERS
 from agenttop.store.writer import Writer
 
 S = 10**9

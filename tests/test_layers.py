@@ -12,7 +12,8 @@ import sys
 import pytest
 
 from agenttop.analysis import layers
-from agenttop.analysis.layers import FAILURES, LAYERS, classify, failure_of, normalise
+from agenttop.analysis.layers import classify, failure_of, normalise
+from agenttop.store.rows import FAILURES, LAYERS
 
 INTERNAL, SERVER, CLIENT, PRODUCER = 1, 2, 3, 4
 UNSET, OK, ERROR = 0, 1, 2

@@ -13,8 +13,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from agenttop.otlp.convert import Batch
 from agenttop.otlp.decode import decode
+from agenttop.store.rows import Batch
 from tests.conftest import read_db
 from tests.test_bad_input import TRACES, call, span, traces_request
 

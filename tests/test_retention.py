@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Gauge, Metric, NumberDataPoint
 
-from agenttop.analysis.alerts import record
+from agenttop.analysis.monitor import record
 from agenttop.cli import main
 from agenttop.config import ServeSettings
 from agenttop.otlp import audit
@@ -21,8 +21,9 @@ from agenttop.store import open_writer
 from agenttop.store import retention as retention_module
 from agenttop.store.db import migrate, scalar
 from agenttop.store.retention import Retention, file_bytes, page_sizes, prepare, prune_by_age
+from agenttop.store.rows import MINUTE_NS
 from agenttop.store.status import read_status
-from agenttop.store.writer import MINUTE_NS, Writer
+from agenttop.store.writer import Writer
 from tests.conftest import read_db
 from tests.tui.fixtures import (
     NOW,

@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from agenttop.analysis.alerts import load_rules
+from agenttop.analysis.rules import load_rules
 from agenttop.analysis.scorecard import (
     FAIL,
     NOT_OBSERVABLE,

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 
 import apsw
 import orjson
 
 from agenttop.analysis.buckets import quantile_ns
-from agenttop.analysis.layers import FAILURES, LAYERS
+from agenttop.store.metrics import PointSample, points_between
+from agenttop.store.rollups import RollupTotals, window_totals
+from agenttop.store.rows import LAYERS, MINUTE_NS, SECOND_NS
 
 WINDOWS_S = (60, 300, 900)  # 1 m, 5 m, 15 m
 
@@ -75,41 +76,6 @@ class MetricHealth:
 
 # ------------------------------------------------------------------------------ layers
 
-MINUTE_NS = 60 * 10**9
-SECOND_NS = 10**9
-
-_FAILURE_COLUMNS = tuple(f"f_{category}" for category in FAILURES)
-# Summed per window; the order is the order of the SELECT's columns.
-_SUMMED = (
-    "spans", "failures", *_FAILURE_COLUMNS, "input_tokens", "output_tokens", "truncated",
-    "content_filtered", "retrievals", "empty_retrievals", "top_score_sum", "top_score_count",
-    "eval_score_sum", "eval_score_count",
-)
-_PER_WINDOW = len(_SUMMED) + 1  # + duration_max_ns
-
-
-@cache
-def _layer_sql(n_windows: int, by_service: bool) -> tuple[str, str]:
-    """The rollup and duration queries for ``n_windows`` windows at once.
-
-    Every window ends now, so each is the tail of the largest: one range scan of the
-    largest window's minutes, with each window's sums picked out by ``minute >= :m<i>``.
-    Integer sums use total() (a float, never NULL) and are turned back into ints in Python.
-    """
-    where = "minute BETWEEN :lo AND :hi" + (" AND service = :service" if by_service else "")
-    columns = []
-    for i in range(n_windows):
-        columns += [f"total(CASE WHEN minute >= :m{i} THEN {c} END)" for c in _SUMMED]
-        columns.append(f"max(CASE WHEN minute >= :m{i} THEN duration_max_ns END)")
-    minutes = (f"SELECT layer, {', '.join(columns)} FROM layer_minutes "
-               f"WHERE {where} GROUP BY layer")
-    counts = ", ".join(f"total(CASE WHEN minute >= :m{i} THEN count END)"
-                       for i in range(n_windows))
-    durations = (f"SELECT layer, bucket, {counts} FROM layer_minute_durations "
-                 f"WHERE {where} GROUP BY layer, bucket")
-    return minutes, durations
-
-
 def _ms(ns: float | None) -> float | None:
     return None if ns is None else ns / 1e6
 
@@ -143,39 +109,20 @@ def layer_health(
     if not windows:
         return {}
     firsts = [(now_ns - w * SECOND_NS) // MINUTE_NS for w in windows]
-    bindings: dict[str, object] = {"lo": min(firsts), "hi": now_ns // MINUTE_NS}
-    bindings.update((f"m{i}", first) for i, first in enumerate(firsts))
-    if service is not None:
-        bindings["service"] = service
-    minutes_sql, durations_sql = _layer_sql(len(windows), service is not None)
-
-    sums: dict[str, tuple] = {row[0]: row[1:] for row in conn.execute(minutes_sql, bindings)}
-    buckets: dict[str, list[dict[int, int]]] = {}
-    for layer, bucket, *counts in conn.execute(durations_sql, bindings):
-        per_window = buckets.get(layer)
-        if per_window is None:
-            per_window = buckets[layer] = [{} for _ in windows]
-        for i, n in enumerate(counts):
-            if n:
-                per_window[i][bucket] = int(n)
-
+    totals, buckets = window_totals(conn, firsts, now_ns // MINUTE_NS, service)
     out: dict[tuple[str, int], LayerHealth] = {}
-    layers = list(LAYERS) + sorted(set(sums) - set(LAYERS))
+    layers = list(LAYERS) + sorted(set(totals) - set(LAYERS))
     for i, (window_s, first) in enumerate(zip(windows, firsts, strict=True)):
         covered_s = (now_ns - first * MINUTE_NS) / SECOND_NS
         for layer in layers:
-            row = sums.get(layer)
-            if row is None or not row[i * _PER_WINDOW]:
-                out[(layer, window_s)] = _empty(layer, window_s)
-                continue
-            out[(layer, window_s)] = _layer(
-                layer, window_s, covered_s, row[i * _PER_WINDOW:(i + 1) * _PER_WINDOW],
-                buckets.get(layer, [{}] * len(windows))[i],
-            )
+            sums = totals.get(layer, [None] * len(windows))[i]
+            out[(layer, window_s)] = empty_layer(layer, window_s) if sums is None else _layer(
+                layer, window_s, covered_s, sums, buckets.get(layer, [{}] * len(windows))[i])
     return out
 
 
-def _empty(layer: str, window_s: int) -> LayerHealth:
+def empty_layer(layer: str, window_s: int) -> LayerHealth:
+    """A layer with no spans in the window."""
     return LayerHealth(
         layer=layer, window_s=window_s, spans=0, failures=0, failure_rate=None, by_failure={},
         throughput=0.0, p50_ms=None, p95_ms=None, p99_ms=None, max_ms=None, input_tokens=0,
@@ -183,12 +130,9 @@ def _empty(layer: str, window_s: int) -> LayerHealth:
     )
 
 
-def _layer(layer: str, window_s: int, covered_s: float, row: Sequence,
+def _layer(layer: str, window_s: int, covered_s: float, sums: RollupTotals,
            counts: dict[int, int]) -> LayerHealth:
-    values = dict(zip(_SUMMED, row, strict=False))
-    spans = int(values["spans"])
-    failures = int(values["failures"])
-    max_ns = row[-1]
+    max_ns = sums.duration_max_ns
 
     def quantile(q: float) -> float | None:
         # A bucket's upper bound can pass the slowest span; the exact maximum is known.
@@ -198,25 +142,23 @@ def _layer(layer: str, window_s: int, covered_s: float, row: Sequence,
     return LayerHealth(
         layer=layer,
         window_s=window_s,
-        spans=spans,
-        failures=failures,
-        failure_rate=failures / spans,
-        by_failure={category: int(values[column])
-                    for category, column in zip(FAILURES, _FAILURE_COLUMNS, strict=True)
-                    if values[column]},
-        throughput=spans / covered_s,
+        spans=sums.spans,
+        failures=sums.failures,
+        failure_rate=sums.failures / sums.spans,
+        by_failure=sums.by_failure,
+        throughput=sums.spans / covered_s,
         p50_ms=quantile(0.50),
         p95_ms=quantile(0.95),
         p99_ms=quantile(0.99),
         max_ms=_ms(max_ns),
-        input_tokens=int(values["input_tokens"]),
-        output_tokens=int(values["output_tokens"]),
-        truncated=int(values["truncated"]),
-        content_filtered=int(values["content_filtered"]),
-        eval_score=_mean(values["eval_score_sum"], values["eval_score_count"]),
-        retrievals=int(values["retrievals"]),
-        empty_retrievals=int(values["empty_retrievals"]),
-        top_score=_mean(values["top_score_sum"], values["top_score_count"]),
+        input_tokens=sums.input_tokens,
+        output_tokens=sums.output_tokens,
+        truncated=sums.truncated,
+        content_filtered=sums.content_filtered,
+        eval_score=_mean(sums.eval_score_sum, sums.eval_score_count),
+        retrievals=sums.retrievals,
+        empty_retrievals=sums.empty_retrievals,
+        top_score=_mean(sums.top_score_sum, sums.top_score_count),
     )
 
 
@@ -231,31 +173,6 @@ BASELINE_LOOKBACK_NS = 300 * SECOND_NS
 # A summary's quantile stands in for a requested one only this close: p50 is never read
 # off a summary's max (q = 1).
 SUMMARY_Q_TOLERANCE = 0.1
-
-_POINT_COLUMNS = (
-    "p.name, p.type, p.unit, p.temporality, p.monotonic, p.service, p.attributes, p.start_ns, "
-    "p.time_ns, p.value, p.count, p.min, p.max, p.bounds, p.bucket_counts, p.scale, "
-    "p.zero_count, p.positive_offset, p.positive_counts, p.negative_offset, p.negative_counts, "
-    "p.quantiles"
-)
-# Every metric name by a loose index scan (one seek of the (name, time_ns) index per
-# distinct name), then each name's window as a range of the same index: the cost follows
-# the points in the window, not the points in the file.
-_ALL_POINTS = f"""
-WITH RECURSIVE names(name) AS (
-    SELECT min(name) FROM metric_points
-    UNION ALL
-    SELECT (SELECT min(name) FROM metric_points WHERE name > names.name)
-    FROM names WHERE names.name IS NOT NULL
-)
-SELECT {_POINT_COLUMNS} FROM names CROSS JOIN metric_points AS p
-WHERE p.name = names.name AND p.time_ns > :lo AND p.time_ns <= :hi
-"""
-_NAMED_POINTS = f"""
-SELECT {_POINT_COLUMNS} FROM json_each(:names) AS n CROSS JOIN metric_points AS p
-WHERE p.name = n.value AND p.time_ns > :lo AND p.time_ns <= :hi
-"""
-
 
 Bucket = tuple[float | None, float | None, int]  # lower edge, upper edge, count
 
@@ -417,25 +334,25 @@ def _expanded(offset: int | None, counts_json: str | None) -> dict[int, int]:
     return {base + i: n for i, n in enumerate(orjson.loads(counts_json)) if n}
 
 
-def _point(row: Sequence) -> _Point:
-    kind = row[1]
-    point = _Point(row[7], row[8], row[9], row[10], row[11], row[12], kind)
+def _point(row: PointSample) -> _Point:
+    kind = row.type
+    point = _Point(row.start_ns, row.time_ns, row.value, row.count, row.min, row.max, kind)
     if kind == "histogram":
-        bounds, counts = row[13], row[14]
+        bounds, counts = row.bounds, row.bucket_counts
         point.shape = (bounds or "", counts.count(",") if counts else -1)
         point.raw = (bounds, counts)
     elif kind == "exponential_histogram":
-        point.raw = row[15:21]
+        point.raw = (row.scale, row.zero_count, row.positive_offset, row.positive_counts,
+                     row.negative_offset, row.negative_counts)
     elif kind == "summary":
-        point.raw = (row[21],)
+        point.raw = (row.quantiles,)
     return point
 
 
-def _read_points(conn: apsw.Connection, sql: str, bindings: dict[str, object],
-                 series: dict[tuple, _Series], attrs: dict[str, tuple[bytes, dict]],
-                 create: bool) -> None:
-    for row in conn.execute(sql, bindings):
-        name, kind, unit, temporality, monotonic, service, text = row[:7]
+def _read_points(rows: Iterator[PointSample], series: dict[tuple, _Series],
+                 attrs: dict[str, tuple[bytes, dict]], create: bool) -> None:
+    for row in rows:
+        name, kind, service, text = row.name, row.type, row.service, row.attributes
         canonical = attrs.get(text)
         if canonical is None:
             parsed = orjson.loads(text) if text else {}
@@ -446,13 +363,13 @@ def _read_points(conn: apsw.Connection, sql: str, bindings: dict[str, object],
         if one is None:
             if not create:
                 continue
-            one = series[key] = _Series(name, kind, unit, temporality, monotonic, service,
-                                        canonical[1], canonical[0])
+            one = series[key] = _Series(name, kind, row.unit, row.temporality, row.monotonic,
+                                        service, canonical[1], canonical[0])
         point = _point(row)
         if point.time_ns > one.newest_ns:
             # The newest point says what the series is now (unit, temporality).
             one.newest_ns = point.time_ns
-            one.unit, one.temporality, one.monotonic = unit, temporality, monotonic
+            one.unit, one.temporality, one.monotonic = row.unit, row.temporality, row.monotonic
         one.points.append(point)
 
 
@@ -492,21 +409,14 @@ def metric_health(
     widest_lo = now_ns - max(windows) * SECOND_NS
     series: dict[tuple, _Series] = {}
     attrs: dict[str, tuple[bytes, dict]] = {}
-    bindings: dict[str, object] = {"lo": widest_lo, "hi": now_ns}
-    if names is None:
-        _read_points(conn, _ALL_POINTS, bindings, series, attrs, True)
-    else:
-        bindings["names"] = orjson.dumps(list(names)).decode()
-        _read_points(conn, _NAMED_POINTS, bindings, series, attrs, True)
+    _read_points(points_between(conn, widest_lo, now_ns, names), series, attrs, True)
 
     # Baselines for cumulative histograms over the widest window lie before it.
     cumulative = sorted({s.name for s in series.values()
                          if s.type in HISTOGRAMS and s.temporality != DELTA})
     if cumulative:
-        _read_points(conn, _NAMED_POINTS, {
-            "names": orjson.dumps(cumulative).decode(),
-            "lo": widest_lo - BASELINE_LOOKBACK_NS, "hi": widest_lo,
-        }, series, attrs, False)
+        _read_points(points_between(conn, widest_lo - BASELINE_LOOKBACK_NS, widest_lo,
+                                    cumulative), series, attrs, False)
 
     ordered = sorted(series.values(), key=lambda s: (s.name, s.service, s.order, s.type))
     out: dict[int, list[MetricHealth]] = {w: [] for w in windows}

@@ -52,8 +52,7 @@ import json
 import re
 from collections.abc import Sequence
 
-LAYERS = ("prompt", "tool", "memory", "runtime", "auth", "other")
-FAILURES = ("auth", "rate_limit", "timeout", "schema", "tool_error", "server", "error")
+from agenttop.store.rows import LAYERS
 
 _LAYER_SET = frozenset(LAYERS)
 # Rule order: the lower wins when two explicit signals disagree.

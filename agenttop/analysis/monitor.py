@@ -9,23 +9,38 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from agenttop.analysis.alerts import (
-    AlertCommand,
-    AlertEvaluator,
-    Rule,
-    Transition,
-    load_firing,
-    record,
-    update_values,
-)
+import apsw
+
+from agenttop.analysis.evaluator import AlertEvaluator, Transition
 from agenttop.analysis.health import layer_health, metric_health
+from agenttop.analysis.hooks import AlertCommand
+from agenttop.analysis.rules import Rule
 from agenttop.store import open_reader
+from agenttop.store.alerts import load_firing, refresh_episode, resolve_episode, start_episode
 from agenttop.store.writer import Writer
 
 log = logging.getLogger(__name__)
+
+
+def record(conn: apsw.Connection, transitions: Iterable[Transition]) -> None:
+    """Write episodes: a firing transition opens one, a resolved one closes it."""
+    for t in transitions:
+        if t.state == "firing":
+            start_episode(conn, t.key, layer=t.rule.layer, metric=t.rule.metric,
+                          measure=t.rule.measure, op=t.rule.op, value=t.value,
+                          threshold=t.threshold, window_s=t.rule.window_s,
+                          started_ns=t.started_ns, message=t.message)
+        elif not resolve_episode(conn, t.key, at_ns=t.at_ns, value=t.value, message=t.message):
+            log.debug("no firing row to resolve for alert %s", t.key)
+
+
+def update_values(conn: apsw.Connection, firing: Mapping[object, Transition]) -> None:
+    """Refresh the value of firing episodes (``AlertEvaluator.firing``)."""
+    for t in firing.values():
+        refresh_episode(conn, t.key, started_ns=t.started_ns, value=t.value, at_ns=t.at_ns)
 
 
 class AlertMonitor:

@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
-import apsw
-
+from agenttop.store.audit import record_refused
 from agenttop.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -30,8 +29,6 @@ MISSING_TOKEN = "missing token"
 WRONG_TOKEN = "wrong token"
 MALFORMED = "malformed request"
 TOO_LARGE = "too large"
-
-INSERT = "INSERT INTO audit (time_ns, peer, signal, reason, count) VALUES (?, ?, ?, ?, ?)"
 
 
 def peer_host(peer: str) -> str:
@@ -86,10 +83,7 @@ class AuditLog:
                 for (peer, signal, reason), (first, count) in self._pending.items()]
         self._pending = {}
 
-        def insert(conn: apsw.Connection) -> None:
-            conn.executemany(INSERT, rows)
-
-        self._inflight = self.writer.call(insert)
+        self._inflight = self.writer.call(lambda conn: record_refused(conn, rows))
         self._inflight.add_done_callback(_log_failure)
 
     def close(self) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,6 +20,14 @@ import orjson
 from agenttop.analysis.layers import classify, normalise
 from agenttop.analysis.quality import signals
 from agenttop.analysis.scan import Scanner, direction_of
+from agenttop.store.rows import (
+    Batch,
+    FindingRow,
+    LogRecordRow,
+    PointRow,
+    ResourceRow,
+    SpanRow,
+)
 
 MAX_DEPTH = 32
 DEPTH_MARKER = f"[truncated: nested deeper than {MAX_DEPTH}]"
@@ -28,7 +35,6 @@ INT64_MAX = 2**63 - 1
 UNKNOWN_SERVICE = "unknown_service"
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
-_MAX_REASONS = 3
 # Limits on what one span may carry, so one hostile or buggy client cannot make a row (or
 # the PII scan over it) arbitrarily large. Strings longer than the value limit keep their
 # head and end in a marker; items past a count cap are dropped and counted in the span's
@@ -37,72 +43,6 @@ MAX_VALUE_BYTES = 64 * 1024
 MAX_ATTRIBUTES = 1000
 MAX_EVENTS = 1000
 MAX_LINKS = 1000
-
-# Row layouts, in the order converters build them; a trailing "*" marks a JSON column,
-# held as a Python object in the row and stored as JSON text.
-SPAN_COLUMNS = (
-    "trace_id", "span_id", "parent_span_id", "name", "kind", "service", "resource_id", "scope",
-    "start_ns", "end_ns", "duration_ns", "status_code", "status_message", "layer", "failure",
-    "attributes*", "events*", "links*", "trace_state", "flags", "dropped_counts*",
-    "received_ns", "genai*", "input_tokens", "output_tokens", "finding_count",
-)
-POINT_COLUMNS = (
-    "name", "description", "unit", "type", "temporality", "monotonic", "service", "resource_id",
-    "scope", "start_ns", "time_ns", "value", "count", "sum", "min", "max", "bounds*",
-    "bucket_counts*", "scale", "zero_count", "zero_threshold", "positive_offset",
-    "positive_counts*", "negative_offset", "negative_counts*", "quantiles*", "attributes*",
-    "flags", "received_ns",
-)
-LOG_COLUMNS = (
-    "time_ns", "observed_ns", "severity_number", "severity_text", "body", "trace_id", "span_id",
-    "event_name", "service", "resource_id", "scope", "attributes*", "flags", "received_ns",
-)
-RESOURCE_COLUMNS = ("resource_id", "service", "attributes*", "first_seen_ns")
-FINDING_COLUMNS = (
-    "kind", "pattern", "trace_id", "span_id", "signal", "location", "position", "direction",
-    "excerpt", "service", "time_ns", "received_ns",
-)
-
-TABLE_COLUMNS = {
-    "resources": RESOURCE_COLUMNS,
-    "spans": SPAN_COLUMNS,
-    "metric_points": POINT_COLUMNS,
-    "logs": LOG_COLUMNS,
-    "findings": FINDING_COLUMNS,
-}
-_NOUNS = {"traces": "spans", "metrics": "data points", "logs": "log records"}
-
-
-@dataclass(slots=True)
-class Batch:
-    """Rows decoded from one Export request, encoded for one writer transaction."""
-
-    kind: str  # "traces" | "metrics" | "logs"
-    tables: dict[str, bytes] = field(default_factory=dict)  # table -> JSON array of rows
-    size: int = 0  # spans, data points or log records to store
-    trace_ids: set[str] = field(default_factory=set)
-    rejected: int = 0
-    reasons: list[str] = field(default_factory=list)
-
-    def reject(self, reason: str) -> None:
-        self.rejected += 1
-        if len(self.reasons) < _MAX_REASONS and reason not in self.reasons:
-            self.reasons.append(reason)
-
-    def seal(self, table: str, rows: list, resources: list, findings: list = ()) -> Batch:
-        self.size = len(rows)
-        if rows:
-            self.tables = {"resources": orjson.dumps(resources), table: orjson.dumps(rows)}
-            if findings:
-                self.tables["findings"] = orjson.dumps(findings)
-        return self
-
-    @property
-    def error_message(self) -> str:
-        if not self.rejected:
-            return ""
-        return f"{self.rejected} {_NOUNS[self.kind]} rejected: " + "; ".join(self.reasons)
-
 
 def dumps(value: Any) -> str:
     # Stored as TEXT, not BLOB: SQLite >= 3.45 would read a BLOB as binary JSONB.
@@ -179,7 +119,7 @@ class Findings:
 
     def __init__(self, scanner: Scanner, received_ns: int) -> None:
         self.scanner = scanner
-        self.rows: list[tuple] = []
+        self.rows: list[FindingRow] = []
         self.received_ns = received_ns
 
     def attributes(self, attrs: dict[str, Any], where: tuple, prefix: str = "",
@@ -214,8 +154,11 @@ class Findings:
         for path, hit in hits:
             at = location if not path else (
                 f"{location}{path}" if path.startswith("[") else f"{location}.{path}")
-            self.rows.append((hit.kind, hit.pattern, trace_id, span_id, signal, at, hit.start,
-                              direction, hit.excerpt, service, time_ns, self.received_ns))
+            self.rows.append(FindingRow(
+                kind=hit.kind, pattern=hit.pattern, trace_id=trace_id, span_id=span_id,
+                signal=signal, location=at, position=hit.start, direction=direction,
+                excerpt=hit.excerpt, service=service, time_ns=time_ns,
+                received_ns=self.received_ns))
         return len(hits)
 
 
@@ -243,7 +186,8 @@ def _resource(resources: list, resource: Any, received_ns: int,
     # A content hash as the key: the same resource gets the same id from any request or
     # process, with no lookup and no shared counter between decoder and writer.
     resource_id = int.from_bytes(hashlib.blake2b(encoded, digest_size=8).digest()) >> 1
-    resources.append((resource_id, service, orjson.Fragment(encoded), received_ns))
+    resources.append(ResourceRow(resource_id=resource_id, service=service,
+                                 attributes=orjson.Fragment(encoded), first_seen_ns=received_ns))
     return resource_id, service
 
 
@@ -343,36 +287,16 @@ def spans_batch(request: Any, received_ns: int, redact: bool = True,
                 if quality:
                     genai.update(quality)
                 trace_ids.add(trace_id)
-                rows.append(
-                    (
-                        trace_id,
-                        span_id,
-                        parent,
-                        name,
-                        span.kind,
-                        service,
-                        resource_id,
-                        scope,
-                        start,
-                        end,
-                        end - start,
-                        code,
-                        message,
-                        layer,
-                        failure,
-                        attrs,
-                        events,
-                        links,
-                        span.trace_state,
-                        span.flags,
-                        dropped,
-                        received_ns,
-                        genai or None,
-                        genai.get("input_tokens"),
-                        genai.get("output_tokens"),
-                        hits,
-                    )
-                )
+                rows.append(SpanRow(
+                    trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name,
+                    kind=span.kind, service=service, resource_id=resource_id, scope=scope,
+                    start_ns=start, end_ns=end, duration_ns=end - start, status_code=code,
+                    status_message=message, layer=layer, failure=failure, attributes=attrs,
+                    events=events, links=links, trace_state=span.trace_state,
+                    flags=span.flags, dropped_counts=dropped, received_ns=received_ns,
+                    genai=genai or None, input_tokens=genai.get("input_tokens"),
+                    output_tokens=genai.get("output_tokens"), finding_count=hits,
+                ))
     return batch.seal("spans", rows, resources, found.rows)
 
 
@@ -414,24 +338,14 @@ def logs_batch(request: Any, received_ns: int, redact: bool = True,
                     body = dumps(scanned["body"])
                 attrs, _ = found.attributes(attributes(rec.attributes, limit), where,
                                             "attributes.")
-                rows.append(
-                    (
-                        time_ns,
-                        observed or received_ns,
-                        rec.severity_number,
-                        rec.severity_text,
-                        body,
-                        trace_id,
-                        span_id,
-                        rec.event_name or None,
-                        service,
-                        resource_id,
-                        scope,
-                        attrs,
-                        rec.flags,
-                        received_ns,
-                    )
-                )
+                rows.append(LogRecordRow(
+                    time_ns=time_ns, observed_ns=observed or received_ns,
+                    severity_number=rec.severity_number, severity_text=rec.severity_text,
+                    body=body, trace_id=trace_id, span_id=span_id,
+                    event_name=rec.event_name or None, service=service,
+                    resource_id=resource_id, scope=scope, attributes=attrs, flags=rec.flags,
+                    received_ns=received_ns,
+                ))
     return batch.seal("logs", rows, resources, found.rows)
 
 
@@ -465,12 +379,10 @@ def metrics_batch(request: Any, received_ns: int, max_value_bytes: int = MAX_VAL
                     continue
                 temporality = getattr(data, "aggregation_temporality", None)
                 monotonic = int(data.is_monotonic) if which == "sum" else None
-                head = (metric.name, metric.description, metric.unit, which, temporality,
-                        monotonic, service, resource_id, scope)
                 for p in data.data_points:
-                    values: tuple = (None,) * 15
+                    values: dict[str, Any]
                     if which in ("gauge", "sum"):
-                        values = (_number(p),) + (None,) * 14
+                        values = {"value": _number(p)}
                     elif which == "histogram":
                         bounds = list(p.explicit_bounds)
                         counts = list(p.bucket_counts)
@@ -478,21 +390,27 @@ def metrics_batch(request: Any, received_ns: int, max_value_bytes: int = MAX_VAL
                             batch.reject("histogram bucket_counts must have one more entry than "
                                          "explicit_bounds")
                             continue
-                        values = (None, p.count, _opt(p, "sum"), _opt(p, "min"), _opt(p, "max"),
-                                  bounds, counts) + (None,) * 8
+                        values = {"count": p.count, "sum": _opt(p, "sum"), "min": _opt(p, "min"),
+                                  "max": _opt(p, "max"), "bounds": bounds,
+                                  "bucket_counts": counts}
                     elif which == "exponential_histogram":
-                        values = (None, p.count, _opt(p, "sum"), _opt(p, "min"), _opt(p, "max"),
-                                  None, None, p.scale, p.zero_count, p.zero_threshold,
-                                  p.positive.offset, list(p.positive.bucket_counts),
-                                  p.negative.offset, list(p.negative.bucket_counts), None)
+                        values = {"count": p.count, "sum": _opt(p, "sum"), "min": _opt(p, "min"),
+                                  "max": _opt(p, "max"), "scale": p.scale,
+                                  "zero_count": p.zero_count, "zero_threshold": p.zero_threshold,
+                                  "positive_offset": p.positive.offset,
+                                  "positive_counts": list(p.positive.bucket_counts),
+                                  "negative_offset": p.negative.offset,
+                                  "negative_counts": list(p.negative.bucket_counts)}
                     else:  # summary
-                        quantiles = [[q.quantile, q.value] for q in p.quantile_values]
-                        values = (None, p.count, p.sum) + (None,) * 11 + (quantiles,)
-                    start = _ns(p.start_time_unix_nano)
-                    rows.append(
-                        head
-                        + (start, _ns(p.time_unix_nano) or received_ns)
-                        + values
-                        + (attributes(p.attributes, limit), p.flags, received_ns)
-                    )
+                        values = {"count": p.count, "sum": p.sum, "quantiles": [
+                            [q.quantile, q.value] for q in p.quantile_values]}
+                    rows.append(PointRow(
+                        name=metric.name, description=metric.description, unit=metric.unit,
+                        type=which, temporality=temporality, monotonic=monotonic,
+                        service=service, resource_id=resource_id, scope=scope,
+                        start_ns=_ns(p.start_time_unix_nano),
+                        time_ns=_ns(p.time_unix_nano) or received_ns,
+                        attributes=attributes(p.attributes, limit), flags=p.flags,
+                        received_ns=received_ns, **values,
+                    ))
     return batch.seal("metric_points", rows, resources)

@@ -19,7 +19,6 @@ span's OTLP dropped counts).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +28,14 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from agenttop.store.rows import FindingRow
+from agenttop.store.transfer import (
+    resource_attributes,
+    trace_findings,
+    trace_logs_as_stored,
+    trace_spans_as_stored,
+)
 
 FINDING_EVENT = "agenttop.finding"
 _PREFIX = "agenttop.finding."
@@ -70,15 +77,6 @@ def _scope(text: str) -> tuple[str, str]:
     return (name, version) if sep and version else (text, "")
 
 
-def _resources(conn: apsw.Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
-    out = {}
-    for resource_id in sorted(ids):
-        for (attributes,) in conn.execute(
-                "SELECT attributes FROM resources WHERE resource_id = ?", (resource_id,)):
-            out[resource_id] = json.loads(attributes)
-    return out
-
-
 class _Grouper:
     """Items grouped by resource, then scope, in first-seen order, as OTLP nests them."""
 
@@ -102,47 +100,41 @@ class _Grouper:
         return getattr(scoped, self._items_field)
 
 
-_SPAN_COLUMNS = ("span_id, parent_span_id, name, kind, resource_id, scope, start_ns, end_ns, "
-                 "status_code, status_message, attributes, events, links, trace_state, flags, "
-                 "dropped_counts")
-
-
 def trace_request(conn: apsw.Connection, trace_ids: Sequence[str]) -> ExportTraceServiceRequest:
     """The spans of ``trace_ids`` (lowercase hex), in the order they were stored."""
     request = ExportTraceServiceRequest()
-    rows = [(trace_id, *row) for trace_id in trace_ids for row in conn.execute(
-        f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY rowid", (trace_id,))]
-    resources = _resources(conn, {row[5] for row in rows})
+    spans = trace_spans_as_stored(conn, trace_ids)
+    resources = resource_attributes(conn, (s.resource_id for s in spans))
     groups = _Grouper(request.resource_spans, "scope_spans", "spans")
-    for (trace_id, span_id, parent, name, kind, resource_id, scope, start, end, code, message,
-         attributes, events, links, trace_state, flags, dropped) in rows:
-        span = groups.items(resource_id, resources.get(resource_id, {}), scope).add()
-        span.trace_id = bytes.fromhex(trace_id)
-        span.span_id = bytes.fromhex(span_id)
-        if parent:
-            span.parent_span_id = bytes.fromhex(parent)
-        span.name = name
-        span.kind = kind
-        span.start_time_unix_nano = start
-        span.end_time_unix_nano = end
-        span.status.code = code
-        span.status.message = message
-        span.trace_state = trace_state
-        span.flags = flags
-        _attributes(json.loads(attributes), span.attributes)
-        for event in json.loads(events):
+    for row in spans:
+        span = groups.items(row.resource_id, resources.get(row.resource_id, {}),
+                            row.scope).add()
+        span.trace_id = bytes.fromhex(row.trace_id)
+        span.span_id = bytes.fromhex(row.span_id)
+        if row.parent_span_id:
+            span.parent_span_id = bytes.fromhex(row.parent_span_id)
+        span.name = row.name
+        span.kind = row.kind
+        span.start_time_unix_nano = row.start_ns
+        span.end_time_unix_nano = row.end_ns
+        span.status.code = row.status_code
+        span.status.message = row.status_message
+        span.trace_state = row.trace_state
+        span.flags = row.flags
+        _attributes(row.attributes, span.attributes)
+        for event in row.events:
             out = span.events.add()
             out.name = event["name"]
             out.time_unix_nano = event["time_ns"]
             _attributes(event["attributes"], out.attributes)
-        for link in json.loads(links):
+        for link in row.links:
             out = span.links.add()
             out.trace_id = bytes.fromhex(link["trace_id"])
             out.span_id = bytes.fromhex(link["span_id"])
             out.trace_state = link["trace_state"]
             _attributes(link["attributes"], out.attributes)
-        if dropped:
-            counts = json.loads(dropped)
+        if row.dropped_counts:
+            counts = row.dropped_counts
             # What agenttop dropped past its own caps counts as dropped for the receiver too.
             span.dropped_attributes_count = (counts.get("attributes", 0)
                                              + counts.get("agenttop.attributes", 0))
@@ -167,67 +159,54 @@ def _body(text: str, out: AnyValue) -> None:
     out.string_value = text
 
 
-_LOG_COLUMNS = ("time_ns, observed_ns, severity_number, severity_text, body, trace_id, span_id, "
-                "event_name, resource_id, scope, attributes, flags")
-_FINDING_COLUMNS = ("kind, pattern, trace_id, span_id, signal, location, position, direction, "
-                    "excerpt, service, time_ns")
-
-
 def logs_request(conn: apsw.Connection, trace_ids: Sequence[str]) -> ExportLogsServiceRequest:
     """The log records of ``trace_ids``, then their findings as ``agenttop.finding`` records."""
     request = ExportLogsServiceRequest()
-    rows = [row for trace_id in trace_ids for row in conn.execute(
-        f"SELECT {_LOG_COLUMNS} FROM logs WHERE trace_id = ? ORDER BY log_id", (trace_id,))]
-    resources = _resources(conn, {row[8] for row in rows})
+    logs = trace_logs_as_stored(conn, trace_ids)
+    resources = resource_attributes(conn, (row.resource_id for row in logs))
     groups = _Grouper(request.resource_logs, "scope_logs", "log_records")
-    for (time_ns, observed, severity, severity_text, body, trace_id, span_id, event_name,
-         resource_id, scope, attributes, flags) in rows:
-        record: LogRecord = groups.items(resource_id, resources.get(resource_id, {}),
-                                         scope).add()
-        record.time_unix_nano = time_ns
-        record.observed_time_unix_nano = observed
-        record.severity_number = severity
-        record.severity_text = severity_text
-        if body is not None:
-            _body(body, record.body)
-        record.trace_id = bytes.fromhex(trace_id)
-        if span_id:
-            record.span_id = bytes.fromhex(span_id)
-        if event_name:
-            record.event_name = event_name
-        record.flags = flags
-        _attributes(json.loads(attributes), record.attributes)
-    for trace_id in trace_ids:
-        for row in conn.execute(f"SELECT {_FINDING_COLUMNS} FROM findings WHERE trace_id = ? "
-                                "ORDER BY finding_id", (trace_id,)):
-            service = row[9]
-            finding_record(row, groups.items(("finding", service),
-                                             {"service.name": service}, "agenttop").add())
+    for row in logs:
+        record: LogRecord = groups.items(row.resource_id, resources.get(row.resource_id, {}),
+                                         row.scope).add()
+        record.time_unix_nano = row.time_ns
+        record.observed_time_unix_nano = row.observed_ns
+        record.severity_number = row.severity_number
+        record.severity_text = row.severity_text
+        if row.body is not None:
+            _body(row.body, record.body)
+        record.trace_id = bytes.fromhex(row.trace_id)
+        if row.span_id:
+            record.span_id = bytes.fromhex(row.span_id)
+        if row.event_name:
+            record.event_name = row.event_name
+        record.flags = row.flags
+        _attributes(row.attributes, record.attributes)
+    for finding in trace_findings(conn, trace_ids):
+        finding_record(finding, groups.items(("finding", finding.service),
+                                             {"service.name": finding.service},
+                                             "agenttop").add())
     return request
 
 
-def finding_record(row: Sequence[Any], record: LogRecord) -> None:
-    """Fill ``record`` from a findings row (the columns of ``_FINDING_COLUMNS``)."""
-    kind, pattern, trace_id, span_id, signal, location, position, direction, excerpt, _, \
-        time_ns = row
-    record.time_unix_nano = record.observed_time_unix_nano = time_ns
+def finding_record(row: FindingRow, record: LogRecord) -> None:
+    """Fill ``record`` from a finding."""
+    record.time_unix_nano = record.observed_time_unix_nano = row.time_ns
     record.severity_number = _WARN
     record.severity_text = "WARN"
     record.event_name = FINDING_EVENT
-    record.body.string_value = f"{kind} finding ({pattern}) in {location}: {excerpt}"
-    if trace_id:
-        record.trace_id = bytes.fromhex(trace_id)
-    if span_id:
-        record.span_id = bytes.fromhex(span_id)
-    values = dict(zip((name for name, _ in _FINDING_FIELDS),
-                      (kind, pattern, signal, location, position, direction, excerpt),
-                      strict=True))
-    _attributes({_PREFIX + name: value for name, value in values.items()}, record.attributes)
+    record.body.string_value = (f"{row.kind} finding ({row.pattern}) in {row.location}: "
+                                f"{row.excerpt}")
+    if row.trace_id:
+        record.trace_id = bytes.fromhex(row.trace_id)
+    if row.span_id:
+        record.span_id = bytes.fromhex(row.span_id)
+    _attributes({_PREFIX + name: getattr(row, name) for name, _ in _FINDING_FIELDS},
+                record.attributes)
 
 
-def finding_row(record: LogRecord, service: str, received_ns: int) -> tuple | None:
-    """The findings row an ``agenttop.finding`` record stands for (the writer's
-    ``FINDING_COLUMNS`` layout), or None when ``record`` is not a complete one."""
+def finding_row(record: LogRecord, service: str, received_ns: int) -> FindingRow | None:
+    """The finding an ``agenttop.finding`` record stands for, or None when ``record`` is
+    not a complete one."""
     if record.event_name != FINDING_EVENT:
         return None
     attributes = {kv.key: kv.value for kv in record.attributes}
@@ -241,6 +220,5 @@ def finding_row(record: LogRecord, service: str, received_ns: int) -> tuple | No
         return None
     trace_id = record.trace_id.hex() if len(record.trace_id) == 16 else None
     span_id = record.span_id.hex() if len(record.span_id) == 8 else None
-    return (values["kind"], values["pattern"], trace_id, span_id, values["signal"],
-            values["location"], values["position"], values["direction"], values["excerpt"],
-            service, record.time_unix_nano, received_ns)
+    return FindingRow(trace_id=trace_id, span_id=span_id, service=service,
+                      time_ns=record.time_unix_nano, received_ns=received_ns, **values)

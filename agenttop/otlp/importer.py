@@ -29,15 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import apsw
 import orjson
 
-from agenttop.otlp.convert import MAX_VALUE_BYTES, UNKNOWN_SERVICE, Batch
+from agenttop.otlp.convert import MAX_VALUE_BYTES, UNKNOWN_SERVICE
 from agenttop.otlp.decode import decode
 from agenttop.otlp.export import finding_row
 from agenttop.otlp.otlp_json import parse_message
 from agenttop.store import open_writer
-from agenttop.store.writer import INSERTS, Writer
+from agenttop.store.rows import Batch, FindingRow
+from agenttop.store.transfer import replace_findings
+from agenttop.store.writer import Writer
 
 SIGNAL_KEYS = {
     "resourceSpans": "traces", "resource_spans": "traces",
@@ -114,9 +115,9 @@ def signal_of(document: Any) -> str:
     return found.pop()
 
 
-def take_findings(request: Any, received_ns: int) -> list[tuple]:
+def take_findings(request: Any, received_ns: int) -> list[FindingRow]:
     """Remove the ``agenttop.finding`` records from a logs request; their findings rows."""
-    rows: list[tuple] = []
+    rows: list[FindingRow] = []
     emptied = []
     for r, rl in enumerate(request.resource_logs):
         service = next((kv.value.string_value for kv in rl.resource.attributes
@@ -136,27 +137,6 @@ def take_findings(request: Any, received_ns: int) -> list[tuple]:
     for r in reversed(emptied):
         del request.resource_logs[r]
     return rows
-
-
-def replace_findings(conn: apsw.Connection, rows: list[tuple]) -> None:
-    """Make ``rows`` the findings of the spans and logs they name; recount the spans'
-    and traces' finding counts."""
-    # Row layout: kind, pattern, trace_id, span_id, signal, ... (convert.FINDING_COLUMNS).
-    for trace_id, span_id, signal in sorted({(r[2], r[3], r[4]) for r in rows if r[2]},
-                                            key=str):
-        conn.execute("DELETE FROM findings WHERE trace_id = ? AND span_id IS ? AND signal = ?",
-                     (trace_id, span_id, signal))
-    conn.execute(INSERTS["findings"], (orjson.dumps(rows).decode(),))
-    for trace_id, span_id in sorted({(r[2], r[3]) for r in rows
-                                     if r[4] == "span" and r[2] and r[3]}):
-        conn.execute(
-            "UPDATE spans SET finding_count = (SELECT count(*) FROM findings AS f "
-            "WHERE f.trace_id = spans.trace_id AND f.span_id = spans.span_id "
-            "AND f.signal = 'span') WHERE trace_id = ? AND span_id = ?", (trace_id, span_id))
-    for trace_id in sorted({r[2] for r in rows if r[2]}):
-        conn.execute(
-            "UPDATE traces SET finding_count = (SELECT coalesce(sum(finding_count), 0) "
-            "FROM spans WHERE trace_id = traces.trace_id) WHERE trace_id = ?", (trace_id,))
 
 
 @dataclass
@@ -181,7 +161,7 @@ class Importer:
         self.max_value_bytes = max_value_bytes
         self._writer = Writer(open_writer(db))  # StoreError: the file cannot be used
         self._writer.start()
-        self._findings: list[tuple] = []
+        self._findings: list[FindingRow] = []
 
     def load(self, stream: IO[bytes], name: str) -> FileResult:
         """Import every request of ``stream``; ``name`` is how problems name the file."""

@@ -27,8 +27,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 from agenttop.otlp import audit
 from agenttop.otlp.audit import AuditLog
 from agenttop.otlp.budget import BodyBudget
-from agenttop.otlp.convert import Batch
 from agenttop.otlp.decode import DecoderLost, DecoderPool, TooLarge
+from agenttop.store.rows import Batch
 from agenttop.store.writer import Writer
 
 MIN_RETRY_S, MAX_RETRY_S = 0.05, 5.0

@@ -147,6 +147,21 @@ def open_writer(path: str | os.PathLike[str], *, synchronous: str = "FULL") -> a
     return conn
 
 
+def is_unmigrated(path: str | os.PathLike[str]) -> bool:
+    """An SQLite file without tables yet: a writer has created it and not migrated it."""
+    try:
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    except apsw.Error:
+        return False
+    try:
+        return scalar(conn, "SELECT count(*) FROM sqlite_master") == 0 and scalar(
+            conn, "PRAGMA user_version") == 0
+    except apsw.Error:
+        return False
+    finally:
+        conn.close()
+
+
 def locked_message(path: str | os.PathLike[str]) -> str:
     return f"{path} is locked by another program"
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import apsw
 
-from agenttop.analysis.alerts import ALERT_COLUMNS, AlertEpisode
-from agenttop.analysis.layers import LAYERS
 from agenttop.store.db import scalar
+from agenttop.store.rows import LAYERS, MINUTE_NS
 
 
 def latest_data_ns(conn: apsw.Connection) -> int | None:
@@ -317,30 +316,6 @@ def span_detail(conn: apsw.Connection, trace_id: str, span_id: str, *,
 
 # ------------------------------------------------------------------------------ dashboard
 
-MINUTE_NS = 60 * 10**9
-
-
-def layer_minutes(conn: apsw.Connection, now_ns: int, minutes: int = 15
-                  ) -> dict[str, tuple[list[int], list[int]]]:
-    """Spans and failures per minute for each layer, oldest minute first, ending now.
-
-    Read from the writer's ``layer_minutes`` rollups (a range of its primary key), all
-    services together; minutes without spans are zeros.
-    """
-    last = now_ns // MINUTE_NS
-    first = last - minutes + 1
-    out: dict[str, tuple[list[int], list[int]]] = {}
-    for minute, layer, spans, failures in conn.execute(
-        "SELECT minute, layer, sum(spans), sum(failures) FROM layer_minutes "
-        "WHERE minute BETWEEN ? AND ? GROUP BY minute, layer", (first, last)):
-        series = out.get(layer)
-        if series is None:
-            series = out[layer] = ([0] * minutes, [0] * minutes)
-        series[0][minute - first] = int(spans)
-        series[1][minute - first] = int(failures)
-    return out
-
-
 def count_findings(conn: apsw.Connection, since_ns: int | None = None) -> int:
     """Findings (PII and injection) found at or after ``since_ns`` (all when None)."""
     if since_ns is None:
@@ -354,33 +329,7 @@ def span_mark(conn: apsw.Connection) -> int:
     return int(scalar(conn, "SELECT coalesce(max(rowid), 0) FROM spans") or 0)  # type: ignore[arg-type]
 
 
-# --- alerts and findings screens
-
-def alert_episodes(conn: apsw.Connection, *, limit: int = 200
-                   ) -> tuple[list[AlertEpisode], list[AlertEpisode], int]:
-    """Firing episodes (newest first), the newest ``limit`` resolved ones, and how many
-    resolved episodes there are; both lists read through ``alerts_state``."""
-    firing = [AlertEpisode(*row) for row in conn.execute(
-        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'firing' "
-        "ORDER BY started_ns DESC, alert_id DESC")]
-    resolved = [AlertEpisode(*row) for row in conn.execute(
-        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'resolved' "
-        "ORDER BY started_ns DESC, alert_id DESC LIMIT ?", (limit,))]
-    total = int(scalar(conn, "SELECT count(*) FROM alerts WHERE state = 'resolved'")  # type: ignore[arg-type]
-                or 0)
-    return firing, resolved, total
-
-
-def alert_changes(conn: apsw.Connection, after_id: int | None
-                  ) -> tuple[int, list[AlertEpisode]]:
-    """The newest alert id, and the episodes firing now or written after ``after_id``
-    (None: firing ones only). What the app compares between refreshes to notify."""
-    top = int(scalar(conn, "SELECT coalesce(max(alert_id), 0) FROM alerts") or 0)  # type: ignore[arg-type]
-    rows = conn.execute(
-        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'firing' OR alert_id > ? "
-        "ORDER BY alert_id", (top if after_id is None else after_id,))
-    return top, [AlertEpisode(*row) for row in rows]
-
+# --- the security screen
 
 FINDING_FILTER_HELP = ("text · kind:pii|injection · pattern:NAME · direction:input|output "
                        "· service:NAME")
@@ -492,34 +441,6 @@ def findings_summary(conn: apsw.Connection, f: FindingFilter | None, now_ns: int
         per_minute[int(minute) - first] += int(n)
         per_pattern[pattern] = per_pattern.get(pattern, 0) + int(n)
     return per_minute, per_pattern
-
-
-# --- refused calls (the ``audit`` table)
-
-@dataclass(frozen=True, slots=True)
-class RefusedCall:
-    """One ``audit`` row: ``count`` refusals of one peer, signal and reason from ``time_ns``."""
-
-    audit_id: int
-    time_ns: int
-    peer: str  # as the client's connection reports it: untrusted text
-    signal: str
-    reason: str
-    count: int
-
-
-def list_refused(conn: apsw.Connection, *, limit: int = 100) -> list[RefusedCall]:
-    """Refused calls newest first (through ``audit_time``), at most ``limit`` rows."""
-    return [RefusedCall(*row) for row in conn.execute(
-        "SELECT audit_id, time_ns, peer, signal, reason, count FROM audit "
-        "ORDER BY time_ns DESC, audit_id DESC LIMIT ?", (limit,))]
-
-
-def refused_by_reason(conn: apsw.Connection, since_ns: int) -> dict[str, int]:
-    """Refused calls per reason since ``since_ns`` (a range of ``audit_time``)."""
-    return {reason: int(n) for reason, n in conn.execute(
-        "SELECT reason, sum(count) FROM audit WHERE time_ns >= ? GROUP BY reason",
-        (since_ns,))}
 
 
 # --- metrics and logs screens

@@ -35,7 +35,8 @@ from typing import TypeVar
 import apsw
 
 from agenttop.store.db import BUSY_TIMEOUT_MS, scalar
-from agenttop.store.writer import MINUTE_NS, Writer
+from agenttop.store.rows import MINUTE_NS
+from agenttop.store.writer import Writer
 
 T = TypeVar("T")
 

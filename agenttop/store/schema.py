@@ -225,6 +225,13 @@ MIGRATIONS: list[str] = [
         status       TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # 6: an alert's identity in parts (agenttop/store/alerts.py): the rule's name and, for a
+    # metric rule, its series' labels as a JSON array of [name, value] pairs. ``rule`` keeps
+    # the display form. Rows from before stay NULL here and are matched by ``rule``.
+    """
+    ALTER TABLE alerts ADD COLUMN rule_name TEXT;
+    ALTER TABLE alerts ADD COLUMN labels TEXT;
+    """,
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 
 import apsw
 
-from agenttop.otlp.convert import TABLE_COLUMNS, Batch
 from agenttop.store.db import scalar
+from agenttop.store.rollups import add_to_rollups
+from agenttop.store.rows import LAYOUTS, Batch, Layout
 
 log = logging.getLogger(__name__)
 
@@ -39,33 +40,22 @@ class _Call:
     transaction: bool = True
 
 
-def _bulk_insert(table: str, columns: tuple[str, ...], verb: str = "INSERT") -> str:
+def _bulk_insert(layout: Layout) -> str:
     """One statement that inserts every row of a JSON array of row arrays.
 
     SQLite walks the array in C without the GIL, where ``executemany`` would take and
     release the GIL for each row and stall behind the decoding thread.
     """
-    names, values = [], []
-    for i, column in enumerate(columns):
-        if column.endswith("*"):
-            names.append(column[:-1])
-            values.append(f"nullif(value -> {i}, 'null')")
-        else:
-            names.append(column)
-            values.append(f"value ->> {i}")
+    values = [f"nullif(value -> {i}, 'null')" if column in layout.json else f"value ->> {i}"
+              for i, column in enumerate(layout.columns)]
+    verb = "INSERT OR IGNORE" if layout.ignore_duplicates else "INSERT"
     return (
-        f"{verb} INTO {table} ({', '.join(names)}) "
+        f"{verb} INTO {layout.table} ({', '.join(layout.columns)}) "
         f"SELECT {', '.join(values)} FROM jsonb_each(jsonb(?))"
     )
 
 
-INSERTS = {
-    # A span re-sent by a retrying exporter is stored once: (trace_id, span_id) is unique,
-    # and so are its findings (a plain INSERT would fail the whole re-sent batch on them).
-    table: _bulk_insert(table, columns, "INSERT OR IGNORE"
-                        if table in {"spans", "resources", "findings"} else "INSERT")
-    for table, columns in TABLE_COLUMNS.items()
-}
+INSERTS = {table: _bulk_insert(layout) for table, layout in LAYOUTS.items()}
 
 # Recomputed from the stored spans of each touched trace rather than incremented, so the
 # summary stays right whatever the arrival order (children before their root) and however
@@ -99,61 +89,6 @@ ON CONFLICT (trace_id) DO UPDATE SET
     error_count = excluded.error_count, updated_ns = excluded.updated_ns,
     layers = excluded.layers, finding_count = excluded.finding_count,
     services = excluded.services
-"""
-
-
-# Per-minute rollups of the spans this transaction added (rowid above the mark taken before
-# the insert, so spans ignored as duplicates are never counted twice). Health over any
-# window then reads a few hundred rollup rows instead of every span.
-MINUTE_NS = 60_000_000_000
-_NEW_SPANS = "FROM spans WHERE rowid > :mark"
-ROLLUP_MINUTES = f"""
-INSERT INTO layer_minutes (minute, layer, service, spans, failures, f_auth, f_rate_limit,
-    f_timeout, f_schema, f_tool_error, f_server, f_error, duration_sum_ns, duration_max_ns,
-    input_tokens, output_tokens, truncated, content_filtered, retrievals, empty_retrievals,
-    top_score_sum, top_score_count, eval_score_sum, eval_score_count)
-SELECT start_ns / {MINUTE_NS}, layer, service, count(*), count(failure),
-    count(CASE failure WHEN 'auth' THEN 1 END), count(CASE failure WHEN 'rate_limit' THEN 1 END),
-    count(CASE failure WHEN 'timeout' THEN 1 END), count(CASE failure WHEN 'schema' THEN 1 END),
-    count(CASE failure WHEN 'tool_error' THEN 1 END), count(CASE failure WHEN 'server' THEN 1 END),
-    count(CASE failure WHEN 'error' THEN 1 END), sum(duration_ns), max(duration_ns),
-    total(input_tokens), total(output_tokens),
-    count(genai ->> '$.truncated'), count(genai ->> '$.content_filtered'),
-    count(genai ->> '$.retrieval_count'),
-    count(CASE WHEN genai ->> '$.retrieval_count' = 0 THEN 1 END),
-    total(genai ->> '$.top_score'), count(genai ->> '$.top_score'),
-    total(genai ->> '$.eval_score'), count(genai ->> '$.eval_score')
-{_NEW_SPANS}
-GROUP BY 1, 2, 3
-ON CONFLICT (minute, layer, service) DO UPDATE SET
-    spans = spans + excluded.spans, failures = failures + excluded.failures,
-    f_auth = f_auth + excluded.f_auth, f_rate_limit = f_rate_limit + excluded.f_rate_limit,
-    f_timeout = f_timeout + excluded.f_timeout, f_schema = f_schema + excluded.f_schema,
-    f_tool_error = f_tool_error + excluded.f_tool_error,
-    f_server = f_server + excluded.f_server, f_error = f_error + excluded.f_error,
-    duration_sum_ns = duration_sum_ns + excluded.duration_sum_ns,
-    duration_max_ns = max(duration_max_ns, excluded.duration_max_ns),
-    input_tokens = input_tokens + excluded.input_tokens,
-    output_tokens = output_tokens + excluded.output_tokens,
-    truncated = truncated + excluded.truncated,
-    content_filtered = content_filtered + excluded.content_filtered,
-    retrievals = retrievals + excluded.retrievals,
-    empty_retrievals = empty_retrievals + excluded.empty_retrievals,
-    top_score_sum = top_score_sum + excluded.top_score_sum,
-    top_score_count = top_score_count + excluded.top_score_count,
-    eval_score_sum = eval_score_sum + excluded.eval_score_sum,
-    eval_score_count = eval_score_count + excluded.eval_score_count
-"""
-# Same buckets as agenttop.analysis.buckets.duration_bucket, computed in SQL.
-ROLLUP_DURATIONS = f"""
-INSERT INTO layer_minute_durations (minute, layer, service, bucket, count)
-SELECT start_ns / {MINUTE_NS}, layer, service,
-    CASE WHEN duration_ns > 1000 THEN CAST(ceil(8 * log2(duration_ns / 1000.0)) AS INTEGER)
-         ELSE 0 END,
-    count(*)
-{_NEW_SPANS}
-GROUP BY 1, 2, 3, 4
-ON CONFLICT (minute, layer, service, bucket) DO UPDATE SET count = count + excluded.count
 """
 
 
@@ -344,8 +279,7 @@ class Writer:
             trace_ids = set().union(*(b.trace_ids for b in batches))
             if trace_ids:
                 conn.execute(REFRESH_TRACES, {"ids": _json_list(trace_ids), "now": self._clock()})
-                conn.execute(ROLLUP_MINUTES, {"mark": mark})
-                conn.execute(ROLLUP_DURATIONS, {"mark": mark})
+                add_to_rollups(conn, mark)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

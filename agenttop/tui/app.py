@@ -39,10 +39,11 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from agenttop.analysis.alerts import AlertEpisode, Rule, load_rules
+from agenttop.analysis.rules import Rule, load_rules
 from agenttop.store import StoreError
+from agenttop.store.alerts import AlertEpisode, alert_changes
 from agenttop.store.db import locked_message
-from agenttop.store.queries import alert_changes, span_mark
+from agenttop.store.queries import span_mark
 from agenttop.store.status import ReceiverStatus, read_status
 from agenttop.tui import fmt
 from agenttop.tui.commands import AgentTopCommands
@@ -334,19 +335,20 @@ class AgentTopApp(App[None]):
 
     def _alerts_changed(self, mark: int, rows: list[AlertEpisode]) -> None:
         """Notify alerts that fired or resolved since the last refresh (not at start)."""
-        firing = {a.alert_id: a.key for a in rows if a.state == "firing"}
+        firing = {a.alert_id: str(a.key) for a in rows if a.state == "firing"}
         if self._alert_mark is not None:
             news: list[tuple[str, str, str]] = []  # (title, message, severity)
             old = self._alert_mark
             for alert in rows:
                 if alert.alert_id > old:
-                    news.append((f"Alert firing: {clean(alert.key)}", alert.message, "error"))
+                    news.append((f"Alert firing: {clean(str(alert.key))}", alert.message,
+                                 "error"))
             for alert_id, key in self._firing.items():
                 if alert_id not in firing:
                     news.append((f"Alert resolved: {clean(key)}", "", "information"))
             for alert in rows:
                 if alert.alert_id > old and alert.state == "resolved":
-                    news.append((f"Alert resolved: {clean(alert.key)}", "", "information"))
+                    news.append((f"Alert resolved: {clean(str(alert.key))}", "", "information"))
             for title, message, severity in news:
                 # Markup off: keys and messages are the evaluator's, built from user rules
                 # and series labels.

@@ -17,8 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from agenttop.analysis.alerts import Rule, breaches, observe
+from agenttop.analysis.evaluator import breaches, observe
 from agenttop.analysis.health import LayerHealth
+from agenttop.analysis.rules import Rule
 from agenttop.tui import fmt
 
 State = Literal["ok", "warn", "critical"]

@@ -22,6 +22,7 @@ from typing import TypeVar
 import apsw
 
 from agenttop.store import StoreError, open_reader
+from agenttop.store.db import is_unmigrated
 
 T = TypeVar("T")
 
@@ -62,24 +63,9 @@ class Source:
         try:
             return open_reader(self.path, busy_timeout_ms=BUSY_TIMEOUT_MS)
         except StoreError:
-            if self._unmigrated():
+            if is_unmigrated(self.path):
                 raise self._waiting() from None
             raise
-
-    def _unmigrated(self) -> bool:
-        """An SQLite file without tables yet: serve has created it and not migrated it."""
-        try:
-            conn = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READONLY)
-        except apsw.Error:
-            return False
-        try:
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchall()[0][0]
-            version = conn.execute("PRAGMA user_version").fetchall()[0][0]
-            return tables == 0 and version == 0
-        except apsw.Error:
-            return False
-        finally:
-            conn.close()
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[apsw.Connection]:

@@ -25,11 +25,14 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from agenttop.analysis.alerts import AlertEvaluator, Transition, load_rules, record
+from agenttop.analysis.evaluator import AlertEvaluator, Transition
 from agenttop.analysis.health import layer_health
+from agenttop.analysis.monitor import record
+from agenttop.analysis.rules import load_rules
 from agenttop.otlp import audit
 from agenttop.otlp.decode import decode
 from agenttop.store import open_writer
+from agenttop.store.alerts import AlertKey
 from agenttop.store.status import write_heartbeat
 from agenttop.store.writer import Writer
 
@@ -158,10 +161,11 @@ def evaluate_alerts(path: Path, now_ns: int = NOW) -> None:
 
 
 def alert_transition(name: str, state: str, *, started_ns: int, at_ns: int,
-                     value: float | None, message: str, key: str | None = None) -> Transition:
+                     value: float | None, message: str, key: AlertKey | None = None
+                     ) -> Transition:
     """A transition of the shipped rule ``name`` (``key``: the alert key, default the name)."""
     rule = next(r for r in load_rules(None) if r.name == name)
-    return Transition(rule, key or name, state, value, rule.threshold,  # type: ignore[arg-type]
+    return Transition(rule, key or AlertKey(name), state, value, rule.threshold,  # type: ignore[arg-type]
                       at_ns, started_ns, message)
 
 
@@ -178,7 +182,7 @@ def record_alerts(path: Path, transitions: Sequence[Transition]) -> None:
 
 def alert_history(path: Path, now_ns: int = NOW) -> None:
     """Resolved episodes of the shipped rules, as ``serve`` would have left them."""
-    quality = "output-quality{service=support-agent}"
+    quality = AlertKey("output-quality", (("service", "support-agent"),))
     episodes = [
         ("tool-error-rate", None, 13, 10, 0.04, 0.01, "tool failure_rate 4% > 2% over 5m",
          "resolved: tool failure_rate 1% (not > 2%) over 5m"),

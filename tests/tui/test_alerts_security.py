@@ -8,6 +8,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Input
 
+from agenttop.store.alerts import AlertKey
 from agenttop.store.queries import get_trace
 from agenttop.tui.app import make_app
 from agenttop.tui.screens.alerts import AlertsScreen
@@ -186,7 +187,7 @@ async def test_untrusted_text_on_alerts_and_security_renders_literally(tmp_path)
                      (f"loc{HOSTILE}", f"exc{HOSTILE}", f"svc{HOSTILE}"))
     record_alerts(db, [alert_transition(
         "memory-failures", "firing", started_ns=NOW - MINUTE_NS, at_ns=NOW - MINUTE_NS,
-        value=1.0, message=f"msg{HOSTILE}", key=f"key{HOSTILE}")])
+        value=1.0, message=f"msg{HOSTILE}", key=AlertKey(f"key{HOSTILE}"))])
     app = app_for(db)
     async with app.run_test(size=(200, 30)) as pilot:
         screen = await open_screen(pilot, "4", SecurityScreen)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from agenttop.analysis.alerts import load_rules
 from agenttop.analysis.health import LayerHealth
+from agenttop.analysis.rules import load_rules
 from agenttop.store import open_reader
 from agenttop.store.queries import (
     SpanNode,
     count_traces,
     get_trace,
-    layer_minutes,
     list_traces,
     parse_trace_filter,
     span_detail,
     trace_spans,
 )
+from agenttop.store.rollups import minute_series
 from agenttop.tui import fmt
 from agenttop.tui.health_state import layer_state
 from agenttop.tui.trace_model import CYCLE_KEY, MISSING_PREFIX, TOP, build_model
@@ -99,7 +99,7 @@ def test_trace_queries_window_filter_and_detail(demo_template):
     assert len(detail.logs) == 1 and detail.resource["service.name"] == "support-agent"
     assert span_detail(conn, trace, "0" * 16) is None
 
-    minutes = layer_minutes(conn, NOW, 15)
+    minutes = minute_series(conn, NOW, 15)
     assert sum(minutes["prompt"][0]) == 25 and len(minutes["prompt"][0]) == 15
 
 

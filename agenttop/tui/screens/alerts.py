@@ -9,7 +9,6 @@ its series names, over the alert's window (``started - window`` to resolved, or 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -20,8 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static
 
-from agenttop.analysis.alerts import AlertEpisode
-from agenttop.store.queries import alert_episodes
+from agenttop.store.alerts import AlertEpisode, alert_episodes
 from agenttop.tui import fmt
 from agenttop.tui.keys import VI_KEYS
 from agenttop.tui.screens.base import Job, LiveScreen
@@ -30,8 +28,6 @@ from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
 
 HISTORY = 200
-# ``output-quality{service=support-agent,...}``: the service a metric alert's series names.
-_SERVICE = re.compile(r"[{,]service=([^,}]*)")
 COLUMNS = (("state", "state", 10), ("alert", "alert", 24), ("subject", "on", 22),
            ("value", "value vs limit", 16), ("started", "started", 17),
            ("ended", "resolved", 8), ("duration", "for", 6), ("message", "message", None))
@@ -62,10 +58,9 @@ def breach_filter(alert: AlertEpisode, now_ns: int) -> tuple[str, int, int | Non
     if alert.layer:
         failing = "fail" in alert.measure or "error" in alert.measure
         return f"layer:{alert.layer}" + (" errors" if failing else ""), since, until
-    match = _SERVICE.search(alert.key)
+    service = alert.key.service
     query = ""
-    if match and match.group(1):
-        service = match.group(1)
+    if service:
         query = f'service:"{service}"' if " " in service else f"service:{service}"
     return query, since, until
 
@@ -142,7 +137,7 @@ class AlertsScreen(LiveScreen):
         alert = self.selected()
         detail = Text(end="")
         if alert is not None:
-            detail.append_text(safe(alert.key, "bold", width=60))
+            detail.append_text(safe(str(alert.key), "bold", width=60))
             detail.append(f"  {alert.state}  window {alert.window_s}s  ")
             detail.append_text(safe(alert.layer or alert.metric or "", width=40))
             detail.append("\n")
@@ -161,7 +156,7 @@ class AlertsScreen(LiveScreen):
         end = alert.resolved_ns if alert.resolved_ns is not None else now_ns
         return [
             Text("● FIRING" if firing else "✓ resolved", style=bad or "dim", end=""),
-            safe(alert.key, bad, width=26),
+            safe(str(alert.key), bad, width=26),
             safe(subject, width=24),
             Text(value, style=bad, end=""),
             Text(started, end=""),

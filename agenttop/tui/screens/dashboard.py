@@ -18,14 +18,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.widgets import Footer, Header, Static
 
-from agenttop.analysis.alerts import AlertEpisode, load_firing
 from agenttop.analysis.health import WINDOWS_S, LayerHealth, layer_health
+from agenttop.store.alerts import AlertEpisode, load_firing
+from agenttop.store.audit import refused_by_reason
 from agenttop.store.queries import (
     count_findings,
     latest_data_ns,
-    layer_minutes,
-    refused_by_reason,
 )
+from agenttop.store.rollups import minute_series
 from agenttop.tui import fmt
 from agenttop.tui.health_state import layer_state
 from agenttop.tui.receiver import part
@@ -110,7 +110,7 @@ class DashboardScreen(LiveScreen):
                 window_s=window_s,
                 now_ns=now_ns,
                 health=layer_health(conn, now_ns, [window_s]),
-                minutes=layer_minutes(conn, now_ns, SPARK_MINUTES),
+                minutes=minute_series(conn, now_ns, SPARK_MINUTES),
                 firing=load_firing(conn),
                 findings_window=count_findings(conn, now_ns - window_s * fmt.NS_PER_S),
                 findings_total=count_findings(conn),
@@ -139,7 +139,7 @@ class DashboardScreen(LiveScreen):
         receiver = self.agenttop.receiver
         for layer in CARD_LAYERS:
             health = data.health[(layer, data.window_s)]
-            firing = [a.key for a in data.firing if a.layer == layer]
+            firing = [str(a.key) for a in data.firing if a.layer == layer]
             spans, failures = data.minutes.get(layer, (zeros, zeros))
             self.query_one(f"#card-{layer}", LayerCard).show(
                 health, layer_state(health, rules, firing), spans, failures)
@@ -163,7 +163,7 @@ class DashboardScreen(LiveScreen):
         lines = []
         for alert in data.firing:
             line = Text("● ", end="")
-            line.append_text(safe(alert.key, width=32))
+            line.append_text(safe(str(alert.key), width=32))
             line.pad_right(max(0, 34 - line.cell_len))
             subject = alert.layer or alert.metric or ""
             line.append_text(safe(f"{subject} {alert.measure}", width=28))

@@ -20,7 +20,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from agenttop.analysis.alerts import load_rules
+from agenttop.analysis.rules import load_rules
 from agenttop.analysis.scorecard import (
     MARKS,
     VERDICTS,

@@ -24,16 +24,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from agenttop.store.audit import RefusedCall, list_refused, refused_by_reason
 from agenttop.store.queries import (
     FINDING_FILTER_HELP,
     FindingFilter,
     FindingListRow,
-    RefusedCall,
     findings_summary,
     list_findings,
-    list_refused,
     parse_finding_filter,
-    refused_by_reason,
 )
 from agenttop.tui import fmt
 from agenttop.tui.keys import VI_KEYS

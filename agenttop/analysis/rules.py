@@ -1,0 +1,331 @@
+"""Alert rules: the measures a rule may judge, the rules file format (TOML, ``[[rule]]``
+tables) and its validation (``load_rules``, ``RulesError``), and the shipped
+``default_rules.toml``.
+
+A bad file is reported in one line naming the file, line, rule and field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import math
+import operator
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from agenttop.analysis.health import WINDOWS_S, LayerHealth
+from agenttop.config import format_duration
+from agenttop.store.rows import FAILURES, LAYERS
+
+Op = Literal[">", ">=", "<", "<="]
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+}
+# "5m" and "300s" both name the 300 s window.
+_WINDOWS = {**{format_duration(s): s for s in WINDOWS_S}, **{f"{s}s": s for s in WINDOWS_S}}
+
+
+# --- measures -----------------------------------------------------------------------------
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+# Each layer measure: how to read it, and what counts as a sample for ``min_samples``.
+LAYER_MEASURE_FNS: dict[str, Callable[[LayerHealth], float | None]] = {
+    "failure_rate": lambda h: h.failure_rate,
+    "failures": lambda h: h.failures,
+    "spans": lambda h: h.spans,
+    "throughput": lambda h: h.throughput,
+    "p50_ms": lambda h: h.p50_ms,
+    "p95_ms": lambda h: h.p95_ms,
+    "p99_ms": lambda h: h.p99_ms,
+    "max_ms": lambda h: h.max_ms,
+    "truncated_rate": lambda h: _ratio(h.truncated, h.spans),
+    "content_filtered": lambda h: h.content_filtered,
+    "eval_score": lambda h: h.eval_score,
+    # The denominator is retrievals, so that is also what min_samples counts (below).
+    "empty_retrieval_rate": lambda h: _ratio(h.empty_retrievals, h.retrievals),
+    "top_score": lambda h: h.top_score,
+    **{f"failures.{c}": (lambda h, c=c: h.by_failure.get(c, 0)) for c in FAILURES},
+}
+RATE_MEASURES = frozenset(("failure_rate", "truncated_rate", "empty_retrieval_rate"))
+METRIC_MEASURES = ("last", "rate", "count", "p50", "p95", "p99")
+LAYER_MEASURES = tuple(LAYER_MEASURE_FNS)
+
+
+def layer_samples(measure: str, h: LayerHealth) -> int:
+    """What ``min_samples`` counts for a layer measure."""
+    return h.retrievals if measure == "empty_retrieval_rate" else h.spans
+
+
+def attr_text(value: object) -> str:
+    """One spelling for an attribute value, so TOML ``200``/``true`` match OTLP ints/bools."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# --- rules --------------------------------------------------------------------------------
+
+class RulesError(Exception):
+    """A rules file cannot be used; the message names the file, line, rule and field."""
+
+
+class Rule(BaseModel):
+    """One alert rule, as written in a ``[[rule]]`` table of a rules file."""
+
+    # strict: ``threshold = "0.05"`` or ``min_samples = 2.5`` are mistakes, not values to
+    # coerce; forbid: a typo such as ``treshold`` must not be silently ignored.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    name: str
+    layer: str | None = None  # one of layers.LAYERS
+    metric: Annotated[str | None, Field(validate_default=True)] = None
+    service: str | None = None
+    attributes: dict[str, str] | None = None
+    measure: str
+    op: Op
+    threshold: float
+    window: int  # seconds, one of WINDOWS_S; written "5m" (or "300s") in the file
+    min_samples: Annotated[int, Field(ge=0)] = 0
+    clear_after: Annotated[int, Field(ge=1)] = 1
+    description: str = ""
+
+    def __hash__(self) -> int:
+        # The generated hash would fail on the attributes dict; rules key dicts and sets.
+        return hash((self.name, self.layer, self.metric, self.measure, self.threshold))
+
+    @property
+    def window_s(self) -> int:
+        return self.window
+
+    @property
+    def subject(self) -> str:
+        return self.layer if self.layer is not None else str(self.metric)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # Braces would make the displayed alert (name{series}) ambiguous to read.
+        if not v.strip() or v != v.strip() or any(c in v for c in "{}\n\r\t"):
+            raise ValueError("must be a non-empty name without braces, tabs or newlines, "
+                             "and without leading or trailing spaces")
+        return v
+
+    @field_validator("layer")
+    @classmethod
+    def _layer(cls, v: str | None) -> str | None:
+        if v is not None and v not in LAYERS:
+            raise ValueError(f"unknown layer {v!r}; expected one of {', '.join(LAYERS)}")
+        return v
+
+    @field_validator("metric")
+    @classmethod
+    def _one_of_layer_metric(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if "layer" not in info.data:  # layer itself was invalid: that error is enough
+            return v
+        layer = info.data["layer"]
+        if v is None and layer is None:
+            raise PydanticCustomError("layer_or_metric",
+                                      "a rule needs one of layer = \"...\" or metric = \"...\"")
+        if v is not None and layer is not None:
+            raise PydanticCustomError("layer_and_metric",
+                                      "give either layer or metric, not both")
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("layer") is not None:
+            raise PydanticCustomError("layer_service",
+                                      "a service filter is only supported on metric rules")
+        return v
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes(cls, v: object, info: ValidationInfo) -> object:
+        if v is None:
+            return v
+        if info.data.get("layer") is not None:
+            raise PydanticCustomError("layer_attributes",
+                                      "an attributes filter is only supported on metric rules")
+        if not isinstance(v, dict):
+            raise PydanticCustomError("attributes_type",
+                                      "must be a table, e.g. attributes = {route = \"chat\"}")
+        out = {}
+        for key, value in v.items():
+            if not isinstance(value, str | int | float | bool):
+                raise ValueError(f"value of {key!r} must be a string, number or boolean")
+            out[key] = attr_text(value)
+        return out
+
+    @field_validator("measure")
+    @classmethod
+    def _measure(cls, v: str, info: ValidationInfo) -> str:
+        if info.data.get("layer") is not None and v not in LAYER_MEASURE_FNS:
+            raise ValueError(f"unknown layer measure {v!r}; expected one of "
+                             + ", ".join(LAYER_MEASURES))
+        if info.data.get("metric") is not None and v not in METRIC_MEASURES:
+            raise ValueError(f"unknown metric measure {v!r}; expected one of "
+                             + ", ".join(METRIC_MEASURES))
+        return v
+
+    @field_validator("threshold")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return float(v)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, v: object) -> object:
+        if isinstance(v, str) and v.strip() in _WINDOWS:
+            return _WINDOWS[v.strip()]
+        if isinstance(v, int) and not isinstance(v, bool) and v in WINDOWS_S:
+            return v
+        raise ValueError(f"must be one of {', '.join(map(format_duration, WINDOWS_S))} "
+                         f"(or {', '.join(f'{s}s' for s in WINDOWS_S)}), got {v!r}")
+
+
+_HEADER = re.compile(r"^\s*\[\[\s*(?:rule|\"rule\"|'rule')\s*\]\]")
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def default_rules_path() -> Path:
+    """The rules file shipped with agenttop: the default thresholds of each layer."""
+    return Path(str(importlib.resources.files("agenttop.analysis") / "default_rules.toml"))
+
+
+def load_rules(path: str | os.PathLike[str] | None) -> list[Rule]:
+    """Read and validate a rules file (``None``: the shipped defaults).
+
+    Raises ``RulesError`` with one message naming the file, line, rule and field.
+    """
+    path = default_rules_path() if path is None else Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise RulesError(f"{path}: cannot read rules file: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise RulesError(f"{path}: not a UTF-8 text file") from None
+    return parse_rules(text, str(path))
+
+
+def parse_rules(text: str, filename: str = "rules.toml") -> list[Rule]:
+    """Validate the text of a rules file; ``filename`` is only used in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        # Python 3.11's TOMLDecodeError has no lineno attribute: the position is in the text.
+        message = str(e)
+        match = _TOML_POSITION.search(message)
+        if match:
+            raise RulesError(f"{filename}:{match[1]}: invalid TOML: "
+                             f"{message[:match.start()]} (column {match[2]})") from None
+        raise RulesError(f"{filename}: invalid TOML: {message}") from None
+
+    lines = text.splitlines()
+    headers = [i + 1 for i, line in enumerate(lines) if _HEADER.match(line)]
+    for key in data:
+        if key != "rule":
+            line = _key_line(lines, key, 1, len(lines)) or _table_line(lines, key)
+            hint = _did_you_mean(key, ["rule"])
+            raise RulesError(f"{_where(filename, line)}unknown top-level key {key!r}{hint}; "
+                             f"rules are [[rule]] tables")
+    entries = data.get("rule", [])
+    if not isinstance(entries, list):
+        line = _key_line(lines, "rule", 1, len(lines)) or _table_line(lines, "rule")
+        raise RulesError(f"{_where(filename, line)}'rule' must be [[rule]] tables")
+
+    rules: list[Rule] = []
+    first_line: dict[str, int | None] = {}
+    for n, entry in enumerate(entries):
+        start = headers[n] if n < len(headers) and len(headers) == len(entries) else None
+        end = headers[n + 1] - 1 if start is not None and n + 1 < len(headers) else len(lines)
+        name = entry.get("name") if isinstance(entry, dict) else None
+        label = f'rule "{name}"' if isinstance(name, str) else f"rule #{n + 1}"
+        if not isinstance(entry, dict):
+            raise RulesError(f"{_where(filename, start)}{label}: must be a table")
+        try:
+            rule = Rule.model_validate(entry)
+        except ValidationError as e:
+            errors = [((_key_line(lines, str(err["loc"][0]), start, end) if err["loc"]
+                        else None) or start, err) for err in e.errors()]
+            # The first problem in the file; but a misspelt key also makes its correct
+            # spelling "missing", so name the typo first.
+            line, first = min(errors, key=lambda item: (item[1]["type"] != "extra_forbidden",
+                                                        item[0] or 0))
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise RulesError(f"{_where(filename, line)}{label}: "
+                             f"{_describe(first, entry)}{more}") from None
+        line = _key_line(lines, "name", start, end) or start
+        if rule.name in first_line:
+            where = first_line[rule.name]
+            earlier = f" (first defined at line {where})" if where else ""
+            raise RulesError(f"{_where(filename, line)}{label}: name: duplicate rule "
+                             f"name{earlier}")
+        first_line[rule.name] = line
+        rules.append(rule)
+    return rules
+
+
+def _where(filename: str, line: int | None) -> str:
+    return f"{filename}:{line}: " if line else f"{filename}: "
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _describe(error: Mapping[str, Any], entry: Mapping[str, Any]) -> str:
+    loc = error["loc"]
+    path = ".".join(str(part) for part in loc)
+    if error["type"] == "extra_forbidden":
+        known = [k for k in Rule.model_fields if k not in entry]
+        return f"{path}: unknown key{_did_you_mean(str(loc[0]), known)}"
+    if error["type"] == "missing":
+        return f"{path}: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{path}: {message}" if path else message
+
+
+def _key_line(lines: list[str], key: str, start: int | None, end: int) -> int | None:
+    """The line (1-based) of ``key = ...`` (or ``key.x = ...``, ``[rule.key]``) in a section."""
+    if start is None:
+        return None
+    pattern = re.compile(
+        rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*[=.]"""
+        rf"""|^\s*\[\s*rule\.{re.escape(key)}\s*\]""")
+    for number in range(start, end + 1):
+        if pattern.match(lines[number - 1]):
+            return number
+    return None
+
+
+def _table_line(lines: list[str], key: str) -> int | None:
+    pattern = re.compile(rf"^\s*\[\[?\s*{re.escape(key)}\s*[\].]")
+    for number, line in enumerate(lines, 1):
+        if pattern.match(line):
+            return number
+    return None

@@ -1,0 +1,113 @@
+"""Whole traces as stored, for ``agenttop export``, and the findings ``agenttop import``
+restores: the reads and writes the OTLP export and import (agenttop/otlp/) need."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import apsw
+
+from agenttop.store.rows import FindingRow, encode_rows
+from agenttop.store.writer import INSERTS
+
+
+class StoredSpan(NamedTuple):
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: int
+    resource_id: int
+    scope: str
+    start_ns: int
+    end_ns: int
+    status_code: int
+    status_message: str
+    attributes: dict
+    events: list
+    links: list
+    trace_state: str
+    flags: int
+    dropped_counts: dict | None
+
+
+class StoredLog(NamedTuple):
+    time_ns: int
+    observed_ns: int
+    severity_number: int
+    severity_text: str
+    body: str | None
+    trace_id: str
+    span_id: str | None
+    event_name: str | None
+    resource_id: int
+    scope: str
+    attributes: dict
+    flags: int
+
+
+_JSON = frozenset({"attributes", "events", "links", "dropped_counts"})
+
+
+def _read(conn: apsw.Connection, row_type: type, table: str, trace_ids: Sequence[str],
+          order: str) -> list:
+    fields = row_type._fields  # type: ignore[attr-defined]
+    json_at = [i for i, name in enumerate(fields) if name in _JSON]
+    out = []
+    for trace_id in trace_ids:
+        for row in conn.execute(f"SELECT {', '.join(fields)} FROM {table} WHERE trace_id = ? "
+                                f"ORDER BY {order}", (trace_id,)):
+            values = list(row)
+            for i in json_at:
+                values[i] = None if values[i] is None else json.loads(values[i])
+            out.append(row_type(*values))
+    return out
+
+
+def trace_spans_as_stored(conn: apsw.Connection, trace_ids: Sequence[str]) -> list[StoredSpan]:
+    """Every span of ``trace_ids``, trace by trace, in the order they were stored."""
+    return _read(conn, StoredSpan, "spans", trace_ids, "rowid")
+
+
+def trace_logs_as_stored(conn: apsw.Connection, trace_ids: Sequence[str]) -> list[StoredLog]:
+    """Every log record of ``trace_ids``, trace by trace, in the order they were stored."""
+    return _read(conn, StoredLog, "logs", trace_ids, "log_id")
+
+
+def trace_findings(conn: apsw.Connection, trace_ids: Sequence[str]) -> list[FindingRow]:
+    """Every finding of ``trace_ids``, trace by trace, in the order they were stored."""
+    return [FindingRow(*row) for trace_id in trace_ids for row in conn.execute(
+        f"SELECT {', '.join(FindingRow._fields)} FROM findings WHERE trace_id = ? "
+        "ORDER BY finding_id", (trace_id,))]
+
+
+def resource_attributes(conn: apsw.Connection, ids: Iterable[int]) -> dict[int, dict]:
+    """The attributes of each resource in ``ids`` that is stored."""
+    out = {}
+    for resource_id in sorted(set(ids)):
+        for (attributes,) in conn.execute(
+                "SELECT attributes FROM resources WHERE resource_id = ?", (resource_id,)):
+            out[resource_id] = json.loads(attributes)
+    return out
+
+
+def replace_findings(conn: apsw.Connection, rows: list[FindingRow]) -> None:
+    """Make ``rows`` the findings of the spans and logs they name; recount the spans'
+    and traces' finding counts. Runs inside the caller's transaction."""
+    for trace_id, span_id, signal in sorted({(r.trace_id, r.span_id, r.signal) for r in rows
+                                             if r.trace_id}, key=str):
+        conn.execute("DELETE FROM findings WHERE trace_id = ? AND span_id IS ? AND signal = ?",
+                     (trace_id, span_id, signal))
+    conn.execute(INSERTS["findings"], (encode_rows(rows).decode(),))
+    for trace_id, span_id in sorted({(r.trace_id, r.span_id) for r in rows
+                                     if r.signal == "span" and r.trace_id and r.span_id}):
+        conn.execute(
+            "UPDATE spans SET finding_count = (SELECT count(*) FROM findings AS f "
+            "WHERE f.trace_id = spans.trace_id AND f.span_id = spans.span_id "
+            "AND f.signal = 'span') WHERE trace_id = ? AND span_id = ?", (trace_id, span_id))
+    for trace_id in sorted({r.trace_id for r in rows if r.trace_id}):
+        conn.execute(
+            "UPDATE traces SET finding_count = (SELECT coalesce(sum(finding_count), 0) "
+            "FROM spans WHERE trace_id = traces.trace_id) WHERE trace_id = ?", (trace_id,))
