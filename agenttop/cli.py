@@ -7,22 +7,21 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from agenttop import __version__
 from agenttop.config import (
     DEFAULT_GRPC,
-    DEFAULT_HTTP,
+    RUN_DOES_NOT_PASS,
+    CheckSettings,
     ServeSettings,
+    UiSettings,
     default_db_path,
-    format_address,
-    format_duration,
     parse_address,
-    parse_duration,
-    parse_retention,
 )
+from agenttop.options import build, option, options, serve_args
 
 # gRPC's C core would print its own diagnostics (a failed bind, say) to the terminal;
 # agenttop reports those itself, in one line. Set before grpc is first imported.
@@ -34,67 +33,8 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
-def _settings_error(e: ValidationError) -> str:
-    first = e.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    return f"--{where.replace('_', '-')}: {message}" if where else message
-
-
-DB_OPTION = click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=default_db_path,
-    show_default="a file in the user data directory",
-    envvar="AGENTTOP_DB",
-    help="SQLite database file (env AGENTTOP_DB).",
-)
-
-
-RULES_OPTION = click.option(
-    "--rules",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Alert rules (TOML). Default: the shipped rules, which follow the lesson's "
-    "thresholds: prompt failures > 5 %, tool errors > 2 %, any memory or auth failure, "
-    "runtime p99 > 5 s, output_quality_score < 0.9.",
-)
-
-
-def _retention(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
-    try:
-        return parse_retention(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
-RETENTION_OPTION = click.option(
-    "--retention", default="7d", show_default=True, metavar="AGE", callback=_retention,
-    help="Keep data this long: 12h, 7d, 30d... Whole traces go once they ended (and arrived) "
-    "longer ago, with their logs and findings, and so do older logs, metric points, rollups, "
-    "resolved alerts and audit rows; 'off' or 0 keeps everything.")
-MAX_DB_OPTION = click.option(
-    "--max-db-mb", type=click.IntRange(min=0), default=0, show_default=True, metavar="MB",
-    help="Keep the database file, with its write-ahead log, under about this many MB "
-    "(1 MB = 1,000,000 bytes): once the data passes 7/8 of it, the oldest traces, logs and "
-    "points are pruned and the space is given back to the file system. 0: no limit.")
-
-
-def _http_address(ctx: click.Context, param: click.Parameter, value: str) -> str | None:
-    if value.strip().lower() == "off":
-        return None
-    try:
-        return format_address(*parse_address(value))
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
-HTTP_OPTION = click.option(
-    "--http", "http_address", default=DEFAULT_HTTP, show_default=True,
-    metavar="HOST:PORT|off", callback=_http_address,
-    help="Where to listen for OTLP/HTTP (POST /v1/traces, /v1/metrics, /v1/logs; protobuf or "
-    "JSON, gzip or not) and the probes GET /healthz (up) and /readyz (taking data); "
-    "'off': no HTTP.")
+DB_OPTION = option("db", UiSettings.model_fields["db"], with_default=True)
+RULES_OPTION = option("rules", UiSettings.model_fields["rules"])
 
 
 def _load_rules(path: Path | None) -> list:
@@ -108,55 +48,6 @@ def _load_rules(path: Path | None) -> list:
         sys.exit(2)
 
 
-class _HeaderType(click.ParamType):
-    """``NAME: VALUE``; in the environment variable, one header a line."""
-
-    name = "header"
-
-    def split_envvar_value(self, rv: str) -> list[str]:
-        return [line for line in rv.splitlines() if line.strip()]
-
-
-FORWARD_HEADERS_ENV = "AGENTTOP_FORWARD_HEADERS"
-
-UPSTREAM_OPTIONS = (
-    click.option(
-        "--forward", metavar="URL", default=None,
-        help="Send everything received on to an upstream OTLP collector or backend "
-        "(Jaeger, Tempo, Phoenix, another agenttop): grpc://HOST:PORT or grpcs://HOST:PORT "
-        "for OTLP/gRPC (port 4317 / 443 by default), http://HOST:PORT[/PREFIX] or https://... "
-        "for OTLP/HTTP protobuf (POST PREFIX/v1/traces, /v1/metrics, /v1/logs). Requests are "
-        "forwarded once stored, as the client sent them: agenttop redacts PII in what it "
-        "stores, not in what it forwards. An unreachable upstream never slows ingest: "
-        "requests wait in memory (--forward-queue-mb) and are retried with backoff; "
-        "answers such as 400 or INVALID_ARGUMENT count them as failed."),
-    click.option(
-        "--forward-header", "forward_header", metavar="'NAME: VALUE'", multiple=True,
-        type=_HeaderType(), envvar=FORWARD_HEADERS_ENV,
-        help="Send this header (gRPC metadata) with every forwarded call, e.g. "
-        "'authorization: Bearer TOKEN' for the upstream (--token is for incoming calls only). "
-        f"Repeatable; env {FORWARD_HEADERS_ENV}, one header a line, keeps values out of `ps`."),
-    click.option(
-        "--forward-queue-mb", type=click.IntRange(1, 65536), default=64, show_default=True,
-        help="Memory for requests waiting to be forwarded, in MiB; when it is full the oldest "
-        "are dropped (and counted)."),
-    click.option(
-        "--prometheus", metavar="HOST:PORT", default=None,
-        help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default; 9464 is "
-        "the usual port): per layer, spans, failures, failure ratio and latency quantiles "
-        "over 1m, 5m and 15m (a window label); firing alerts; ingest and forwarding counters. "
-        "With --token, scrapes need 'Authorization: Bearer TOKEN'; with --tls-cert it is "
-        "HTTPS. Like the OTLP ports, a non-loopback address needs --token or --insecure."),
-)
-
-
-def upstream_options(command):
-    """--forward, --forward-header, --forward-queue-mb and --prometheus (serve and run)."""
-    for option in reversed(UPSTREAM_OPTIONS):
-        command = option(command)
-    return command
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="agenttop")
 def main() -> None:
@@ -168,119 +59,8 @@ def main() -> None:
 
 
 @main.command()
-@DB_OPTION
-@click.option(
-    "--grpc",
-    "grpc_address",
-    default=DEFAULT_GRPC,
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Where to listen for OTLP/gRPC and the standard gRPC health service (which needs "
-    "no token). Port 0 picks a free port.",
-)
-@HTTP_OPTION
-@click.option(
-    "--max-message-mb",
-    default=16,
-    show_default=True,
-    type=int,
-    help="Largest request accepted, and the most a gzip body may inflate to; larger ones "
-    "get RESOURCE_EXHAUSTED (HTTP 413).",
-)
-@click.option(
-    "--max-inflight-mb",
-    default=64,
-    show_default=True,
-    type=int,
-    help="Request bodies held in memory at once, in MiB, over all calls being read, decoded "
-    "or written (a call counts as --max-message-mb until its body is read). Calls past it "
-    "wait up to a second, then are told UNAVAILABLE and retry.",
-)
-@click.option(
-    "--queue-spans",
-    default=20_000,
-    show_default=True,
-    type=int,
-    help="Items (spans, points, log records) accepted but not yet committed; past it, "
-    "exporters are told UNAVAILABLE (HTTP 503) and retry.",
-)
-@click.option(
-    "--sync",
-    type=click.Choice(["full", "normal"]),
-    default="full",
-    show_default=True,
-    help="SQLite synchronous mode: 'full' survives power loss, 'normal' only process crashes.",
-)
-@click.option(
-    "--decoders",
-    type=click.IntRange(1, 64),
-    default=None,
-    help="Worker processes that decode requests.  [default: by the number of CPU cores]",
-)
-@click.option(
-    "--keep-pii",
-    is_flag=True,
-    help="Store attribute values and log bodies as received. By default PII found in them "
-    "(SSNs, card numbers, e-mail addresses, phone numbers, IPs, API keys) is replaced by a "
-    "token such as [SSN] before anything is written.",
-)
-@click.option(
-    "--max-value-kb", type=int, default=64, show_default=True,
-    help="Longest string value stored, in KiB (attributes, log bodies): longer ones are cut "
-    "and end in a marker such as …[truncated 1,234 bytes], before PII scanning.",
-)
-@RETENTION_OPTION
-@MAX_DB_OPTION
-@RULES_OPTION
-@click.option(
-    "--on-alert",
-    metavar="COMMAND",
-    help="Run COMMAND whenever an alert fires or resolves, with the alert as JSON on its "
-    "standard input (no shell; at most 10 s each).",
-)
-@click.option(
-    "--alert-interval",
-    type=click.FloatRange(0.1, 3600),
-    default=5.0,
-    show_default=True,
-    help="Seconds between alert evaluations.",
-)
-@click.option(
-    "--token",
-    envvar="AGENTTOP_TOKEN",
-    metavar="TOKEN",
-    default=None,
-    help="Require 'authorization: Bearer TOKEN' (gRPC metadata, HTTP header) on every OTLP "
-    "call; others get UNAUTHENTICATED (HTTP 401). Health checks need none (env "
-    "AGENTTOP_TOKEN, which other users cannot see in `ps`).",
-)
-@click.option(
-    "--insecure",
-    is_flag=True,
-    help="Allow listening on a non-loopback address without --token.",
-)
-@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              metavar="FILE", help="Serve TLS (gRPC) and HTTPS (HTTP) with this PEM certificate "
-              "(chain); needs --tls-key.")
-@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              metavar="FILE", help="The PEM private key of --tls-cert.")
-@click.option("--tls-client-ca", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              metavar="FILE", help="Mutual TLS: clients must present a certificate signed by "
-              "a CA in this PEM file.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="'json': start lines, alert transitions and warnings "
-              "as JSON lines on stderr, for log shippers.")
-@upstream_options
-def serve(
-    db: Path, grpc_address: str, http_address: str | None, max_message_mb: int,
-    max_inflight_mb: int, queue_spans: int, sync: str,
-    decoders: int | None, keep_pii: bool, max_value_kb: int, retention: int | None,
-    max_db_mb: int, rules: Path | None,
-    on_alert: str | None, alert_interval: float, token: str | None, insecure: bool,
-    tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None, log_format: str,
-    forward: str | None, forward_header: tuple[str, ...], forward_queue_mb: int,
-    prometheus: str | None,
-) -> None:
+@options(ServeSettings)
+def serve(**values: Any) -> None:
     """Receive OTLP into the database until interrupted (no UI).
 
     Every Export is answered only after its rows are committed. Stop with Ctrl-C or
@@ -291,52 +71,24 @@ def serve(
     from agenttop.serve import TLSError, exposure_problem, serve_forever
     from agenttop.store import StoreError
 
-    try:
-        settings = ServeSettings(
-            db=db, grpc=grpc_address, http=http_address, max_message_mb=max_message_mb,
-            max_inflight_mb=max_inflight_mb,
-            queue_spans=queue_spans, sync=sync, decoders=decoders, keep_pii=keep_pii,
-            max_value_kb=max_value_kb, rules=rules, alert_interval_s=alert_interval, token=token,
-            retention_s=retention, max_db_mb=max_db_mb or None,
-            tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
-            forward=forward, forward_header=forward_header, forward_queue_mb=forward_queue_mb,
-            prometheus=prometheus,
-        )
-    except ValidationError as e:
-        raise click.UsageError(_settings_error(e)) from None
-    problem = None if insecure else exposure_problem(settings)
+    settings = build(ServeSettings, values)
+    problem = None if settings.insecure else exposure_problem(settings)
     if problem:
         click.echo(f"agenttop: error: {problem}", err=True)
         sys.exit(2)
-    alert_rules = _load_rules(rules)
+    alert_rules = _load_rules(settings.rules)
+    command = AlertCommand(settings.on_alert) if settings.on_alert else None
     try:
-        command = AlertCommand(on_alert) if on_alert else None
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--on-alert") from None
-    try:
-        asyncio.run(serve_forever(settings, alert_rules, command, log_format))
+        asyncio.run(serve_forever(settings, alert_rules, command, settings.log_format))
     except (StoreError, BindError, TLSError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
         pass
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
 @main.command()
-@DB_OPTION
-@click.option("--window", default="15m", show_default=True, callback=_duration,
-              help="How far back to look: 90s, 15m, 2h, 7d... The window ends at the newest "
-              "data in the file, so a gate run after a test run sees that run.")
-@RULES_OPTION
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
-def check(db: Path, window: int, rules: Path | None, output: str) -> None:
+@options(CheckSettings)
+def check(**values: Any) -> None:
     """Release gate: each layer's figures against the alert rules.
 
     Every rule is evaluated over --window. Exit status: 0 if every rule holds, 1 if any
@@ -345,15 +97,13 @@ def check(db: Path, window: int, rules: Path | None, output: str) -> None:
     from agenttop.analysis.evaluator import check_rules
     from agenttop.analysis.health import layer_health, metric_health
     from agenttop.report import render_check
-    from agenttop.store import StoreError, open_reader
     from agenttop.store.queries import latest_data_ns
 
-    alert_rules = [r.model_copy(update={"window": window}) for r in _load_rules(rules)]
-    try:
-        conn = open_reader(db)
-    except StoreError as e:
-        click.echo(f"agenttop: error: {e}", err=True)
-        sys.exit(2)
+    settings = build(CheckSettings, values)
+    window = settings.window_s
+    alert_rules = [r.model_copy(update={"window": window})
+                   for r in _load_rules(settings.rules)]
+    conn = _open_reader(settings.db)
     try:
         at_ns = latest_data_ns(conn)
         if at_ns is None:
@@ -365,7 +115,8 @@ def check(db: Path, window: int, rules: Path | None, output: str) -> None:
         checks = check_rules(alert_rules, layers, metrics)
     finally:
         conn.close()
-    click.echo(render_check(db, window, at_ns, layers, checks, output), nl=False)
+    click.echo(render_check(settings.db, window, at_ns, layers, checks, settings.output),
+               nl=False)
     sys.exit(1 if any(c.status == "breached" for c in checks) else 0)
 
 
@@ -465,10 +216,10 @@ def export(db: Path, trace_ids: tuple[str, ...], output: str, signal: str, targe
 @DB_OPTION
 @click.argument("files", nargs=-1, required=True, metavar="FILE...",
                 type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
-@click.option("--keep-pii", is_flag=True, help="Store PII as received (see serve --help).")
-@click.option("--max-value-kb", type=click.IntRange(1, 1024 * 1024), default=64,
-              show_default=True, help="Longest string value stored, in KiB (see serve --help).")
-def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, max_value_kb: int) -> None:
+@option("keep_pii", ServeSettings.model_fields["keep_pii"])
+@option("max_value_kb", ServeSettings.model_fields["max_value_kb"])
+def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, max_value_kb: int | None
+            ) -> None:
     """Load OTLP/JSON files (FILE: one request, or JSON lines; - for standard input).
 
     Traces, metrics and logs go through the receiver's path: classification, PII and
@@ -483,8 +234,10 @@ def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, max_value_kb: int
     from agenttop.otlp.importer import Importer
     from agenttop.store import StoreError
 
+    limits = build(ServeSettings, {"keep_pii": keep_pii, "max_value_kb": max_value_kb})
     try:
-        importer = Importer(db, redact=not keep_pii, max_value_bytes=max_value_kb * 1024)
+        importer = Importer(db, redact=not limits.keep_pii,
+                            max_value_bytes=limits.max_value_kb * 1024)
     except StoreError as e:
         click.echo(f"agenttop: error: {e}", err=True)
         sys.exit(2)
@@ -516,9 +269,8 @@ def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, max_value_kb: int
 
 
 @main.command()
-@DB_OPTION
-@RULES_OPTION
-def ui(db: Path, rules: Path | None) -> None:
+@options(UiSettings)
+def ui(**values: Any) -> None:
     """Watch a database in the terminal UI (any number may watch one file).
 
     The file may be written by a running `agenttop serve`; if it does not exist yet, the
@@ -526,7 +278,8 @@ def ui(db: Path, rules: Path | None) -> None:
     """
     from agenttop.tui.app import make_app
 
-    make_app(db, rules=_load_rules(rules)).run()
+    settings = build(UiSettings, values)
+    make_app(settings.db, rules=_load_rules(settings.rules)).run()
 
 
 ENDPOINT_OPTION = click.option(
@@ -570,60 +323,40 @@ def demo(endpoint: str, rate: float, duration: float | None, seed: int | None,
 
 
 @main.command()
-@DB_OPTION
-@click.option("--grpc", "grpc_address", default=DEFAULT_GRPC, show_default=True,
-              metavar="HOST:PORT", help="Where the receiver listens for OTLP/gRPC.")
-@HTTP_OPTION
 @click.option("--demo", "with_demo", is_flag=True,
               help="Also send simulated agent traffic, so every panel comes alive.")
-@RULES_OPTION
-@click.option("--keep-pii", is_flag=True, help="Store PII as received (see serve --help).")
-@RETENTION_OPTION
-@MAX_DB_OPTION
-@upstream_options
-def run(db: Path, grpc_address: str, http_address: str | None, with_demo: bool,
-        rules: Path | None, keep_pii: bool, retention: int | None, max_db_mb: int,
-        forward: str | None, forward_header: tuple[str, ...],
-        forward_queue_mb: int, prometheus: str | None) -> None:
+@options(ServeSettings, exclude=RUN_DOES_NOT_PASS)
+def run(with_demo: bool, **values: Any) -> None:
     """Receive OTLP and watch it live: `serve` in the background, the UI in front.
 
-    Point your exporters at the --grpc or the --http address. Quitting the UI stops the receiver
-    cleanly (everything received is flushed); its log is written beside the database.
-    With --demo and no --db, the simulated traffic goes to demo.db in the user data
-    directory, never into your default database.
+    Takes serve's options and passes them on to it. Point your exporters at the --grpc or
+    the --http address. Quitting the UI stops the receiver cleanly (everything received is
+    flushed); its log is written beside the database. With --demo and no --db, the
+    simulated traffic goes to demo.db in the user data directory, never into your default
+    database.
     """
     from agenttop.launcher import Children, LaunchError, exit_reason, log_path
     from agenttop.tui.app import make_app
 
-    ctx = click.get_current_context()
-    if with_demo and ctx.get_parameter_source("db") is click.core.ParameterSource.DEFAULT:
+    if with_demo and values.get("db") is None:
         # Simulated traffic never goes into the database of your real agents.
-        db = db.with_name("demo.db")
-
-    try:
-        grpc_address = format_address(*parse_address(grpc_address))
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--grpc") from None
-    alert_rules = _load_rules(rules)  # a bad file is reported here, not in the child's log
-    db = db.expanduser()
+        values["db"] = default_db_path().with_name("demo.db")
+    settings = build(ServeSettings, values)
+    settings = settings.model_copy(update={"db": settings.db.expanduser()})
+    alert_rules = _load_rules(settings.rules)  # a bad file is said here, not in a log
+    db = settings.db
     try:
         db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as e:
         _fail(f"cannot create directory {db.parent}: {e.strerror}")
+    args, env = serve_args(settings, exclude=RUN_DOES_NOT_PASS)
+    # Secrets go through the environment: `ps` shows a command line to everyone.
+    os.environ.update(env)
     children = Children(log_path(db))
-    extra = [*(["--rules", str(rules)] if rules else []), *(["--keep-pii"] if keep_pii else []),
-             "--http", http_address or "off",
-             "--retention", "off" if retention is None else format_duration(retention),
-             "--max-db-mb", str(max_db_mb),
-             *(["--forward", forward, "--forward-queue-mb", str(forward_queue_mb)]
-               if forward else []),
-             *(["--prometheus", prometheus] if prometheus else [])]
-    if forward_header:  # through the environment: `ps` shows a command line to everyone
-        os.environ[FORWARD_HEADERS_ENV] = "\n".join(forward_header)
     try:
-        serve_proc = children.start_serve(db, grpc_address, extra)
+        serve_proc = children.start_serve(args, settings.grpc)
         if with_demo:
-            children.start(["demo", "--endpoint", grpc_address])
+            children.start(["demo", "--endpoint", settings.grpc])
 
         def serve_health() -> str | None:
             ended = exit_reason(serve_proc)

@@ -1,12 +1,16 @@
-"""Validated settings for agenttop's commands (pydantic models shared by the CLI and tests)."""
+"""Validated settings for agenttop's commands: one pydantic model per command, whose fields
+declare each option once (type, bounds, default, help text, environment variable); the CLI
+makes its click options from them (agenttop/options.py)."""
 
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -145,41 +149,178 @@ def parse_header(text: str) -> tuple[str, str]:
     return name, value
 
 
+@dataclass(frozen=True)
+class Cli:
+    """How a settings field appears on the command line (agenttop/options.py makes the
+    click option from the field: its type, default, bounds and help text, and this).
+
+    ``flag``: the option's name (default ``--`` + the field's name with dashes);
+    ``env``: the environment variable that may set it; ``show_default``: the default as
+    ``--help`` says it, when the field's value would not read well; ``to_text``: the
+    field's value as the option's text, for ``run`` to pass it on to ``serve``; ``secret``:
+    passed on through ``env`` rather than on a command line any user can read in ``ps``.
+    """
+
+    flag: str | None = None
+    metavar: str | None = None
+    env: str | None = None
+    show_default: str | None = None
+    to_text: Callable[[Any], str] | None = None
+    secret: bool = False
+    exists: bool = False  # a path that must exist
+    show_bounds: bool = True  # False where a value outside them means something (0: off)
+
+
+FORWARD_HEADERS_ENV = "AGENTTOP_FORWARD_HEADERS"
+
+
+def _off_or(value: object) -> object:
+    return None if isinstance(value, str) and value.strip().lower() == "off" else value
+
+
 class ServeSettings(BaseModel):
-    """What ``agenttop serve`` needs to run."""
+    """What ``agenttop serve`` needs to run: every option of ``serve`` (and of ``run``, which
+    passes them on to its ``serve``) is a field here, with its bounds, default and help."""
 
     model_config = ConfigDict(frozen=True)
 
-    db: Path = Field(default_factory=default_db_path)
-    grpc: str = DEFAULT_GRPC
-    http: str | None = None  # OTLP/HTTP address; None: no HTTP (the CLI defaults to 4318)
-    max_message_mb: int = Field(default=16, ge=1, le=2047)
-    max_inflight_mb: int = Field(default=64, ge=1, le=65536)  # request bodies held at once
+    db: Annotated[Path, Cli(env="AGENTTOP_DB", metavar="FILE",
+                            show_default="a file in the user data directory")] = Field(
+        default_factory=default_db_path,
+        description="SQLite database file (env AGENTTOP_DB).")
+    grpc: Annotated[str, Cli(metavar="HOST:PORT")] = Field(
+        DEFAULT_GRPC,
+        description="Where to listen for OTLP/gRPC and the standard gRPC health service "
+        "(which needs no token). Port 0 picks a free port.")
+    http: Annotated[str | None, Cli(metavar="HOST:PORT|off", to_text=lambda v: v or "off")] = (
+        Field(DEFAULT_HTTP,
+              description="Where to listen for OTLP/HTTP (POST /v1/traces, /v1/metrics, "
+              "/v1/logs; protobuf or JSON, gzip or not) and the probes GET /healthz (up) and "
+              "/readyz (taking data); 'off': no HTTP."))
+    max_message_mb: Annotated[int, Cli(metavar="MB")] = Field(
+        16, ge=1, le=2047,
+        description="Largest request accepted, in MiB, and the most a gzip body may inflate "
+        "to; larger ones get RESOURCE_EXHAUSTED (HTTP 413).")
+    max_inflight_mb: Annotated[int, Cli(metavar="MB")] = Field(
+        64, ge=1, le=65536,
+        description="Request bodies held in memory at once, in MiB, over all calls being "
+        "read, decoded or written (a call counts as --max-message-mb until its body is read). "
+        "Calls past it wait up to a second, then are told UNAVAILABLE and retry.")
     # 20,000: as many as one writer transaction takes (Writer's max_group), ~1.6 KB each
     # with the request body it came in; under overload 50,000 held ~40 MB more and wrote
     # no faster (benchmarks/soak.py).
-    queue_spans: int = Field(default=20_000, ge=1)
-    sync: Literal["full", "normal"] = "full"
-    decoders: int | None = Field(default=None, ge=1, le=64)  # None: by the number of cores
-    keep_pii: bool = False  # store values as received instead of redacting PII
-    max_value_kb: int = Field(default=64, ge=1, le=1024 * 1024)  # longer strings: truncated
-    rules: Path | None = None  # alert rules file; None: the shipped defaults
-    alert_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    queue_spans: Annotated[int, Cli(metavar="N")] = Field(
+        20_000, ge=1, le=10_000_000,
+        description="Items (spans, points, log records) accepted but not yet committed; "
+        "past it, exporters are told UNAVAILABLE (HTTP 503) and retry.")
+    sync: Literal["full", "normal"] = Field(
+        "full", description="SQLite synchronous mode: 'full' survives power loss, 'normal' "
+        "only process crashes.")
+    decoders: Annotated[int | None, Cli(metavar="N", show_default="by the number of CPU cores")
+                        ] = Field(None, ge=1, le=64,
+                                  description="Worker processes that decode requests.")
+    keep_pii: bool = Field(
+        False, description="Store attribute values and log bodies as received. By default "
+        "PII found in them (SSNs, card numbers, e-mail addresses, phone numbers, IPs, API "
+        "keys) is replaced by a token such as [SSN] before anything is written.")
+    max_value_kb: Annotated[int, Cli(metavar="KB")] = Field(
+        64, ge=1, le=1024 * 1024,
+        description="Longest string value stored, in KiB (attributes, log bodies): longer "
+        "ones are cut and end in a marker such as …[truncated 1,234 bytes], before PII "
+        "scanning.")
     # Retention (agenttop/store/retention.py): keep data this many seconds (None: forever),
     # and keep the file with its WAL under this many MB of 10^6 bytes (None: no limit).
-    retention_s: int | None = Field(default=7 * 86400, ge=1)
-    max_db_mb: int | None = Field(default=None, ge=1, le=10**9)
+    retention_s: Annotated[int | None, Cli(
+        flag="--retention", metavar="AGE", show_default="7d", show_bounds=False,
+        to_text=lambda v: "off" if v is None else format_duration(v))] = Field(
+        7 * 86400, ge=1,
+        description="Keep data this long: 12h, 7d, 30d... Whole traces go once they ended "
+        "(and arrived) longer ago, with their logs and findings, and so do older logs, metric "
+        "points, rollups, resolved alerts and audit rows; 'off' or 0 keeps everything.")
+    max_db_mb: Annotated[int | None, Cli(metavar="MB", show_default="0", show_bounds=False,
+                                         to_text=lambda v: str(v or 0))] = Field(
+        None, ge=1, le=10**9,
+        description="Keep the database file, with its write-ahead log, under about this many "
+        "MB (1 MB = 1,000,000 bytes): once the data passes 7/8 of it, the oldest traces, logs "
+        "and points are pruned and the space is given back to the file system. 0: no limit.")
+    rules: Annotated[Path | None, Cli(metavar="FILE", exists=True)] = Field(
+        None, description="Alert rules (TOML). Default: the shipped rules: prompt failures "
+        "> 5 %, tool errors > 2 %, any memory or auth failure, runtime p99 > 5 s, "
+        "output_quality_score < 0.9.")
+    on_alert: Annotated[str | None, Cli(metavar="COMMAND")] = Field(
+        None, description="Run COMMAND whenever an alert fires or resolves, with the alert "
+        "as JSON on its standard input (no shell; at most 10 s each).")
+    alert_interval_s: Annotated[float, Cli(flag="--alert-interval", metavar="SECONDS")] = (
+        Field(5.0, ge=0.1, le=3600, description="Seconds between alert evaluations."))
     # Security (agenttop/otlp/receiver.py): a bearer token every call must carry, and TLS.
-    token: SecretStr | None = None  # SecretStr: never shown by repr() or in errors
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None  # set: clients must present a certificate it signed
+    token: Annotated[SecretStr | None, Cli(env="AGENTTOP_TOKEN", metavar="TOKEN",
+                                           secret=True)] = Field(
+        None, description="Require 'authorization: Bearer TOKEN' (gRPC metadata, HTTP header) "
+        "on every OTLP call; others get UNAUTHENTICATED (HTTP 401). Health checks need none "
+        "(env AGENTTOP_TOKEN, which other users cannot see in `ps`).")
+    insecure: bool = Field(
+        False, description="Allow listening on a non-loopback address without --token.")
+    tls_cert: Annotated[Path | None, Cli(metavar="FILE")] = Field(
+        None, description="Serve TLS (gRPC) and HTTPS (HTTP) with this PEM certificate "
+        "(chain); needs --tls-key.")
+    tls_key: Annotated[Path | None, Cli(metavar="FILE")] = Field(
+        None, description="The PEM private key of --tls-cert.")
+    tls_client_ca: Annotated[Path | None, Cli(metavar="FILE")] = Field(
+        None, description="Mutual TLS: clients must present a certificate signed by a CA in "
+        "this PEM file.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="'json': start lines, alert transitions and warnings as JSON "
+        "lines on stderr, for log shippers.")
     # Forwarding (agenttop/otlp/forward.py): the upstream URL, 'name: value' headers sent
     # with every forwarded call (values may be secrets), and the queue bound.
-    forward: str | None = None
-    forward_header: tuple[SecretStr, ...] = ()
-    forward_queue_mb: int = Field(default=64, ge=1, le=65536)
-    prometheus: str | None = None  # HOST:PORT to serve /metrics on (agenttop/prometheus.py)
+    forward: Annotated[str | None, Cli(metavar="URL")] = Field(
+        None, description="Send everything received on to an upstream OTLP collector or "
+        "backend (Jaeger, Tempo, Phoenix, another agenttop): grpc://HOST:PORT or "
+        "grpcs://HOST:PORT for OTLP/gRPC (port 4317 / 443 by default), "
+        "http://HOST:PORT[/PREFIX] or https://... for OTLP/HTTP protobuf (POST "
+        "PREFIX/v1/traces, /v1/metrics, /v1/logs). Requests are forwarded once stored, as the "
+        "client sent them: agenttop redacts PII in what it stores, not in what it forwards. "
+        "An unreachable upstream never slows ingest: requests wait in memory "
+        "(--forward-queue-mb) and are retried with backoff; answers such as 400 or "
+        "INVALID_ARGUMENT count them as failed.")
+    forward_header: Annotated[tuple[SecretStr, ...], Cli(
+        metavar="'NAME: VALUE'", env=FORWARD_HEADERS_ENV, secret=True)] = Field(
+        (), description="Send this header (gRPC metadata) with every forwarded call, e.g. "
+        "'authorization: Bearer TOKEN' for the upstream (--token is for incoming calls only). "
+        f"Repeatable; env {FORWARD_HEADERS_ENV}, one header a line, keeps values out of `ps`.")
+    forward_queue_mb: Annotated[int, Cli(metavar="MB")] = Field(
+        64, ge=1, le=65536,
+        description="Memory for requests waiting to be forwarded, in MiB; when it is full the "
+        "oldest are dropped (and counted).")
+    prometheus: Annotated[str | None, Cli(metavar="HOST:PORT")] = Field(
+        None, description="Serve Prometheus metrics at http://HOST:PORT/metrics (off by "
+        "default; 9464 is the usual port): per layer, spans, failures, failure ratio and "
+        "latency quantiles over 1m, 5m and 15m (a window label); firing alerts; ingest and "
+        "forwarding counters. With --token, scrapes need 'Authorization: Bearer TOKEN'; with "
+        "--tls-cert it is HTTPS. Like the OTLP ports, a non-loopback address needs --token or "
+        "--insecure.")
+
+    @field_validator("http", mode="before")
+    @classmethod
+    def _http_off(cls, value: object) -> object:
+        return _off_or(value)
+
+    @field_validator("retention_s", mode="before")
+    @classmethod
+    def _retention_text(cls, value: object) -> object:
+        return parse_retention(value) if isinstance(value, str) else (value or None)
+
+    @field_validator("max_db_mb", mode="before")
+    @classmethod
+    def _no_db_limit(cls, value: object) -> object:
+        return None if value in (0, "0") else value
+
+    @field_validator("on_alert")
+    @classmethod
+    def _command(cls, value: str | None) -> str | None:
+        if value is not None and not shlex.split(value):  # bad quoting: ValueError too
+            raise ValueError("the alert command is empty")
+        return value
 
     @field_validator("token")
     @classmethod
@@ -232,3 +373,40 @@ class ServeSettings(BaseModel):
     @property
     def max_inflight_bytes(self) -> int:
         return self.max_inflight_mb * 1024 * 1024
+
+
+# ``agenttop run`` takes every option of ``serve`` and passes it on to its ``serve`` child,
+# except these (option field -> why not).
+RUN_DOES_NOT_PASS = {
+    "log_format": "run reads its serve's log (beside the database) as text lines: its "
+                  "readiness and its last error",
+}
+
+
+class UiSettings(BaseModel):
+    """What ``agenttop ui`` needs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    db: Annotated[Path, Cli(env="AGENTTOP_DB", metavar="FILE",
+                            show_default="a file in the user data directory")] = Field(
+        default_factory=default_db_path, description="SQLite database file (env AGENTTOP_DB).")
+    rules: Annotated[Path | None, Cli(metavar="FILE", exists=True)] = Field(
+        None, description=ServeSettings.model_fields["rules"].description)
+
+
+class CheckSettings(UiSettings):
+    """What ``agenttop check`` needs."""
+
+    window_s: Annotated[int, Cli(flag="--window", metavar="AGE", show_default="15m",
+                                 show_bounds=False,
+                                 to_text=format_duration)] = Field(
+        900, ge=1, description="How far back to look: 90s, 15m, 2h, 7d... The window ends at "
+        "the newest data in the file, so a gate run after a test run sees that run.")
+    output: Annotated[Literal["table", "json"], Cli(flag="--format")] = Field(
+        "table", description="'table' for people, 'json' for scripts.")
+
+    @field_validator("window_s", mode="before")
+    @classmethod
+    def _window_text(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value

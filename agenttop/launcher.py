@@ -85,8 +85,9 @@ class Children:
         self.procs.append(proc)
         return proc
 
-    def start_serve(self, db: Path, grpc: str, extra: Sequence[str] = ()) -> subprocess.Popen:
-        """Start ``serve`` and wait until it listens; LaunchError with its reason if not.
+    def start_serve(self, args: Sequence[str], grpc: str) -> subprocess.Popen:
+        """Start ``serve`` with ``args`` (its options, listening for OTLP/gRPC on ``grpc``)
+        and wait until it listens; LaunchError with its reason if not.
 
         Readiness is serve's own line in its log, not a successful connect: another
         program already listening on the port would answer a connect too.
@@ -94,7 +95,7 @@ class Children:
         if parse_address(grpc)[1] == 0:
             raise LaunchError("agenttop run needs a fixed --grpc port for the exporters")
         offset = self.log.stat().st_size if self.log.exists() else 0
-        proc = self.start(["serve", "--db", str(db), "--grpc", grpc, *extra])
+        proc = self.start(["serve", *args])
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             exited = proc.poll() is not None

@@ -33,9 +33,8 @@ from agenttop.config import format_address, format_duration, parse_address
 from agenttop.otlp.forward import Forwarder
 from agenttop.otlp.receiver import BearerToken, BindError, Receiver
 from agenttop.store import StoreError, open_reader
-from agenttop.store.writer import Writer
 from agenttop.store.alerts import load_firing
-
+from agenttop.store.writer import Writer
 
 
 class LiveParts(Protocol):

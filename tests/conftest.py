@@ -52,6 +52,12 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "agenttop.db"
 
 
+def serve_settings(db: Path, **settings: object) -> ServeSettings:
+    """Settings for a receiver under test: a free gRPC port, one decoder, no HTTP."""
+    return ServeSettings(**{"db": db, "grpc": "127.0.0.1:0", "decoders": 1, "http": None,
+                            **settings})
+
+
 @pytest.fixture
 def make_server(db_path: Path) -> Iterator:
     """Start a receiver with the given settings; stopped (and flushed) at the end of the test."""
@@ -61,6 +67,7 @@ def make_server(db_path: Path) -> Iterator:
         settings.setdefault("db", db_path)
         settings.setdefault("grpc", "127.0.0.1:0")
         settings.setdefault("decoders", 1)
+        settings.setdefault("http", None)
         background = BackgroundService(ServeSettings(**settings))
         service = background.__enter__()
         started.append(background)

@@ -13,9 +13,8 @@ from opentelemetry.sdk.resources import Resource
 
 from agenttop.analysis.hooks import AlertCommand
 from agenttop.analysis.rules import parse_rules
-from agenttop.config import ServeSettings
 from agenttop.serve import BackgroundService
-from tests.conftest import read_db
+from tests.conftest import read_db, serve_settings
 
 RULES = parse_rules('''
 [[rule]]
@@ -55,7 +54,7 @@ def test_alert_fires_resolves_and_runs_the_command(db_path, tmp_path):
     out = tmp_path / "alerts.jsonl"
     script = f"import sys; open({str(out)!r}, 'a').write(sys.stdin.read() + '\\n')"
     command = AlertCommand(f"{sys.executable} -c \"{script}\"")
-    settings = ServeSettings(db=db_path, grpc="127.0.0.1:0", decoders=1, alert_interval_s=0.2)
+    settings = serve_settings(db_path, alert_interval_s=0.2)
     with BackgroundService(settings, RULES, command) as service:
         send_quality(service.grpc_port, 0.5)
         wait_for(lambda: len(alerts(db_path)) == 1)
@@ -75,7 +74,7 @@ def test_alert_fires_resolves_and_runs_the_command(db_path, tmp_path):
 
 
 def test_firing_alert_survives_a_restart_without_a_second_episode(db_path):
-    settings = ServeSettings(db=db_path, grpc="127.0.0.1:0", decoders=1, alert_interval_s=0.2)
+    settings = serve_settings(db_path, alert_interval_s=0.2)
     with BackgroundService(settings, RULES) as service:
         send_quality(service.grpc_port, 0.4)
         wait_for(lambda: len(alerts(db_path)) == 1)

@@ -8,13 +8,13 @@ import sys
 
 from opentelemetry.trace import Status, StatusCode
 
-from agenttop.config import ServeSettings
 from agenttop.serve import BackgroundService
+from tests.conftest import serve_settings
 from tests.test_sdk_ingest import tracer_provider
 
 
 def fill(db_path, auth_failures: int) -> None:
-    with BackgroundService(ServeSettings(db=db_path, grpc="127.0.0.1:0", decoders=1)) as service:
+    with BackgroundService(serve_settings(db_path)) as service:
         provider = tracer_provider(service)
         tracer = provider.get_tracer("agent")
         for i in range(30):

@@ -16,11 +16,10 @@ from dataclasses import astuple
 import pytest
 
 from agenttop.analysis.layers import classify
-from agenttop.config import ServeSettings
 from agenttop.demo import DemoSettings, DemoStats, run_demo
 from agenttop.demo.scenario import BILLING, RESEARCH, SUPPORT, Scenario, SpanPlan
 from agenttop.serve import BackgroundService
-from tests.conftest import read_db
+from tests.conftest import read_db, serve_settings
 
 RATE, DURATION = 20.0, 3.0
 LAYERS = {"prompt", "tool", "memory", "runtime", "auth"}
@@ -50,7 +49,7 @@ def _classify(span: SpanPlan, is_root: bool) -> tuple[str, str | None]:
 
 def test_demo_lights_up_every_panel(tmp_path, capsys):
     db = tmp_path / "agenttop.db"
-    with BackgroundService(ServeSettings(db=db, grpc="127.0.0.1:0", decoders=1)) as service:
+    with BackgroundService(serve_settings(db)) as service:
         stats = run_demo(DemoSettings(endpoint=f"127.0.0.1:{service.grpc_port}", rate=RATE,
                                       duration_s=DURATION, seed=1))
     # Read once the receiver has stopped: two SQLite libraries (apsw's and Python's)

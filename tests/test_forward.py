@@ -38,7 +38,7 @@ from agenttop.otlp.grpc_server import retry_status
 from agenttop.otlp.otlp_json import to_json
 from agenttop.serve import BackgroundService
 from agenttop.store.status import read_status
-from tests.conftest import read_db
+from tests.conftest import read_db, serve_settings
 from tests.test_bad_input import span, traces_request
 from tests.test_process import free_port
 from tests.test_run_e2e import Terminal
@@ -134,7 +134,7 @@ def test_b_holds_exactly_what_a_received(make_server, tmp_path):
 
 def test_upstream_down_then_back_catches_up(make_server, tmp_path):
     port = free_port()
-    b_settings = ServeSettings(db=tmp_path / "b.db", grpc=f"127.0.0.1:{port}", decoders=1)
+    b_settings = serve_settings(tmp_path / "b.db", grpc=f"127.0.0.1:{port}")
     a = make_server(db=tmp_path / "a.db", forward=f"grpc://127.0.0.1:{port}")
     with BackgroundService(b_settings):
         send_spans(a.grpc_port, ["before-1", "before-2"])
@@ -176,9 +176,8 @@ def test_refusal_counts_as_failed_and_headers_authenticate(make_server, tmp_path
 
 def test_status_row_reports_forwarding(make_server, tmp_path):
     b = make_server(db=tmp_path / "b.db")
-    background = BackgroundService(ServeSettings(
-        db=tmp_path / "a.db", grpc="127.0.0.1:0", decoders=1,
-        forward=f"grpc://127.0.0.1:{b.grpc_port}"))
+    background = BackgroundService(serve_settings(
+        tmp_path / "a.db", forward=f"grpc://127.0.0.1:{b.grpc_port}"))
     with background as a:
         send_spans(a.grpc_port, ["one"])
         wait_for(lambda: a.forwarder.sent == 2, "the spans at B")

@@ -29,13 +29,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from agenttop.config import ServeSettings
 from agenttop.otlp.decode import decode
 from agenttop.serve import BackgroundService
 from agenttop.store.queries import SpanNode
 from agenttop.store.rows import Batch
 from agenttop.tui.trace_model import TOP, build_model
-from tests.conftest import read_db
+from tests.conftest import read_db, serve_settings
 from tests.test_bad_input import LOGS, TRACES, span, traces_request
 
 FAST = settings(max_examples=200, deadline=timedelta(seconds=2),
@@ -142,8 +141,7 @@ def test_seeds_decode(signal):
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory) -> Iterator[tuple]:
     db = tmp_path_factory.mktemp("fuzz") / "agenttop.db"
-    background = BackgroundService(ServeSettings(db=db, grpc="127.0.0.1:0", decoders=1,
-                                                 max_value_kb=4))
+    background = BackgroundService(serve_settings(db, max_value_kb=4))
     service = background.__enter__()
     channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
     try:

@@ -10,9 +10,8 @@ from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
-from agenttop.config import ServeSettings
 from agenttop.serve import BackgroundService
-from tests.conftest import read_db
+from tests.conftest import read_db, serve_settings
 from tests.test_sdk_ingest import RESOURCE, endpoint, tracer_provider
 
 SSN = "219-09-9999"
@@ -88,7 +87,7 @@ def test_raw_pii_never_reaches_the_file_or_wal(make_server, db_path):
 
 
 def test_no_raw_pii_after_checkpoint(db_path):
-    with BackgroundService(ServeSettings(db=db_path, grpc="127.0.0.1:0", decoders=1)) as service:
+    with BackgroundService(serve_settings(db_path)) as service:
         send(service)
     # A clean stop checkpoints the WAL into the main file.
     content = file_bytes(db_path)

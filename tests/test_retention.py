@@ -19,12 +19,13 @@ from agenttop.otlp.decode import decode
 from agenttop.serve import BackgroundService
 from agenttop.store import open_writer
 from agenttop.store import retention as retention_module
+from agenttop.store.audit import record_refused
 from agenttop.store.db import migrate, scalar
 from agenttop.store.retention import Retention, file_bytes, page_sizes, prepare, prune_by_age
 from agenttop.store.rows import MINUTE_NS
 from agenttop.store.status import read_status
 from agenttop.store.writer import Writer
-from tests.conftest import read_db
+from tests.conftest import read_db, serve_settings
 from tests.tui.fixtures import (
     NOW,
     alert_transition,
@@ -127,7 +128,7 @@ def test_age_prunes_whole_old_traces_their_logs_findings_and_older_rows(store, d
             alert_transition("memory-failures", "resolved", started_ns=NOW - 3 * DAY,
                              at_ns=NOW - 2 * DAY, value=0.0, message="m")])
         for at in (NOW - 8 * DAY, new):
-            conn.execute(audit.INSERT, (at, "ipv4:10.0.0.7", "traces", audit.WRONG_TOKEN, 1))
+            record_refused(conn, [(at, "ipv4:10.0.0.7", "traces", audit.WRONG_TOKEN, 1)])
 
     store.writer.call(alerts_and_audit).result(10)
 
@@ -263,7 +264,7 @@ def test_a_large_older_file_is_left_with_one_line_saying_how(tmp_path, monkeypat
 def test_the_receiver_reports_retention_and_converts_at_start(tmp_path):
     db = tmp_path / "a.db"
     old_style_file(db).close()
-    settings = ServeSettings(db=db, grpc="127.0.0.1:0", decoders=1, retention_s=3 * 86400,
+    settings = serve_settings(db, retention_s=3 * 86400,
                              max_db_mb=50)
     with BackgroundService(settings) as service:
         assert service.retention_note.startswith("converted ")
@@ -280,7 +281,7 @@ def test_cli_retention_options(tmp_path):
     runner = CliRunner()
     help_text = runner.invoke(main, ["serve", "--help"]).output
     for words in ("--retention AGE", "[default: 7d]", "'off' or 0 keeps everything",
-                  "--max-db-mb MB", "0: no limit. [default: 0; x>=0]"):
+                  "--max-db-mb MB", "0: no limit. [default: 0]"):
         assert words in " ".join(help_text.split()), words
     bad = runner.invoke(main, ["serve", "--db", str(tmp_path / "a.db"), "--retention", "7x"])
     assert bad.exit_code == 2

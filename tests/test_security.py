@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from agenttop.config import ServeSettings
 from agenttop.otlp import audit
 from agenttop.serve import BackgroundService
-from tests.conftest import read_db
+from tests.conftest import read_db, serve_settings
 from tests.test_bad_input import TRACES, span, traces_request
 from tests.test_process import free_port, run_cli, wait_listening
 
@@ -241,7 +241,7 @@ def test_non_loopback_starts_with_insecure_or_a_token(tmp_path, how):
 
 def test_refusals_are_audited_coalesced_and_never_hold_the_token(tmp_path):
     db = tmp_path / "audit.db"
-    settings = ServeSettings(db=db, grpc="127.0.0.1:0", decoders=1, token=TOKEN,
+    settings = serve_settings(db, token=TOKEN,
                              max_message_mb=1)
     with BackgroundService(settings) as service:
         port = service.grpc_port

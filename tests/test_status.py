@@ -1,13 +1,12 @@
 """The receiver's heartbeat row: readers can tell running, stopped and gone apart."""
 
-from agenttop.config import ServeSettings
 from agenttop.serve import BackgroundService
 from agenttop.store.status import STALE_AFTER_S, ReceiverStatus, read_status
-from tests.conftest import read_db
+from tests.conftest import read_db, serve_settings
 
 
 def test_heartbeat_says_running_then_stopped(db_path):
-    with BackgroundService(ServeSettings(db=db_path, grpc="127.0.0.1:0", decoders=1)) as svc:
+    with BackgroundService(serve_settings(db_path)) as svc:
         status = read_status(read_db(db_path))
         assert status is not None and status.stopped_ns is None
         assert status.state(status.heartbeat_ns) == "running"

@@ -33,6 +33,7 @@ from agenttop.otlp import audit
 from agenttop.otlp.decode import decode
 from agenttop.store import open_writer
 from agenttop.store.alerts import AlertKey
+from agenttop.store.audit import record_refused
 from agenttop.store.status import write_heartbeat
 from agenttop.store.writer import Writer
 
@@ -286,8 +287,8 @@ def receiver_row(path: Path, now_ns: int = NOW) -> None:
 
     def rows(conn) -> None:
         write_heartbeat(conn, started_ns=now_ns - 20 * MINUTE_NS, now_ns=now_ns, status=status)
-        conn.executemany(audit.INSERT, [(now_ns - ago * 10**9, peer, signal, reason, n)
-                                        for ago, peer, signal, reason, n in refused])
+        record_refused(conn, [(now_ns - ago * 10**9, peer, signal, reason, n)
+                              for ago, peer, signal, reason, n in refused])
 
     through_writer(path, rows)
 

@@ -23,10 +23,10 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from agenttop.config import ServeSettings
 from agenttop.launcher import exit_reason
 from agenttop.otlp import audit
 from agenttop.serve import BackgroundService
+from agenttop.store.audit import record_refused
 from agenttop.store.status import STALE_AFTER_S, ReceiverStatus, write_heartbeat
 from agenttop.tui.app import make_app
 from agenttop.tui.receiver import (
@@ -42,6 +42,7 @@ from agenttop.tui.screens.traces import TracesScreen
 from agenttop.tui.widgets.banner import Banner
 from agenttop.tui.widgets.receiver_line import ReceiverLine
 from agenttop.tui.widgets.trace_table import TraceTable
+from tests.conftest import serve_settings
 from tests.test_process import free_port, start_serve, wait_listening
 from tests.test_run_e2e import Terminal
 from tests.test_security import refusal, sdk_export
@@ -128,7 +129,7 @@ def test_exit_reason_of_a_child():
 # --- a real receiver -------------------------------------------------------------------------
 
 async def test_running_on_every_screen_then_stopped_with_a_toast(db_path):
-    background = BackgroundService(ServeSettings(db=db_path, grpc="127.0.0.1:0", decoders=1))
+    background = BackgroundService(serve_settings(db_path))
     service = background.__enter__()
     stopped = False
     try:
@@ -161,7 +162,7 @@ async def test_running_on_every_screen_then_stopped_with_a_toast(db_path):
 
 
 async def test_stale_heartbeat_is_not_responding_and_a_new_receiver_is_back(db_path):
-    first = BackgroundService(ServeSettings(db=db_path, grpc="127.0.0.1:0", decoders=1))
+    first = BackgroundService(serve_settings(db_path))
     first.__enter__()
     app = make_app(db_path, refresh_s=60)  # refreshes only when asked
     async with app.run_test(size=SIZE) as pilot:
@@ -179,7 +180,7 @@ async def test_stale_heartbeat_is_not_responding_and_a_new_receiver_is_back(db_p
         assert "receiver not responding since" in app.sub_title
         assert ("Receiver not responding", app.receiver.problem) in toasts(app)
 
-        second = BackgroundService(ServeSettings(db=db_path, grpc="127.0.0.1:0", decoders=1))
+        second = BackgroundService(serve_settings(db_path))
         service = await asyncio.to_thread(second.__enter__)
         try:
             await refreshed(pilot)
@@ -274,7 +275,7 @@ async def test_a_locked_file_is_said_and_nothing_freezes(demo_db):
 # --- refused calls and forwarding --------------------------------------------------------------
 
 async def test_refused_calls_from_a_client_without_the_token(db_path):
-    settings = ServeSettings(db=db_path, grpc="127.0.0.1:0", decoders=1, token="s3cret-t0ken")
+    settings = serve_settings(db_path, token="s3cret-t0ken")
     with BackgroundService(settings) as service:
         endpoint = f"127.0.0.1:{service.grpc_port}"
         for name in ("no-token-1", "no-token-2"):
@@ -325,8 +326,7 @@ async def test_forwarding_http_and_peers_render_literally(tmp_path):
 
     def setup(conn: apsw.Connection) -> None:
         write_heartbeat(conn, started_ns=NOW - 60 * S, now_ns=NOW, status=status)
-        conn.execute(audit.INSERT, (NOW - 5 * S, f"ipv4:{HOSTILE}", "traces", audit.WRONG_TOKEN,
-                                    7))
+        record_refused(conn, [(NOW - 5 * S, f"ipv4:{HOSTILE}", "traces", audit.WRONG_TOKEN, 7)])
 
     through_writer(db, setup)
     app = make_app(db, refresh_s=60, clock=frozen_clock)
@@ -347,7 +347,7 @@ async def test_forwarding_http_and_peers_render_literally(tmp_path):
 
 
 async def test_run_child_exit_is_said_like_any_other_receiver_exit(db_path):
-    with BackgroundService(ServeSettings(db=db_path, grpc="127.0.0.1:0", decoders=1)):
+    with BackgroundService(serve_settings(db_path)):
         exited: list[str | None] = [None]
         app = make_app(db_path, refresh_s=60, health_check=lambda: exited[0])
         async with app.run_test(size=SIZE) as pilot:

@@ -3,16 +3,15 @@ how long it keeps data, as the running receiver reports them in its heartbeat ro
 
 from __future__ import annotations
 
-from agenttop.config import ServeSettings
 from agenttop.serve import BackgroundService
 from agenttop.tui.app import make_app
 from agenttop.tui.widgets.cards import retention_lines
+from tests.conftest import serve_settings
 from tests.tui.conftest import SIZE, refreshed, rendered
 
 
 async def test_the_ingest_card_shows_the_limit_and_the_retention(db_path):
-    settings = ServeSettings(db=db_path, grpc="127.0.0.1:0", decoders=1,
-                             retention_s=3 * 86400, max_db_mb=50)
+    settings = serve_settings(db_path, retention_s=3 * 86400, max_db_mb=50)
     with BackgroundService(settings):
         app = make_app(db_path, refresh_s=60)
         async with app.run_test(size=SIZE) as pilot:
