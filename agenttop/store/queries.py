@@ -413,6 +413,15 @@ class FindingListRow:
     time_ns: int
 
 
+def count_matching_findings(conn: apsw.Connection, f: FindingFilter | None = None, *,
+                            cap: int = 10_000) -> int:
+    """How many findings match, counting no further than ``cap``."""
+    where, bindings = _finding_where(f or FindingFilter())
+    bindings["cap"] = cap
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM findings WHERE {where} LIMIT :cap)"
+    return int(scalar(conn, sql, bindings) or 0)  # type: ignore[arg-type]
+
+
 def list_findings(conn: apsw.Connection, f: FindingFilter | None = None, *,
                   limit: int = 200) -> list[FindingListRow]:
     """Findings newest first (through ``findings_time``), at most ``limit``."""

@@ -51,7 +51,7 @@ from agenttop.tui.receiver import ReceiverView, change_notice, receiver_view
 from agenttop.tui.screens.alerts import AlertsScreen, AlertTable
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.screens.dashboard import DashboardScreen
-from agenttop.tui.screens.help import HelpScreen
+from agenttop.tui.screens.help import HelpScreen, bindings_by_id
 from agenttop.tui.screens.logs import LogsScreen, LogTable
 from agenttop.tui.screens.metrics import MetricsScreen, MetricTable
 from agenttop.tui.screens.scorecard import ScorecardScreen
@@ -390,25 +390,25 @@ class AgentTopApp(App[None]):
             screen.set_filter(query, since_ns=since_ns, until_ns=until_ns)
 
     def help_sections(self) -> list[tuple[str, list[Binding]]]:
-        """Every binding with a description, grouped by where it applies."""
-
-        def bindings(*sources: Iterable[BindingType]) -> list[Binding]:
-            out = []
-            for source in sources:
-                out += [b for b in source if isinstance(b, Binding)]
-            return out
-
-        return [
-            ("Everywhere", bindings(self.BINDINGS)),
-            ("Dashboard", bindings(DashboardScreen.BINDINGS)),
-            ("Traces", bindings(TraceTable.BINDINGS[:1], TracesScreen.BINDINGS)),
-            ("Trace", bindings(TraceScreen.BINDINGS, SpanTree.BINDINGS[:1])),
-            ("Alerts", bindings(AlertTable.BINDINGS[:1])),
-            ("Security", bindings(FindingTable.BINDINGS[:1], SecurityScreen.BINDINGS)),
-            ("Metrics", bindings(MetricsScreen.BINDINGS, MetricTable.BINDINGS[:1])),
-            ("Logs", bindings(LogsScreen.BINDINGS, LogTable.BINDINGS[:1])),
-            ("Lists and trees", bindings(TraceTable.BINDINGS[1:], SpanTree.BINDINGS[1:3])),
+        """Every binding with a description, grouped by where it applies: each screen's
+        own (with its list's or tree's), the app's everywhere, and the movement keys
+        lists and trees share (ids ``nav.*``)."""
+        places: list[tuple[str, tuple[type, ...]]] = [
+            ("Dashboard", (DashboardScreen,)), ("Traces", (TracesScreen, TraceTable)),
+            ("Trace", (TraceScreen, SpanTree)), ("Alerts", (AlertsScreen, AlertTable)),
+            ("Security", (SecurityScreen, FindingTable)),
+            ("Metrics", (MetricsScreen, MetricTable)), ("Logs", (LogsScreen, LogTable)),
         ]
+        everywhere = bindings_by_id(type(self))
+        shared = {i: b for cls in (TraceTable, SpanTree)
+                  for i, b in bindings_by_id(cls).items() if i.startswith("nav.")}
+        sections = [("Everywhere", list(everywhere.values()))]
+        for title, classes in places:
+            own = {i: b for cls in classes for i, b in bindings_by_id(cls).items()
+                   if i not in everywhere and i not in shared}
+            sections.append((title, list(own.values())))
+        sections.append(("Lists and trees", list(shared.values())))
+        return sections
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -417,13 +417,6 @@ class AgentTopApp(App[None]):
                                 lambda mode=mode: self.switch_mode(mode))
         yield SystemCommand("Pause / resume live updates", "Freeze the view (space)",
                             self.action_toggle_pause)
-        if isinstance(screen, TracesScreen):
-            yield SystemCommand("Follow newest trace", "Keep the cursor on the newest (f)",
-                                screen.action_toggle_follow)
-            yield SystemCommand("Filter traces", "Open the filter (/)", screen.action_filter)
-        if isinstance(screen, DashboardScreen):
-            yield SystemCommand("Cycle health window", "1m, 5m, 15m (w)",
-                                screen.action_cycle_window)
         yield SystemCommand("Readiness scorecard", "Production readiness from what was "
                             "observed (r)", self.action_scorecard)
         yield SystemCommand("Key bindings", "Show every key (?)", self.action_help)

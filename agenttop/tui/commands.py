@@ -1,10 +1,10 @@
 """Command palette entries (``ctrl+p``) beyond the app's system commands.
 
 The system commands (``AgentTopApp.get_system_commands``) already offer every screen,
-pause/resume and the help. This provider adds "Jump to trace id…" (type or paste a trace
-id or a prefix of one: the trace opens, or a notice says there is none), the bell toggle
-when the app has one, and the actions of the screen the palette was opened on (window,
-severity, follow, filter on the metrics and logs screens).
+pause/resume and the help. ``AgentTopCommands`` (the app's) adds "Jump to trace id…" (type
+or paste a trace id or a prefix of one: the trace opens, or a notice says there is none)
+and the bell toggle; ``ScreenCommands`` (each live screen's ``COMMANDS``) offers the
+actions the screen declares in its ``palette()``.
 """
 
 from __future__ import annotations
@@ -81,8 +81,26 @@ def _jumped(app: AgentTopApp, wanted: str, ids: list[str]) -> None:
     app.open_trace(wanted if wanted in ids else ids[0])
 
 
-class AgentTopCommands(Provider):
-    """Jump to a trace, the bell, and the current screen's actions."""
+class _Commands(Provider):
+    """Entries from ``commands()``: (name, help, callback)."""
+
+    def commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        return []
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self.commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> AsyncIterator[Hit]:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self.commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, text=name, help=help_text)
+
+
+class AgentTopCommands(_Commands):
+    """Jump to a trace, and the bell."""
 
     @property
     def agenttop(self) -> AgentTopApp:
@@ -99,25 +117,7 @@ class AgentTopCommands(Provider):
         if toggle_bell is not None:
             out.append(("Toggle alert bell", "Ring the bell when alerts fire (b)",
                         toggle_bell))
-        from agenttop.tui.screens.logs import LogsScreen
-        from agenttop.tui.screens.metrics import MetricsScreen
-
-        screen = self.screen
-        if isinstance(screen, MetricsScreen):
-            out.append(("Cycle metrics window", "1m, 5m, 15m (w)", screen.action_cycle_window))
-        if isinstance(screen, LogsScreen):
-            out += [
-                ("Cycle log severity", "all, INFO+, WARN+, ERROR+ (v)",
-                 screen.action_cycle_severity),
-                ("Follow newest log", "Keep the cursor on the newest (f)",
-                 screen.action_toggle_follow),
-                ("Filter logs", "Open the filter (/)", screen.action_filter),
-            ]
         return out
-
-    async def discover(self) -> Hits:
-        for name, help_text, callback in self.commands():
-            yield DiscoveryHit(name, callback, help=help_text)
 
     async def search(self, query: str) -> AsyncIterator[Hit]:
         wanted = query.strip()
@@ -125,8 +125,14 @@ class AgentTopCommands(Provider):
             yield Hit(1.0, f"Jump to trace {wanted}",
                       partial(jump_to_trace, self.agenttop, wanted),
                       text=f"Jump to trace {wanted}", help="Open the trace with this id")
-        matcher = self.matcher(query)
-        for name, help_text, callback in self.commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, text=name, help=help_text)
+        async for hit in super().search(query):
+            yield hit
+
+
+class ScreenCommands(_Commands):
+    """The actions the screen the palette was opened on declares (its ``palette()``)."""
+
+    def commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        palette = getattr(self.screen, "palette", None)
+        return [(name, help_text, getattr(self.screen, f"action_{action}"))
+                for name, help_text, action in (palette() if palette else [])]

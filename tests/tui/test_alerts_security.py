@@ -62,8 +62,8 @@ async def test_alerts_screen_lists_firing_then_history(demo_db):
         for word in ("auth-failures", "FIRING", "tool-error-rate", "memory-failures",
                      "output-quality{servi", "resolved"):
             assert word in text, word
-        rows = [screen.episodes[k] for k in keys(screen.table)]
-        assert rows[0].state == "firing" and rows[0].key == "auth-failures"
+        rows = [screen.table.items[k] for k in keys(screen.table)]
+        assert rows[0].state == "firing" and str(rows[0].key) == "auth-failures"
         history = rows[1:]
         assert [a.state for a in history] == ["resolved"] * 3
         assert [a.started_ns for a in history] == sorted(
@@ -119,7 +119,7 @@ async def test_security_screen_lists_filters_and_opens_the_span(demo_db):
     app = app_for(demo_db)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_screen(pilot, "4", SecurityScreen)
-        rows = [screen.findings[k] for k in keys(screen.table)]
+        rows = [screen.table.items[k] for k in keys(screen.table)]
         assert len(rows) == 10
         assert [r.time_ns for r in rows] == sorted((r.time_ns for r in rows), reverse=True)
         text = screen_text(app)
@@ -129,7 +129,7 @@ async def test_security_screen_lists_filters_and_opens_the_span(demo_db):
         await pilot.press("slash")
         await pilot.press(*"pattern:email")
         await wait_for(pilot, lambda: screen.table.row_count == 4, what="filtered findings")
-        assert {screen.findings[k].pattern for k in keys(screen.table)} == {"email"}
+        assert {screen.table.items[k].pattern for k in keys(screen.table)} == {"email"}
         box = screen.query_one("#finding-filter", Input)
         box.value = "kind:injection direction:output"
         await wait_for(pilot, lambda: screen.table.row_count == 0, what="no output findings")
@@ -141,7 +141,7 @@ async def test_security_screen_lists_filters_and_opens_the_span(demo_db):
         box.value = "pattern:email"
         await wait_for(pilot, lambda: screen.table.row_count == 4, what="emails")
         screen.table.move_cursor(row=0)
-        finding = screen.findings[keys(screen.table)[0]]
+        finding = screen.table.items[keys(screen.table)[0]]
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="trace")
         trace = app.screen

@@ -12,7 +12,12 @@ from agenttop.otlp.decode import decode
 from agenttop.store import open_reader, open_writer
 from agenttop.store.writer import Writer
 from agenttop.tui.app import make_app
-from agenttop.tui.commands import AgentTopCommands, TraceIdPrompt, jump_to_trace
+from agenttop.tui.commands import (
+    AgentTopCommands,
+    ScreenCommands,
+    TraceIdPrompt,
+    jump_to_trace,
+)
 from agenttop.tui.screens.logs import LogsScreen, LogTable, log_messages
 from agenttop.tui.screens.metrics import MetricsScreen, MetricTable, read_metrics, value
 from agenttop.tui.screens.trace import TraceScreen
@@ -97,7 +102,7 @@ async def test_logs_newest_first_filters_and_messages(demo_db):
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_screen(pilot, "6", LogsScreen)
         table = screen.query_one(LogTable)
-        rows = [table.rows_by_key[k] for k in table.order]
+        rows = [table.items[k] for k in table.keys]
         assert len(rows) == 25
         times = [r.time_ns for r in rows]
         assert times == sorted(times, reverse=True)
@@ -108,23 +113,23 @@ async def test_logs_newest_first_filters_and_messages(demo_db):
 
         await pilot.press("v", "v")  # WARN+
         await refreshed(pilot)
-        assert {r.severity_number >= 13 for r in table.rows_by_key.values()} == {True}
-        assert len(table.order) == 6  # 3 rate limits, 2 auth errors, 1 disk warning
+        assert {r.severity_number >= 13 for r in table.items.values()} == {True}
+        assert len(table.keys) == 6  # 3 rate limits, 2 auth errors, 1 disk warning
         await pilot.press("v")  # ERROR+
         await refreshed(pilot)
-        assert len(table.order) == 2 and "invalid_token" in rendered(table)
+        assert len(table.keys) == 2 and "invalid_token" in rendered(table)
         await pilot.press("v")  # all again
         await refreshed(pilot)
-        assert len(table.order) == 25
+        assert len(table.keys) == 25
 
         await pilot.press("slash")
         await pilot.press(*"rate limited")
         await refreshed(pilot)
-        assert len(table.order) == 3
+        assert len(table.keys) == 3
         assert "1–3 of 3" in screen_text(app)
         await pilot.press("escape", "escape")
         await refreshed(pilot)
-        assert screen.query_one("#log-filter", Input).value == "" and len(table.order) == 25
+        assert screen.query_one("#log-filter", Input).value == "" and len(table.keys) == 25
 
 
 async def test_enter_on_a_log_opens_its_span(demo_db):
@@ -139,9 +144,9 @@ async def test_enter_on_a_log_opens_its_span(demo_db):
         assert isinstance(app.screen, LogsScreen)
         assert any("not linked" in str(n.message) for n in app._notifications)
 
-        index = next(i for i, k in enumerate(table.order)
-                     if table.rows_by_key[k].event_name == "gen_ai.choice")
-        row = table.rows_by_key[table.order[index]]
+        index = next(i for i, k in enumerate(table.keys)
+                     if table.items[k].event_name == "gen_ai.choice")
+        row = table.items[table.keys[index]]
         table.move_cursor(row=index)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="trace")
@@ -216,9 +221,10 @@ async def test_palette_offers_screen_actions(demo_db):
     app = app_for(demo_db)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_screen(pilot, "6", LogsScreen)
-        provider = AgentTopCommands(screen)
-        names = [name for name, _, _ in provider.commands()]
+        names = [name for name, _, _ in AgentTopCommands(screen).commands()]
+        names += [name for name, _, _ in ScreenCommands(screen).commands()]
         assert "Jump to trace id…" in names and "Cycle log severity" in names
+        assert "Filter logs" in names and "Follow newest" in names
         assert ("Toggle alert bell" in names) == hasattr(app, "action_toggle_bell")
         system = [c.title for c in app.get_system_commands(screen)]
         assert "Screen: Metrics" in system and "Screen: Logs" in system
@@ -231,12 +237,12 @@ async def test_new_logs_arrive_on_top_and_the_cursor_stays(demo_db):
         table = screen.query_one(LogTable)
         table.move_cursor(row=3)
         await pilot.pause()
-        selected = table.selected_row()
+        selected = table.selected_item()
         write(demo_db, ("logs", logs_request("late", [
             log_record("run-0", "chat gpt-4o", at_ns=NOW - 5 * 10**9, body="a new one")])))
         await refreshed(pilot)
-        assert table.rows_by_key[table.order[0]].body == "a new one"
+        assert table.items[table.keys[0]].body == "a new one"
         assert "a new one" in rendered(table).splitlines()[1]  # under the header
-        assert table.selected_row() == selected and table.cursor_row == 4
+        assert table.selected_item() == selected and table.cursor_row == 4
         await pilot.press("f")
         assert table.cursor_row == 0 and screen.follow

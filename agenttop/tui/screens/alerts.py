@@ -19,27 +19,27 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static
 
+from agenttop.config import format_duration
 from agenttop.store.alerts import AlertEpisode, alert_episodes
 from agenttop.tui import fmt
-from agenttop.tui.keys import VI_KEYS
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.screens.dashboard import _value
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
+from agenttop.tui.widgets.list_table import ListTable
 
 HISTORY = 200
-COLUMNS = (("state", "state", 10), ("alert", "alert", 24), ("subject", "on", 22),
-           ("value", "value vs limit", 16), ("started", "started", 17),
-           ("ended", "resolved", 8), ("duration", "for", 6), ("message", "message", None))
 
 
-class AlertTable(DataTable):
+class AlertTable(ListTable[AlertEpisode]):
     """Alert episodes, keyed by alert id."""
 
+    COLUMNS = (("state", "state", 10), ("alert", "alert", 24), ("subject", "on", 22),
+               ("value", "value vs limit", 16), ("started", "started", 17),
+               ("ended", "resolved", 8), ("duration", "for", 6), ("message", "message", None))
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Breaching traces", id="alerts.traces",
                 tooltip="The traces of the alert's layer or service in its window"),
-        *VI_KEYS,
     ]
 
 
@@ -70,8 +70,6 @@ class AlertsScreen(LiveScreen):
 
     def __init__(self) -> None:
         super().__init__(id="alerts-screen")
-        self.episodes: dict[str, AlertEpisode] = {}
-        self._shown: tuple | None = None
         self.now_ns = 0
 
     def compose(self) -> ComposeResult:
@@ -83,10 +81,7 @@ class AlertsScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.table
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
-        table.focus()
+        self.table.focus()
         self.query_one("#alerts-info", Static).update(Text("Alerts: loading…", end=""))
 
     @property
@@ -112,39 +107,25 @@ class AlertsScreen(LiveScreen):
             info.append(f" (newest {shown:,} shown)")
         info.append("   enter: the traces that breached")
         self.query_one("#alerts-info", Static).update(info)
-        rows = data.firing + data.resolved
-        state = (tuple(rows), data.now_ns if data.firing else 0)
-        if state == self._shown:
-            return
-        self._shown = state
-        table = self.table
-        selected = None
-        if table.row_count and 0 <= table.cursor_row < table.row_count:
-            selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
-        table.clear()
-        self.episodes = {}
-        for alert in rows:
-            key = str(alert.alert_id)
-            self.episodes[key] = alert
-            table.add_row(*self._cells(alert, data.now_ns), key=key)
-        if selected in self.episodes:
-            table.move_cursor(row=table.get_row_index(selected), scroll=False)
+        self.table.show_rows(data.firing + data.resolved, lambda alert: str(alert.alert_id),
+                             lambda alert: self._cells(alert, data.now_ns))
         self._show_detail()
 
     @on(DataTable.RowHighlighted, "#alerts-table")
     def _show_detail(self) -> None:
         """The highlighted alert's whole message, which its column can only begin."""
-        alert = self.selected()
+        alert = self.table.selected_item()
         detail = Text(end="")
         if alert is not None:
             detail.append_text(safe(str(alert.key), "bold", width=60))
-            detail.append(f"  {alert.state}  window {alert.window_s}s  ")
+            detail.append(f"  {alert.state}  window {format_duration(alert.window_s)}  ")
             detail.append_text(safe(alert.layer or alert.metric or "", width=40))
             detail.append("\n")
             detail.append_text(safe(alert.message, width=(self.size.width or 120) * 2 - 4))
         self.query_one("#alert-detail", Static).update(detail)
 
-    def _cells(self, alert: AlertEpisode, now_ns: int) -> list[Text]:
+    @staticmethod
+    def _cells(alert: AlertEpisode, now_ns: int) -> dict[str, Text]:
         firing = alert.state == "firing"
         bad = "bold" if firing else ""
         subject = f"{alert.layer or alert.metric or ''} {alert.measure}"
@@ -154,29 +135,23 @@ class AlertsScreen(LiveScreen):
         if firing:
             started += f" ({fmt.ago(now_ns - alert.started_ns)} ago)"
         end = alert.resolved_ns if alert.resolved_ns is not None else now_ns
-        return [
-            Text("● FIRING" if firing else "✓ resolved", style=bad or "dim", end=""),
-            safe(str(alert.key), bad, width=26),
-            safe(subject, width=24),
-            Text(value, style=bad, end=""),
-            Text(started, end=""),
-            Text("–" if firing else fmt.clock(alert.resolved_ns, millis=False), end=""),
-            Text(fmt.duration(max(0, end - alert.started_ns)), end=""),
-            safe(alert.message, width=120),
-        ]
+        return {
+            "state": Text("● FIRING" if firing else "✓ resolved", style=bad or "dim", end=""),
+            "alert": safe(str(alert.key), bad, width=26),
+            "subject": safe(subject, width=24),
+            "value": Text(value, style=bad, end=""),
+            "started": Text(started, end=""),
+            "ended": Text("–" if firing else fmt.clock(alert.resolved_ns, millis=False),
+                          end=""),
+            "duration": Text(fmt.duration(max(0, end - alert.started_ns)), end=""),
+            "message": safe(alert.message, width=120),
+        }
 
     # --- actions ------------------------------------------------------------------------
-    def selected(self) -> AlertEpisode | None:
-        table = self.table
-        if not table.row_count or not 0 <= table.cursor_row < table.row_count:
-            return None
-        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
-        return self.episodes.get(key) if key is not None else None
-
     @on(DataTable.RowSelected, "#alerts-table")
     async def _selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        alert = self.episodes.get(event.row_key.value or "")
+        alert = self.table.items.get(event.row_key.value or "")
         if alert is None:
             return
         query, since, until = breach_filter(alert, self.now_ns)

@@ -18,10 +18,12 @@ user changed what it shows (a filter, the window) or it has never loaded.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import apsw
 from textual.screen import Screen
+
+from agenttop.tui.commands import ScreenCommands
 
 if TYPE_CHECKING:
     from agenttop.tui.app import AgentTopApp
@@ -32,8 +34,13 @@ Job = Callable[[apsw.Connection], Any]
 class LiveScreen(Screen):
     """A screen fed by the refresh loop."""
 
+    COMMANDS: ClassVar[set[Any]] = {ScreenCommands}
     dirty: bool = True
     generation: int = 0
+
+    def palette(self) -> list[tuple[str, str, str]]:
+        """This screen's entries in the command palette: (name, help, action name)."""
+        return []
 
     @property
     def agenttop(self) -> AgentTopApp:

@@ -19,6 +19,7 @@ from textual.containers import Grid
 from textual.widgets import Footer, Header, Static
 
 from agenttop.analysis.health import WINDOWS_S, LayerHealth, layer_health
+from agenttop.config import format_duration
 from agenttop.store.alerts import AlertEpisode, load_firing
 from agenttop.store.audit import refused_by_reason
 from agenttop.store.queries import (
@@ -38,10 +39,6 @@ from agenttop.tui.widgets.receiver_line import ReceiverLine
 CARD_LAYERS = ("prompt", "tool", "memory", "runtime", "auth")
 SPARK_MINUTES = 15
 DEFAULT_WINDOW_S = 300
-
-
-def window_label(window_s: int) -> str:
-    return f"{window_s // 60}m" if window_s % 60 == 0 else f"{window_s}s"
 
 
 @dataclass(frozen=True)
@@ -95,6 +92,9 @@ class DashboardScreen(LiveScreen):
         self.query_one("#alerts", Static).border_title = "FIRING ALERTS"
         self._show_head(None)
 
+    def palette(self) -> list[tuple[str, str, str]]:
+        return [("Cycle health window", "1m, 5m, 15m (w)", "cycle_window")]
+
     def action_cycle_window(self) -> None:
         i = WINDOWS_S.index(self.window_s) if self.window_s in WINDOWS_S else 0
         self.window_s = WINDOWS_S[(i + 1) % len(WINDOWS_S)]
@@ -123,7 +123,7 @@ class DashboardScreen(LiveScreen):
     def _show_head(self, now_ns: int | None) -> None:
         head = Text("Window ", end="")
         for w in WINDOWS_S:
-            label = f" {window_label(w)} "
+            label = f" {format_duration(w)} "
             head.append(f"[{label.strip()}]" if w == self.window_s else label,
                         style="reverse" if w == self.window_s else "")
             head.append(" ")
@@ -146,11 +146,11 @@ class DashboardScreen(LiveScreen):
         self.query_one(SummaryCard).show(
             ingest_rate=self.agenttop.ingest_rate, size=self.agenttop.db_size,
             findings_window=data.findings_window, findings_total=data.findings_total,
-            window_label=window_label(data.window_s),
+            window_label=format_duration(data.window_s),
             other=data.health.get(("other", data.window_s)), latest_ns=data.latest_ns,
             retention=part(receiver.status if receiver else None, "retention"))
         self.query_one(ReceiverLine).show(receiver, data.refused,
-                                          window_label(data.window_s))
+                                          format_duration(data.window_s))
         self._show_alerts(data)
 
     def _show_alerts(self, data: DashboardData) -> None:

@@ -12,6 +12,18 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+
+def bindings_by_id(cls: type) -> dict[str, Binding]:
+    """The bindings ``cls`` has with its bases', by id (a subclass's wins), in the order
+    they are declared, base classes first."""
+    out: dict[str, Binding] = {}
+    for klass in reversed(cls.__mro__):
+        for binding in vars(klass).get("BINDINGS", ()):
+            if isinstance(binding, Binding) and binding.id:
+                out[binding.id] = binding
+    return out
+
+
 # Keys that widgets handle themselves, without a Binding of ours: listed for completeness.
 BUILTIN: tuple[tuple[str, str], ...] = (
     ("↑ ↓", "move the cursor"),

@@ -22,17 +22,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static
 
-from agenttop.analysis.health import MetricHealth, metric_health
+from agenttop.analysis.health import WINDOWS_S, MetricHealth, metric_health
+from agenttop.config import format_duration
 from agenttop.tui import fmt
-from agenttop.tui.keys import VI_KEYS
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
-from agenttop.tui.widgets.flex_table import FlexTable
+from agenttop.tui.widgets.list_table import ListTable
 
-WINDOWS = (60, 300, 900)
 TREND_MINUTES = 15
-HISTOGRAMS = ("histogram", "exponential_histogram", "summary")
+# Types whose figure of note is a count of observations.
+OBSERVED = ("histogram", "exponential_histogram", "summary")
 TYPE_TAGS = {"sum": "sum", "gauge": "gauge", "histogram": "hist",
              "exponential_histogram": "exp", "summary": "summ"}
 
@@ -118,7 +118,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
 NAME_MIN_WIDTH = 16
 
 
-class MetricTable(FlexTable):
+class MetricTable(ListTable[MetricHealth]):
     """Metric series keyed by (name, type, service, attributes)."""
 
     COLUMNS = COLUMNS
@@ -127,12 +127,7 @@ class MetricTable(FlexTable):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Details", id="metrics.details"),
-        *VI_KEYS,
     ]
-
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
-        self.order: list[str] = []
 
 
 class MetricsScreen(LiveScreen):
@@ -147,7 +142,6 @@ class MetricsScreen(LiveScreen):
         super().__init__(id="metrics")
         self.window_s = 300
         self.data: MetricsData | None = None
-        self.by_key: dict[str, MetricHealth] = {}
         self.detail_key: str | None = None  # the series in the detail pane
 
     def compose(self) -> ComposeResult:
@@ -175,27 +169,10 @@ class MetricsScreen(LiveScreen):
         self.data = data
         table = self.table
         table.fit_columns()
-        selected = table.order[table.cursor_row] if 0 <= table.cursor_row < len(
-            table.order) else None
-        rows: dict[str, dict[str, Text]] = {}
-        self.by_key = {}
-        for m in data.series:
-            key = "\x00".join(series_key(m))
-            self.by_key[key] = m
-            rows[key] = self.cells(m, data.trends.get(series_key(m), []))
-        if list(rows) != table.order:
-            table.clear()
-            for key, cells in rows.items():
-                table.add_row(*cells.values(), key=key)
-            table.order = list(rows)
-            if selected in rows:
-                table.move_cursor(row=table.order.index(selected), scroll=False)
-        else:
-            for key, cells in rows.items():
-                for column, cell in cells.items():
-                    table.update_cell(key, column, cell)
+        table.show_rows(data.series, lambda m: "\x00".join(series_key(m)),
+                        lambda m: self.cells(m, data.trends.get(series_key(m), [])))
         self.show_info()
-        if self.detail_key in self.by_key and not self.query_one(
+        if self.detail_key in table.items and not self.query_one(
                 "#metric-detail").has_class("-hidden"):
             self.show_detail(self.detail_key)  # type: ignore[arg-type]
 
@@ -206,7 +183,7 @@ class MetricsScreen(LiveScreen):
         # Sums: the last (cumulative) value; histograms and summaries: observations.
         if m.type == "sum":
             last = value(m.last, m.unit)
-        elif m.type in HISTOGRAMS and m.count is not None:
+        elif m.type in OBSERVED and m.count is not None:
             last = fmt.count(m.count)
         else:
             last = "–"
@@ -224,13 +201,13 @@ class MetricsScreen(LiveScreen):
         info = Text("Metrics ", end="")
         n = len(self.data.series) if self.data else 0
         info.append(f"{n} series" if n else "none yet")
-        info.append(f"   window {self.window_s // 60}m (w)")
+        info.append(f"   window {format_duration(self.window_s)} (w)")
         info.append("   ")
         info.append("⏸ PAUSED" if self.agenttop.paused else "● LIVE")
         self.query_one("#metrics-info", Static).update(info)
 
     def show_detail(self, key: str) -> None:
-        m = self.by_key.get(key)
+        m = self.table.items.get(key)
         pane = self.query_one("#metric-detail", Static)
         if m is None:
             pane.add_class("-hidden")
@@ -251,8 +228,11 @@ class MetricsScreen(LiveScreen):
         pane.update(text)
         pane.remove_class("-hidden")
 
+    def palette(self) -> list[tuple[str, str, str]]:
+        return [("Cycle metrics window", "1m, 5m, 15m (w)", "cycle_window")]
+
     def action_cycle_window(self) -> None:
-        self.window_s = WINDOWS[(WINDOWS.index(self.window_s) + 1) % len(WINDOWS)]
+        self.window_s = WINDOWS_S[(WINDOWS_S.index(self.window_s) + 1) % len(WINDOWS_S)]
         self.show_info()
         self.invalidate()
 

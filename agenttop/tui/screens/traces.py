@@ -1,21 +1,19 @@
 """The trace list (key ``2``): live, newest first, filtered in SQL, windowed.
 
-The table holds one window of ``traces`` (``PAGE`` rows, one more page each time the
-cursor nears its end), never the whole table. ``/`` opens the filter (free text plus
-``service:``, ``layer:``, ``errors``, ``findings``; see ``parse_trace_filter``), ``f``
-keeps the cursor on the newest trace as traces arrive, ``enter`` opens one.
+A ``LiveListScreen``: ``/`` filters (free text plus ``service:``, ``layer:``, ``errors``,
+``findings``; see ``parse_trace_filter``), ``f`` follows the newest trace, ``enter`` opens
+one. A jump from an alert adds a start-time range, kept while typing, cleared by
+``escape``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import ClassVar
 
 import apsw
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from agenttop.store.queries import (
@@ -27,14 +25,11 @@ from agenttop.store.queries import (
     parse_trace_filter,
 )
 from agenttop.tui import fmt
-from agenttop.tui.screens.base import Job, LiveScreen
+from agenttop.tui.screens.base import Job
+from agenttop.tui.screens.live_list import LiveListScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
 from agenttop.tui.widgets.trace_table import TraceTable
-
-PAGE = 200
-COUNT_CAP = 10_000
-NEAR_END = 20  # rows before the end of the window at which the next page is loaded
 
 
 @dataclass(frozen=True)
@@ -43,23 +38,17 @@ class TracesData:
     total: int  # matching traces, counted up to COUNT_CAP
 
 
-class TracesScreen(LiveScreen):
+class TracesScreen(LiveListScreen):
     """The live list of traces."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", id="traces.filter"),
-        Binding("f", "toggle_follow", "Follow", id="traces.follow",
-                tooltip="Keep the cursor on the newest trace"),
-        Binding("escape", "clear_filter", "Clear filter", id="traces.clear_filter"),
-    ]
+    NOUN = "Traces"
+    FILTER_ID = "filter"
+    INFO_ID = "traces-info"
+    TABLE_ID = "trace-table"
 
     def __init__(self) -> None:
         super().__init__(id="traces")
         self.filter = TraceFilter()
-        self.limit = PAGE
-        self.follow = False
-        self.total = 0
-        self.shown = 0
         # A start-time range set by a jump (an alert's window); typing keeps it, escape
         # clears it.
         self.range: tuple[int | None, int | None] = (None, None)
@@ -67,15 +56,10 @@ class TracesScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Banner(classes="banner -hidden")
-        yield Input(placeholder=f"filter: {FILTER_HELP}", id="filter", classes="-hidden")
-        yield Static(id="traces-info")
-        yield TraceTable(id="trace-table")
+        yield Input(placeholder=f"filter: {FILTER_HELP}", id=self.FILTER_ID, classes="-hidden")
+        yield Static(id=self.INFO_ID)
+        yield TraceTable(id=self.TABLE_ID)
         yield Footer()
-
-    def on_mount(self) -> None:
-        self.query_one(TraceTable).focus()
-        self.watch(self.app, "paused", lambda _: self.show_info(), init=False)
-        self.show_info()
 
     @property
     def table(self) -> TraceTable:
@@ -83,30 +67,30 @@ class TracesScreen(LiveScreen):
 
     # --- refresh ----------------------------------------------------------------------
     def collect(self) -> Job:
-        f, limit = self.filter, self.limit
+        f, limit, cap = self.filter, self.limit, self.COUNT_CAP
 
         def job(conn: apsw.Connection) -> TracesData:
-            return TracesData(list_traces(conn, f, limit=limit),
-                              count_traces(conn, f, cap=COUNT_CAP))
+            return TracesData(list_traces(conn, f, limit=limit), count_traces(conn, f, cap=cap))
 
         return job
 
     def apply(self, data: TracesData) -> None:
-        self.table.show_rows(data.rows, follow=self.follow)
-        self.total = data.total
-        self.shown = len(data.rows)
-        self.show_info()
+        self.table.show_traces(data.rows, follow=self.follow)
+        self.shown_rows(len(data.rows), data.total)
 
-    def show_info(self) -> None:
-        info = Text("Traces ", end="")
-        if self.shown:
-            more = "+" if self.total >= COUNT_CAP else ""
-            info.append(f"1–{self.shown:,} of {self.total:,}{more}")
-        else:
-            info.append("none" + (" match" if not self.filter.empty else " yet"))
-        if not self.filter.empty:
-            info.append("   filter: ")
-            info.append_text(safe(self.query_one("#filter", Input).value, width=40))
+    def set_query(self, text: str) -> bool:
+        self.query_text = text
+        since, until = self.range
+        new = replace(parse_trace_filter(text), since_ns=since, until_ns=until)
+        changed = new != self.filter
+        self.filter = new
+        return changed
+
+    @property
+    def filtered(self) -> bool:
+        return not self.filter.empty
+
+    def info_extras(self, info: Text) -> None:
         since, until = self.range
         if since is not None or until is not None:
             info.append(f"   started {fmt.clock(since, millis=False)}–"
@@ -114,80 +98,29 @@ class TracesScreen(LiveScreen):
         for problem in self.filter.problems:
             info.append("   ")
             info.append_text(safe(problem, width=60))
-        info.append("   ")
-        info.append("⏸ PAUSED" if self.agenttop.paused else "● LIVE")
-        if self.follow:
-            info.append("   ⇡ FOLLOW")
-        self.query_one("#traces-info", Static).update(info)
 
     # --- actions ----------------------------------------------------------------------
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.remove_class("-hidden")
-        box.focus()
-
     def set_filter(self, text: str, *, since_ns: int | None = None,
                    until_ns: int | None = None) -> None:
         """Show the traces matching ``text`` (as typed after ``/``) started in a range."""
         self.range = (since_ns, until_ns)
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         with box.prevent(Input.Changed):
             box.value = text
         box.set_class(not text, "-hidden")
-        self.filter = replace(parse_trace_filter(text), since_ns=since_ns, until_ns=until_ns)
-        self.limit = PAGE
+        self.set_query(text)
         self.follow = False
         self.table.focus()
-        self.show_info()
-        self.invalidate()
+        self.changed()
 
     def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        if box.has_focus and box.value:
-            self.table.focus()  # leave the filter as typed
-            return
-        if self.range != (None, None) and not box.value:
-            self.set_filter("")
-            return
-        self.range = (None, None)
-        box.value = ""
-        box.add_class("-hidden")
-        self.table.focus()
-
-    def action_toggle_follow(self) -> None:
-        self.follow = not self.follow
-        if self.follow and self.table.row_count:
-            self.table.move_cursor(row=0)
-        self.show_info()
-
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        since, until = self.range
-        new = replace(parse_trace_filter(event.value), since_ns=since, until_ns=until)
-        if new != self.filter:
-            self.filter = new
-            self.limit = PAGE
-            self.show_info()
-            self.invalidate()
-
-    @on(Input.Submitted, "#filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        if not event.value:
-            event.input.add_class("-hidden")
-        self.table.focus()
-
-    @on(TraceTable.UserMoved)
-    def _user_moved(self) -> None:
-        if self.follow:
-            self.follow = False
-            self.show_info()
-
-    @on(DataTable.RowHighlighted)
-    def _near_end(self, event: DataTable.RowHighlighted) -> None:
-        table = self.table
-        if table.row_count >= self.limit and event.cursor_row >= table.row_count - NEAR_END:
-            self.limit += PAGE
-            self.invalidate()
+        box = self.filter_box
+        if not (box.has_focus and box.value):
+            if self.range != (None, None) and not box.value:
+                self.set_filter("")
+                return
+            self.range = (None, None)
+        super().action_clear_filter()
 
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:
