@@ -136,12 +136,12 @@ def _open_reader(db: Path):
 @RULES_OPTION
 @click.option("--format", "output", type=click.Choice(["markdown", "json"]),
               default="markdown", show_default=True,
-              help="'markdown': the lesson's tables; 'json': the same, for scripts.")
+              help="'markdown': one table per section; 'json': the same, for scripts.")
 @click.option("--name", default=None, metavar="TEXT",
               help="The application's name in the title.  [default: its busiest root "
               "services]")
 def scorecard(db: Path, rules: Path | None, output: str, name: str | None) -> None:
-    """The production-readiness scorecard of lesson 8, filled in from the database.
+    """agenttop's production-readiness scorecard, filled in from the database.
 
     Each of its 24 items (observability, testing, security, reliability, deployment) is
     "pass" or "fail" from what was received: logs, metrics and traces, the alert rules

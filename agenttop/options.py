@@ -81,10 +81,11 @@ def option(name: str, info: FieldInfo, *, with_default: bool = False) -> Callabl
     cli = cli_of(info)
     annotation = info.annotation
     inner = _inner(annotation)
-    default = info.get_default(call_default_factory=True)
     shown = cli.show_default
-    if shown is None and default not in (None, ()) and inner is not bool:
-        shown = _text(default, cli)
+    if shown is None and inner is not bool:
+        default = info.get_default(call_default_factory=True)
+        if default not in (None, ()):
+            shown = _text(default, cli)
     facts = [f"default: {shown}"] if shown is not None else []
     if cli.show_bounds and _bounds(info):
         facts.append(_bounds(info))
@@ -102,8 +103,10 @@ def option(name: str, info: FieldInfo, *, with_default: bool = False) -> Callabl
         kwargs["type"] = click.Path(dir_okay=False, path_type=Path, exists=cli.exists)
     elif inner in (int, float) and cli.to_text is None:
         kwargs["type"] = inner
-    return click.option(flag_of(name, info), name, **kwargs,
-                        default=default if with_default else None)
+    # Not given: None, so that ``build`` leaves the field at the model's default; with
+    # ``with_default``, the default itself (a factory is called when the command runs).
+    kwargs["default"] = (info.default_factory or info.default) if with_default else None
+    return click.option(flag_of(name, info), name, **kwargs)
 
 
 def options(model: type[BaseModel], *, exclude: Iterable[str] = ()) -> Callable:

@@ -24,7 +24,9 @@ import agenttop
 CORE = ["agenttop.otlp.grpc_server", "agenttop.otlp.http_server", "agenttop.otlp.receiver",
         "agenttop.otlp.decode", "agenttop.store.writer",
         "agenttop.analysis", "agenttop.serve", "agenttop.config",
-        "agenttop.analysis.scorecard", "agenttop.otlp.export", "agenttop.otlp.importer"]
+        "agenttop.analysis.scorecard", "agenttop.otlp.export", "agenttop.otlp.importer",
+        "agenttop.analysis.evaluator", "agenttop.analysis.monitor", "agenttop.store.transfer",
+        "agenttop.prometheus", "agenttop.options"]
 
 # Part -> the parts it may import. A part is a subpackage or a top-level module.
 ALLOWED = {

@@ -1,7 +1,7 @@
-"""The lesson's production-readiness scorecard, filled in from what the database observed.
+"""The production-readiness scorecard, filled in from what the database observed.
 
-Lesson 8 ends with a scorecard of 24 items in five sections (observability, testing,
-security, reliability, deployment). Telemetry can settle some of them and not others, so
+The scorecard has 24 items in five sections (observability, testing, security,
+reliability, deployment). Telemetry can settle some of them and not others, so
 every item gets one of three statuses:
 
 - ``pass`` / ``fail``: the stored spans, logs, metric points, findings, alerts and audit
@@ -405,7 +405,7 @@ def ready_line(card: Scorecard) -> str:
 
 
 def render_markdown(card: Scorecard) -> str:
-    """The lesson's template, filled in: one table per section, then the score."""
+    """The scorecard, filled in: one table per section, then the score."""
     out = [f"## Production Readiness: {_cell(card.application)}", "",
            observed_line(card.observed), ""]
     for s in card.sections:

@@ -69,4 +69,4 @@ def points_between(conn: apsw.Connection, lo_ns: int, hi_ns: int,
         sql = _NAMED_POINTS
         bindings["names"] = orjson.dumps(list(names)).decode()
     for row in conn.execute(sql, bindings):
-        yield PointSample(*row)
+        yield PointSample._make(row)

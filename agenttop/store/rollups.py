@@ -170,13 +170,6 @@ def window_totals(conn: apsw.Connection, first_minutes: Sequence[int], last_minu
     return totals, buckets
 
 
-def layer_totals(conn: apsw.Connection) -> dict[str, RollupTotals]:
-    """Every layer's totals over the whole file."""
-    sums = ", ".join([f"total({c})" for c in _SUMMED] + ["max(duration_max_ns)"])
-    return {layer: _totals(values) for layer, *values in conn.execute(
-        f"SELECT layer, {sums} FROM layer_minutes GROUP BY layer")}
-
-
 def minute_series(conn: apsw.Connection, now_ns: int, minutes: int = 15
                   ) -> dict[str, tuple[list[int], list[int]]]:
     """Spans and failures per minute for each layer, oldest minute first, ending now.

@@ -214,7 +214,7 @@ MIGRATIONS: list[str] = [
     """,
     # 5: the receiver's heartbeat and state, for readers (the TUI) to tell whether it runs.
     # One row, rewritten every few seconds by serve; status is a JSON object of counters
-    # and settings keyed by the part that reports them (agenttop/status.py).
+    # and settings keyed by the part that reports them (agenttop/store/status.py).
     """
     CREATE TABLE receiver (
         id           INTEGER PRIMARY KEY CHECK (id = 1),

@@ -5,82 +5,42 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
 import apsw
 
-from agenttop.store.rows import FindingRow, encode_rows
+from agenttop.store.rows import LAYOUTS, FindingRow, LogRecordRow, SpanRow, encode_rows
 from agenttop.store.writer import INSERTS
 
 
-class StoredSpan(NamedTuple):
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    name: str
-    kind: int
-    resource_id: int
-    scope: str
-    start_ns: int
-    end_ns: int
-    status_code: int
-    status_message: str
-    attributes: dict
-    events: list
-    links: list
-    trace_state: str
-    flags: int
-    dropped_counts: dict | None
-
-
-class StoredLog(NamedTuple):
-    time_ns: int
-    observed_ns: int
-    severity_number: int
-    severity_text: str
-    body: str | None
-    trace_id: str
-    span_id: str | None
-    event_name: str | None
-    resource_id: int
-    scope: str
-    attributes: dict
-    flags: int
-
-
-_JSON = frozenset({"attributes", "events", "links", "dropped_counts"})
-
-
-def _read(conn: apsw.Connection, row_type: type, table: str, trace_ids: Sequence[str],
-          order: str) -> list:
-    fields = row_type._fields  # type: ignore[attr-defined]
-    json_at = [i for i, name in enumerate(fields) if name in _JSON]
+def _read(conn: apsw.Connection, table: str, trace_ids: Sequence[str], order: str) -> list:
+    """Rows of ``table`` as its ingest row type, JSON columns parsed back."""
+    layout = LAYOUTS[table]
+    json_at = [i for i, name in enumerate(layout.columns) if name in layout.json]
     out = []
     for trace_id in trace_ids:
-        for row in conn.execute(f"SELECT {', '.join(fields)} FROM {table} WHERE trace_id = ? "
-                                f"ORDER BY {order}", (trace_id,)):
+        for row in conn.execute(f"SELECT {', '.join(layout.columns)} FROM {table} "
+                                f"WHERE trace_id = ? ORDER BY {order}", (trace_id,)):
             values = list(row)
             for i in json_at:
                 values[i] = None if values[i] is None else json.loads(values[i])
-            out.append(row_type(*values))
+            out.append(layout.row(*values))
     return out
 
 
-def trace_spans_as_stored(conn: apsw.Connection, trace_ids: Sequence[str]) -> list[StoredSpan]:
+def trace_spans_as_stored(conn: apsw.Connection, trace_ids: Sequence[str]) -> list[SpanRow]:
     """Every span of ``trace_ids``, trace by trace, in the order they were stored."""
-    return _read(conn, StoredSpan, "spans", trace_ids, "rowid")
+    return _read(conn, "spans", trace_ids, "rowid")
 
 
-def trace_logs_as_stored(conn: apsw.Connection, trace_ids: Sequence[str]) -> list[StoredLog]:
+def trace_logs_as_stored(conn: apsw.Connection, trace_ids: Sequence[str]
+                         ) -> list[LogRecordRow]:
     """Every log record of ``trace_ids``, trace by trace, in the order they were stored."""
-    return _read(conn, StoredLog, "logs", trace_ids, "log_id")
+    return _read(conn, "logs", trace_ids, "log_id")
 
 
 def trace_findings(conn: apsw.Connection, trace_ids: Sequence[str]) -> list[FindingRow]:
     """Every finding of ``trace_ids``, trace by trace, in the order they were stored."""
-    return [FindingRow(*row) for trace_id in trace_ids for row in conn.execute(
-        f"SELECT {', '.join(FindingRow._fields)} FROM findings WHERE trace_id = ? "
-        "ORDER BY finding_id", (trace_id,))]
+    return _read(conn, "findings", trace_ids, "finding_id")
 
 
 def resource_attributes(conn: apsw.Connection, ids: Iterable[int]) -> dict[int, dict]:

@@ -44,6 +44,7 @@ from agenttop.store import StoreError
 from agenttop.store.alerts import AlertEpisode, alert_changes
 from agenttop.store.db import locked_message
 from agenttop.store.queries import span_mark
+from agenttop.store.rows import SECOND_NS
 from agenttop.store.status import ReceiverStatus, read_status
 from agenttop.tui import fmt
 from agenttop.tui.commands import AgentTopCommands
@@ -122,7 +123,7 @@ class AgentTopApp(App[None]):
         Binding("q", "quit", "Quit", id="agenttop.quit"),
         # Not in the footer, which the keys above already fill at 120 columns.
         Binding("r", "scorecard", "Readiness scorecard", id="agenttop.scorecard", show=False,
-                tooltip="The lesson's production-readiness scorecard, from this file"),
+                tooltip="The production-readiness scorecard, from this file"),
     ]
 
     paused: reactive[bool] = reactive(False)
@@ -290,9 +291,9 @@ class AgentTopApp(App[None]):
         now = self.now_ns()
         if snapshot.mark is not None:
             last = self._last_mark
-            if last is not None and now - last[0] >= fmt.NS_PER_S // 4:
-                self.ingest_rate = max(0, snapshot.mark - last[1]) * fmt.NS_PER_S / (now - last[0])
-            if last is None or now - last[0] >= fmt.NS_PER_S // 4:
+            if last is not None and now - last[0] >= SECOND_NS // 4:
+                self.ingest_rate = max(0, snapshot.mark - last[1]) * SECOND_NS / (now - last[0])
+            if last is None or now - last[0] >= SECOND_NS // 4:
                 self._last_mark = (now, snapshot.mark)
         self.db_size = snapshot.size
         if snapshot.alerts is not None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 
-NS_PER_S = 1_000_000_000
+from agenttop.store.rows import SECOND_NS
+
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 
 
@@ -26,7 +27,7 @@ def duration(ns: int | float | None) -> str:
         return f"{ns / 1e6:.2f}ms"
     if ns < 1_000_000_000:
         return f"{ns / 1e6:.1f}ms" if ns < 100_000_000 else f"{ns / 1e6:.0f}ms"
-    seconds = ns / NS_PER_S
+    seconds = ns / SECOND_NS
     if seconds < 60:
         return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
     if seconds < 3600:
@@ -43,14 +44,14 @@ def clock(ns: int | None, *, millis: bool = True) -> str:
     """Wall-clock time of day in the local zone: ``14:03:07.250``."""
     if ns is None:
         return "–"
-    seconds, rest = divmod(int(ns), NS_PER_S)
+    seconds, rest = divmod(int(ns), SECOND_NS)
     text = time.strftime("%H:%M:%S", time.localtime(seconds))
     return f"{text}.{rest // 1_000_000:03d}" if millis else text
 
 
 def ago(delta_ns: int) -> str:
     """How long ago, coarse: ``5s``, ``3m``, ``2h``, ``4d``."""
-    seconds = max(0, delta_ns) // NS_PER_S
+    seconds = max(0, delta_ns) // SECOND_NS
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:

@@ -1,7 +1,7 @@
 """A layer card's state (ok / warn / critical) from its figures and the alert rules.
 
-Pure and headless. The thresholds are the layer rules of the rules file (by default the
-lesson's table: prompt failures > 5 %, tool errors > 2 %, any memory or auth failure,
+Pure and headless. The thresholds are the layer rules of the rules file (by default:
+prompt failures > 5 %, tool errors > 2 %, any memory or auth failure,
 runtime p99 > 5 s), judged on the dashboard's window:
 
 - critical: an alert for the layer is firing, or a rule is breached with at least its

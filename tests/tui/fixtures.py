@@ -171,7 +171,7 @@ def alert_transition(name: str, state: str, *, started_ns: int, at_ns: int,
 
 
 def record_alerts(path: Path, transitions: Sequence[Transition]) -> None:
-    """Record transitions through ``alerts.record``, in a transaction of a writer."""
+    """Record transitions through ``monitor.record``, in a transaction of a writer."""
     conn = open_writer(path, synchronous="NORMAL")
     try:
         conn.execute("BEGIN IMMEDIATE")

@@ -1,5 +1,5 @@
 """The alerts (3) and security (4) screens, and alert notifications, driven by Pilot over
-databases written through the real writer and ``alerts.record``."""
+databases written through the real writer and ``monitor.record``."""
 
 from __future__ import annotations
 

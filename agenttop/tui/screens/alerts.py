@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from agenttop.config import format_duration
 from agenttop.store.alerts import AlertEpisode, alert_episodes
+from agenttop.store.rows import SECOND_NS
 from agenttop.tui import fmt
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.screens.dashboard import _value
@@ -53,7 +54,7 @@ class AlertsData:
 
 def breach_filter(alert: AlertEpisode, now_ns: int) -> tuple[str, int, int | None]:
     """The trace-list filter that shows the traces behind ``alert``, and its time range."""
-    since = alert.started_ns - alert.window_s * fmt.NS_PER_S
+    since = alert.started_ns - alert.window_s * SECOND_NS
     until = alert.resolved_ns
     if alert.layer:
         failing = "fail" in alert.measure or "error" in alert.measure

@@ -27,6 +27,7 @@ from agenttop.store.queries import (
     latest_data_ns,
 )
 from agenttop.store.rollups import minute_series
+from agenttop.store.rows import SECOND_NS
 from agenttop.tui import fmt
 from agenttop.tui.health_state import layer_state
 from agenttop.tui.receiver import part
@@ -112,10 +113,10 @@ class DashboardScreen(LiveScreen):
                 health=layer_health(conn, now_ns, [window_s]),
                 minutes=minute_series(conn, now_ns, SPARK_MINUTES),
                 firing=load_firing(conn),
-                findings_window=count_findings(conn, now_ns - window_s * fmt.NS_PER_S),
+                findings_window=count_findings(conn, now_ns - window_s * SECOND_NS),
                 findings_total=count_findings(conn),
                 latest_ns=latest_data_ns(conn),
-                refused=refused_by_reason(conn, now_ns - window_s * fmt.NS_PER_S),
+                refused=refused_by_reason(conn, now_ns - window_s * SECOND_NS),
             )
 
         return job

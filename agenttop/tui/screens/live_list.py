@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -45,22 +45,29 @@ class LiveListScreen(LiveScreen):
     def __init__(self, *, id: str) -> None:  # noqa: A002 - Textual's name
         super().__init__(id=id)
         self.query_text = ""
+        self.filter: Any = self.parse_query("")
         self.limit = self.PAGE
         self.follow = False
         self.total = 0
         self.shown = 0
 
     # --- what subclasses give ---------------------------------------------------------------
-    def set_query(self, text: str) -> bool:
-        """Take the filter as typed; True if what the list shows changes."""
-        changed = text != self.query_text
-        self.query_text = text
-        return changed
+    def parse_query(self, text: str) -> Any:
+        """The filter the rows are read with, from the text typed (here the text itself)."""
+        return text
 
     @property
     def filtered(self) -> bool:
         """Whether anything narrows the list (for "none match" against "none yet")."""
         return bool(self.query_text)
+
+    def set_query(self, text: str) -> bool:
+        """Take the filter as typed; True if what the list shows changes."""
+        self.query_text = text
+        new = self.parse_query(text)
+        changed = new != self.filter
+        self.filter = new
+        return changed
 
     def info_extras(self, info: Text) -> None:
         """Append what this screen says in its info line (after the filter)."""

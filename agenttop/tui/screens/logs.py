@@ -180,7 +180,7 @@ class LogsScreen(LiveListScreen):
 
     # --- refresh ----------------------------------------------------------------------
     def collect(self) -> Job:
-        sev, text, limit, cap = self.min_severity, self.query_text, self.limit, self.COUNT_CAP
+        sev, text, limit, cap = self.min_severity, self.filter, self.limit, self.COUNT_CAP
 
         def job(conn: apsw.Connection) -> LogsData:
             return LogsData(list_logs(conn, min_severity=sev, text=text, limit=limit),

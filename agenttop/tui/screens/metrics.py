@@ -24,6 +24,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from agenttop.analysis.health import WINDOWS_S, MetricHealth, metric_health
 from agenttop.config import format_duration
+from agenttop.store.rows import MINUTE_NS
 from agenttop.tui import fmt
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.text import safe
@@ -84,7 +85,7 @@ def read_metrics(conn: apsw.Connection, now_ns: int, window_s: int,
                  minutes: int = TREND_MINUTES) -> MetricsData:
     series = metric_health(conn, now_ns, (window_s,)).get(window_s, [])
     trends: dict[SeriesKey, list[float]] = {series_key(m): [0.0] * minutes for m in series}
-    minute_ns = 60 * fmt.NS_PER_S
+    minute_ns = MINUTE_NS
     for i in range(minutes):
         # Two minutes wide: a cumulative sum needs two points for a rate, and the usual
         # export interval is a minute.

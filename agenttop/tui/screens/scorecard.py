@@ -1,4 +1,4 @@
-"""Readiness scorecard (``r``, or the palette): the lesson's production-readiness scorecard,
+"""Readiness scorecard (``r``, or the palette): the production-readiness scorecard,
 filled in from the file by ``agenttop.analysis.scorecard`` (as ``agenttop scorecard``
 prints it), in a modal over the current screen.
 

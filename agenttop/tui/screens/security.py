@@ -34,6 +34,7 @@ from agenttop.store.queries import (
     list_findings,
     parse_finding_filter,
 )
+from agenttop.store.rows import MINUTE_NS
 from agenttop.tui import fmt
 from agenttop.tui.receiver import refused_summary
 from agenttop.tui.screens.base import Job
@@ -111,7 +112,6 @@ class SecurityScreen(LiveListScreen):
 
     def __init__(self) -> None:
         super().__init__(id="security")
-        self.filter = FindingFilter()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -136,19 +136,15 @@ class SecurityScreen(LiveListScreen):
 
         def job(conn: apsw.Connection) -> SecurityData:
             per_minute, per_pattern = findings_summary(conn, f, now_ns, SPARK_MINUTES)
-            recent = refused_by_reason(conn, now_ns - SPARK_MINUTES * 60 * fmt.NS_PER_S)
+            recent = refused_by_reason(conn, now_ns - SPARK_MINUTES * MINUTE_NS)
             return SecurityData(list_findings(conn, f, limit=limit),
                                 count_matching_findings(conn, f, cap=cap), per_minute,
                                 per_pattern, list_refused(conn, limit=REFUSED_PAGE), recent)
 
         return job
 
-    def set_query(self, text: str) -> bool:
-        self.query_text = text
-        new = parse_finding_filter(text)
-        changed = new != self.filter
-        self.filter = new
-        return changed
+    def parse_query(self, text: str) -> FindingFilter:
+        return parse_finding_filter(text)
 
     @property
     def filtered(self) -> bool:

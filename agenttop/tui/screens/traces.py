@@ -47,11 +47,10 @@ class TracesScreen(LiveListScreen):
     TABLE_ID = "trace-table"
 
     def __init__(self) -> None:
-        super().__init__(id="traces")
-        self.filter = TraceFilter()
         # A start-time range set by a jump (an alert's window); typing keeps it, escape
         # clears it.
         self.range: tuple[int | None, int | None] = (None, None)
+        super().__init__(id="traces")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -78,13 +77,9 @@ class TracesScreen(LiveListScreen):
         self.table.show_traces(data.rows, follow=self.follow)
         self.shown_rows(len(data.rows), data.total)
 
-    def set_query(self, text: str) -> bool:
-        self.query_text = text
+    def parse_query(self, text: str) -> TraceFilter:
         since, until = self.range
-        new = replace(parse_trace_filter(text), since_ns=since, until_ns=until)
-        changed = new != self.filter
-        self.filter = new
-        return changed
+        return replace(parse_trace_filter(text), since_ns=since, until_ns=until)
 
     @property
     def filtered(self) -> bool:
