@@ -86,26 +86,39 @@ def serve(**values: Any) -> None:
         pass
 
 
+EXIT_INCONCLUSIVE = 3
+
+
 @main.command()
 @options(CheckSettings)
 def check(**values: Any) -> None:
     """Release gate: each layer's figures against the alert rules.
 
-    Every rule is evaluated over --window. Exit status: 0 if every rule holds, 1 if any
-    is breached, 2 on a usage error or an unreadable file.
+    Every rule is judged over --window, on at least its min_samples samples. Exit status:
+    0 pass (every rule judged, and each holds); 1 fail (a rule is breached); 2 a usage
+    error, an unreadable file or an empty rules file; 3 inconclusive (no data, or a rule
+    below its minimum samples: they are named with their counts; --allow-inconclusive
+    makes this 0).
     """
-    from agenttop.analysis.evaluator import check_rules
+    from agenttop.analysis.evaluator import check_rules, verdict
     from agenttop.analysis.health import layer_health, metric_health
     from agenttop.report import render_check
-    from agenttop.store.queries import latest_data_ns
+    from agenttop.store.queries import clock_skew, latest_arrival_ns, latest_data_ns
 
     settings = build(CheckSettings, values)
     window = settings.window_s
-    alert_rules = [r.model_copy(update={"window": window})
-                   for r in _load_rules(settings.rules)]
+    update: dict[str, Any] = {"window": window}
+    if settings.min_samples is not None:
+        update["min_samples"] = settings.min_samples
+    alert_rules = [r.model_copy(update=update) for r in _load_rules(settings.rules)]
+    if not alert_rules:
+        click.echo(f"agenttop: error: {settings.rules}: no rules to check", err=True)
+        sys.exit(2)
     conn = _open_reader(settings.db)
     try:
-        at_ns = latest_data_ns(conn)
+        at_ns = settings.until_ns or latest_arrival_ns(conn)
+        newest_ns = latest_data_ns(conn)
+        skew = clock_skew(conn)
         if at_ns is None:
             layers, metrics = {}, {}
         else:
@@ -115,9 +128,13 @@ def check(**values: Any) -> None:
         checks = check_rules(alert_rules, layers, metrics)
     finally:
         conn.close()
-    click.echo(render_check(settings.db, window, at_ns, layers, checks, settings.output),
-               nl=False)
-    sys.exit(1 if any(c.status == "breached" for c in checks) else 0)
+    result = verdict(checks)
+    click.echo(render_check(settings.db, window, at_ns, layers, checks, result, skew,
+                            newest_ns, settings.output), nl=False)
+    if result == "fail":
+        sys.exit(1)
+    if result == "inconclusive" and not settings.allow_inconclusive:
+        sys.exit(EXIT_INCONCLUSIVE)
 
 
 def _open_reader(db: Path):

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -61,6 +63,20 @@ def parse_retention(value: str) -> int | None:
         return parse_duration(value)
     except ValueError:
         raise ValueError(f"{value!r} is not a duration such as 12h or 7d, or off") from None
+
+
+def parse_time(value: str) -> int:
+    """``2026-12-02T14:05:00Z``, ``2026-12-02 14:05`` (local time without a zone) or ``now``
+    -> nanoseconds since the epoch."""
+    text = value.strip()
+    if text.lower() == "now":
+        return time.time_ns()
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time such as 2026-12-02T14:05:00Z, "
+                         "2026-12-02 14:05 (local time) or now") from None
+    return int(when.timestamp()) * 10**9 + when.microsecond * 1000
 
 
 def format_duration(seconds: int) -> str:
@@ -168,6 +184,7 @@ class Cli:
     to_text: Callable[[Any], str] | None = None
     secret: bool = False
     exists: bool = False  # a path that must exist
+    text: bool = False  # the option takes text the model parses (7d, 15m, a time)
     show_bounds: bool = True  # False where a value outside them means something (0: off)
 
 
@@ -231,7 +248,7 @@ class ServeSettings(BaseModel):
     # Retention (agenttop/store/retention.py): keep data this many seconds (None: forever),
     # and keep the file with its WAL under this many MB of 10^6 bytes (None: no limit).
     retention_s: Annotated[int | None, Cli(
-        flag="--retention", metavar="AGE", show_default="7d", show_bounds=False,
+        flag="--retention", metavar="AGE", show_default="7d", show_bounds=False, text=True,
         to_text=lambda v: "off" if v is None else format_duration(v))] = Field(
         7 * 86400, ge=1,
         description="Keep data this long: 12h, 7d, 30d... Whole traces go once they ended "
@@ -399,10 +416,20 @@ class CheckSettings(UiSettings):
     """What ``agenttop check`` needs."""
 
     window_s: Annotated[int, Cli(flag="--window", metavar="AGE", show_default="15m",
-                                 show_bounds=False,
+                                 show_bounds=False, text=True,
                                  to_text=format_duration)] = Field(
-        900, ge=1, description="How far back to look: 90s, 15m, 2h, 7d... The window ends at "
-        "the newest data in the file, so a gate run after a test run sees that run.")
+        900, ge=1, description="How far back to look: 90s, 15m, 2h, 7d... The window ends "
+        "when the newest record arrived (by the receiver's clock, so a client's skewed clock "
+        "cannot move it), or at --until: a gate run after a test run sees that run.")
+    until_ns: Annotated[int | None, Cli(flag="--until", metavar="TIME", text=True,
+                                        show_default="when the newest record arrived")] = Field(
+        None, description="End the window here instead: 2026-12-02T14:05:00Z, "
+        "2026-12-02 14:05 (local time) or now.")
+    min_samples: Annotated[int | None, Cli(metavar="N", show_default="each rule's own")] = (
+        Field(None, ge=0, description="Judge every rule on at least N samples (spans, "
+              "retrievals, points) instead of its min_samples."))
+    allow_inconclusive: bool = Field(
+        False, description="Exit 0 instead of 3 when the verdict is inconclusive.")
     output: Annotated[Literal["table", "json"], Cli(flag="--format")] = Field(
         "table", description="'table' for people, 'json' for scripts.")
 
@@ -410,3 +437,8 @@ class CheckSettings(UiSettings):
     @classmethod
     def _window_text(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("until_ns", mode="before")
+    @classmethod
+    def _until_text(cls, value: object) -> object:
+        return parse_time(value) if isinstance(value, str) else value

@@ -101,7 +101,7 @@ def option(name: str, info: FieldInfo, *, with_default: bool = False) -> Callabl
         kwargs["metavar"] = None
     elif inner is Path:
         kwargs["type"] = click.Path(dir_okay=False, path_type=Path, exists=cli.exists)
-    elif inner in (int, float) and cli.to_text is None:
+    elif inner in (int, float) and not cli.text:
         kwargs["type"] = inner
     # Not given: None, so that ``build`` leaves the field at the model's default; with
     # ``with_default``, the default itself (a factory is called when the command runs).

@@ -10,6 +10,7 @@ from pathlib import Path
 from agenttop.analysis.evaluator import Check
 from agenttop.analysis.health import LayerHealth
 from agenttop.config import format_duration
+from agenttop.store.queries import SKEW_TOLERANCE_NS, ClockSkew
 from agenttop.store.rows import LAYERS
 
 
@@ -54,16 +55,50 @@ def _when(at_ns: int) -> str:
     return datetime.fromtimestamp(at_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _skew_line(skew: ClockSkew) -> str:
+    parts = []
+    for n, what in ((skew.spans_ahead, "spans dated ahead of arrival"),
+                    (skew.logs_ahead, "log records dated ahead of arrival"),
+                    (skew.spans_ancient, "spans dated before 2000"),
+                    (skew.logs_ancient, "log records dated before 2000")):
+        if n:
+            parts.append(f"{n:,} {what}")
+    return ("clock skew: " + ", ".join(parts) + f" (more than "
+            f"{format_duration(SKEW_TOLERANCE_NS // 10**9)} off): in no window\n")
+
+
+def _verdict_line(checks: list[Check], result: str, at_ns: int | None,
+                  newest_ns: int | None, window_s: int) -> str:
+    if result == "fail":
+        breached = [c for c in checks if c.status == "breached"]
+        return (f"FAIL: {len(breached)} of {len(checks)} rules breached: "
+                + ", ".join(str(c.key) for c in breached))
+    if result == "pass":
+        return f"PASS: all {len(checks)} rules judged, and each holds"
+    if at_ns is None:
+        return "INCONCLUSIVE: no data in the file"
+    unjudged = [f"{c.key} ({c.status}: {c.observation.samples} of {c.rule.min_samples} "
+                f"{c.observation.unit or 'samples'})" if c.status == "too few samples"
+                else f"{c.key} ({c.status})" for c in checks if c.status != "ok"]
+    line = (f"INCONCLUSIVE: {len(unjudged)} of {len(checks)} rules could not be judged: "
+            + ", ".join(unjudged))
+    if newest_ns is not None and newest_ns < at_ns - window_s * 10**9:
+        line += (f"\n  the newest record is dated {_when(newest_ns)}, before the window: "
+                 "replayed or imported data? pass --until")
+    return line
+
+
 def render_check(db: Path, window_s: int, at_ns: int | None,
                  layers: dict[tuple[str, int], LayerHealth], checks: list[Check],
-                 output: str) -> str:
-    breached = [c for c in checks if c.status == "breached"]
+                 result: str, skew: ClockSkew, newest_ns: int | None, output: str) -> str:
     if output == "json":
         return json.dumps({
             "db": str(db),
             "window_s": window_s,
             "at_ns": at_ns,
-            "ok": not breached,
+            "verdict": result,
+            "ok": result == "pass",
+            "clock_skew": asdict(skew),
             "layers": {layer: asdict(h) for (layer, _), h in sorted(layers.items())},
             "rules": [{
                 "rule": c.rule.name, "key": str(c.key), "subject": c.observation.subject,
@@ -89,10 +124,12 @@ def render_check(db: Path, window_s: int, at_ns: int | None,
     rule_rows = [["rule", "subject", "measure", "value", "threshold", "samples", "status"]]
     for c in checks:
         status = "BREACHED" if c.status == "breached" else c.status
+        samples = str(c.observation.samples)
+        if c.rule.min_samples:
+            samples += f"/{c.rule.min_samples}"
         rule_rows.append([c.rule.name, c.observation.subject, c.rule.measure, _value(c),
-                          _threshold(c), str(c.observation.samples), status])
-    verdict = (f"FAIL: {len(breached)} of {len(checks)} rules breached: "
-               + ", ".join(str(c.key) for c in breached)) if breached else (
-               f"OK: all {len(checks)} rules hold")
+                          _threshold(c), samples, status])
     body = _table(layer_rows) + "\n" if len(layer_rows) > 1 else ""
-    return head + body + _table(rule_rows) + "\n" + verdict + "\n"
+    skew_line = _skew_line(skew) if skew.total else ""
+    return (head + body + _table(rule_rows) + "\n" + skew_line
+            + _verdict_line(checks, result, at_ns, newest_ns, window_s) + "\n")

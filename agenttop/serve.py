@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import json
 import logging
+import re
 import signal
 import ssl
 import sys
@@ -41,6 +42,7 @@ from agenttop.otlp.http_server import HttpReceiver, start_http_server
 from agenttop.otlp.receiver import Receiver
 from agenttop.prometheus import HealthCollector, MetricsServer
 from agenttop.store import open_writer
+from agenttop.store.lock import ReceiverLock
 from agenttop.store.retention import Retention, prepare
 from agenttop.store.status import HEARTBEAT_S, write_heartbeat
 from agenttop.store.writer import Writer
@@ -172,6 +174,7 @@ class Service:
         # What the heartbeat reports in the ``receiver`` row: part name -> a function
         # returning a JSON-ready dict. Parts add themselves as they start.
         self.status_sources: dict[str, Callable[[], dict]] = {}
+        self._lock = ReceiverLock(settings.db)
 
     @property
     def grpc_address(self) -> str:
@@ -190,7 +193,12 @@ class Service:
         credentials = server_credentials(self.settings)
         ssl_context = (http_ssl_context(self.settings)
                        if self.settings.http or self.settings.prometheus else None)
-        conn = open_writer(self.settings.db, synchronous=self.settings.sync.upper())
+        self._lock.acquire()  # one receiver per file; StoreError names the running one
+        try:
+            conn = open_writer(self.settings.db, synchronous=self.settings.sync.upper())
+        except BaseException:
+            self._lock.release()
+            raise
         max_db_bytes = self.settings.max_db_bytes
         prune = self.settings.retention_s is not None or max_db_bytes is not None
         try:
@@ -198,6 +206,7 @@ class Service:
                 prepare, conn, prune=prune, max_db_bytes=max_db_bytes)
         except BaseException:
             conn.close()
+            self._lock.release()
             raise
         self.writer = Writer(conn, max_pending=self.settings.queue_spans)
         self.writer.start()
@@ -380,6 +389,7 @@ class Service:
                 except Exception:
                     log.exception("final heartbeat failed")
             await asyncio.to_thread(self.writer.close)
+        self._lock.release()
 
 
 class JsonFormatter(logging.Formatter):
@@ -398,21 +408,42 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def _json_logging() -> Callable[[], None]:
-    """Send agenttop's messages (info and up) and others' warnings to stderr as JSON lines;
-    returns the undo."""
+# What a client could use to forge or hide log lines: C0 and C1 controls (CR, LF, ESC, NUL),
+# DEL, line and paragraph separators, and bidirectional overrides.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as its escape (``\\x1b``, ``\\n``)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """Plain lines whose message can hold client-supplied text (service names, attribute
+    values in alert messages): control characters are escaped, so that no client can
+    write a line of its own or colour the terminal. A traceback stays as it is."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        safe = logging.makeLogRecord(record.__dict__)
+        safe.msg, safe.args = escape_controls(record.getMessage()), None
+        return super().format(safe)
+
+
+def _logging(formatter: logging.Formatter, ours: int) -> Callable[[], None]:
+    """Send agenttop's messages (``ours`` and up) and others' warnings to stderr through
+    ``formatter``; returns the undo."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root, ours = logging.getLogger(), logging.getLogger("agenttop")
-    saved = root.level, ours.level
+    handler.setFormatter(formatter)
+    root, agenttop = logging.getLogger(), logging.getLogger("agenttop")
+    saved = root.level, agenttop.level
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    ours.setLevel(logging.INFO)
+    agenttop.setLevel(ours)
 
     def undo() -> None:
         root.removeHandler(handler)
         root.setLevel(saved[0])
-        ours.setLevel(saved[1])
+        agenttop.setLevel(saved[1])
 
     return undo
 
@@ -424,10 +455,12 @@ async def serve_forever(settings: ServeSettings, rules: list[Rule],
     ``log_format`` "json": the start and stop lines, alert transitions and warnings are
     JSON lines on stderr; "text": plain lines.
     """
-    undo = _json_logging() if log_format == "json" else None
+    json_lines = log_format == "json"
+    undo = (_logging(JsonFormatter(), logging.INFO) if json_lines
+            else _logging(TextFormatter(), logging.WARNING))
 
     def say(message: str) -> None:
-        if undo is not None:
+        if json_lines:
             log.info(message)
         else:
             print(f"agenttop serve: {message}", file=sys.stderr, flush=True)
@@ -457,8 +490,7 @@ async def serve_forever(settings: ServeSettings, rules: list[Rule],
         say("stopping, flushing to disk")
         await service.stop()
     finally:
-        if undo is not None:
-            undo()
+        undo()
 
 
 class BackgroundService:

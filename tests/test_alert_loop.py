@@ -27,11 +27,11 @@ window = "1m"
 ''')
 
 
-def send_quality(port: int, value: float) -> None:
+def send_quality(port: int, value: float, service: str = "support-agent") -> None:
     reader = PeriodicExportingMetricReader(
         OTLPMetricExporter(endpoint=f"127.0.0.1:{port}", insecure=True),
         export_interval_millis=3_600_000)
-    provider = MeterProvider(resource=Resource.create({"service.name": "support-agent"}),
+    provider = MeterProvider(resource=Resource.create({"service.name": service}),
                              metric_readers=[reader])
     provider.get_meter("eval").create_gauge("output_quality_score").set(value)
     provider.shutdown()
@@ -84,3 +84,34 @@ def test_firing_alert_survives_a_restart_without_a_second_episode(db_path):
         send_quality(service.grpc_port, 0.99)
         wait_for(lambda: alerts(db_path)[0]["state"] == "resolved")
     assert len(alerts(db_path)) == 1
+
+
+def test_alert_lines_cannot_be_forged_by_a_client(tmp_path):
+    # A service name with CR/LF, ESC, NUL and a right-to-left override reaches the alert
+    # line in serve's log: it must arrive escaped, on one line.
+    from tests.test_process import free_port, start_serve, wait_listening
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text('''
+[[rule]]
+name = "output-quality"
+metric = "output_quality_score"
+measure = "last"
+op = "<"
+threshold = 0.9
+window = "1m"
+''')
+    port = free_port()
+    proc = start_serve(tmp_path / "a.db", port, "--rules", str(rules), "--alert-interval",
+                       "0.2")
+    try:
+        wait_listening(proc, port)
+        send_quality(port, 0.5, service="svc\r\n# fake line\x1b[31m\x00\u202e")
+        time.sleep(2)
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    [line] = [line for line in stderr.split("\n") if "alert firing" in line]
+    assert "svc\\r\\n# fake line\\x1b[31m\\x00\\u202e" in line
+    assert not any(c in stderr for c in "\r\x1b\x00\u202e")
+    assert not any(line.startswith("# fake") for line in stderr.split("\n"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from opentelemetry.trace import Status, StatusCode
 
@@ -12,8 +13,32 @@ from agenttop.serve import BackgroundService
 from tests.conftest import serve_settings
 from tests.test_sdk_ingest import tracer_provider
 
+# The rules the traffic of ``fill`` has enough samples for: no tool calls, no metrics.
+PROMPT_AND_AUTH = """
+[[rule]]
+name = "prompt-failure-rate"
+layer = "prompt"
+measure = "failure_rate"
+op = ">"
+threshold = 0.05
+window = "15m"
+min_samples = 20
 
-def fill(db_path, auth_failures: int) -> None:
+[[rule]]
+name = "auth-failures"
+layer = "auth"
+measure = "failures"
+op = ">"
+threshold = 0
+window = "15m"
+"""
+HOUR_NS = 3600 * 10**9
+
+
+def fill(db_path, auth_failures: int, *, tool_calls: int = 0, tool_failures: int = 0,
+         ahead_ns: int = 0) -> None:
+    """30 agent runs through the real SDK; ``ahead_ns``: one more span dated that far ahead
+    of now, as a client with a skewed clock sends it."""
     with BackgroundService(serve_settings(db_path)) as service:
         provider = tracer_provider(service)
         tracer = provider.get_tracer("agent")
@@ -27,7 +52,23 @@ def fill(db_path, auth_failures: int) -> None:
                     with tracer.start_as_current_span("POST /oauth/token") as auth:
                         auth.set_attribute("http.response.status_code", 401)
                         auth.set_status(Status(StatusCode.ERROR))
+        for i in range(tool_calls):
+            with tracer.start_as_current_span("execute_tool lookup") as tool:
+                tool.set_attribute("gen_ai.operation.name", "execute_tool")
+                if i < tool_failures:
+                    tool.set_attribute("error.type", "ToolError")
+                    tool.set_status(Status(StatusCode.ERROR))
+        if ahead_ns:
+            start = time.time_ns() + ahead_ns
+            tracer.start_span("invoke_agent from the future", start_time=start).end(
+                end_time=start + 10**9)
         provider.shutdown()
+
+
+def rules_file(tmp_path, text: str = PROMPT_AND_AUTH):
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    return str(path)
 
 
 def run_check(*args: str) -> subprocess.CompletedProcess:
@@ -35,17 +76,69 @@ def run_check(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_healthy_database_passes(db_path):
+def test_healthy_database_passes(db_path, tmp_path):
     fill(db_path, auth_failures=0)
-    result = run_check("--db", str(db_path))
+    result = run_check("--db", str(db_path), "--rules", rules_file(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "OK: all" in result.stdout
+    assert "PASS: all 2 rules judged, and each holds" in result.stdout
     assert "prompt" in result.stdout and "runtime" in result.stdout
+
+
+def test_an_empty_database_is_inconclusive_not_a_pass(db_path):
+    fill(db_path, auth_failures=0)
+    empty = db_path.with_name("empty.db")
+    from agenttop.store import open_writer
+    open_writer(empty).close()
+    result = run_check("--db", str(empty))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "INCONCLUSIVE: no data in the file" in result.stdout
+    allowed = run_check("--db", str(empty), "--allow-inconclusive")
+    assert allowed.returncode == 0 and "INCONCLUSIVE" in allowed.stdout
+
+
+def test_too_few_samples_is_inconclusive_and_names_the_rule(db_path):
+    # 22 of 41 tool calls failed: the shipped tool rule wants 50 calls before it judges.
+    fill(db_path, auth_failures=0, tool_calls=41, tool_failures=22)
+    result = run_check("--db", str(db_path))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "tool-error-rate (too few samples: 41 of 50 spans)" in result.stdout
+    report = json.loads(run_check("--db", str(db_path), "--format", "json").stdout)
+    assert report["verdict"] == "inconclusive" and report["ok"] is False
+    # The run's own minimum: judged on 41 calls, 54 % failed.
+    judged = run_check("--db", str(db_path), "--min-samples", "20")
+    assert judged.returncode == 1, judged.stdout
+    assert "FAIL" in judged.stdout and "tool-error-rate" in judged.stdout
+
+
+def test_an_empty_rules_file_is_a_usage_error(db_path, tmp_path):
+    fill(db_path, auth_failures=0)
+    result = run_check("--db", str(db_path), "--rules", rules_file(tmp_path, "# none\n"))
+    assert result.returncode == 2
+    assert "no rules to check" in result.stderr
+
+
+def test_one_skewed_clock_does_not_move_the_window(db_path, tmp_path):
+    # Three auth failures now, and one span dated an hour ahead: the window must still end
+    # when the records arrived, not at the span from the future.
+    fill(db_path, auth_failures=3, ahead_ns=HOUR_NS)
+    result = run_check("--db", str(db_path), "--rules", rules_file(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "auth-failures" in result.stdout and "BREACHED" in result.stdout
+    assert "clock skew: 1 spans dated ahead of arrival" in result.stdout
+    report = json.loads(run_check("--db", str(db_path), "--rules", rules_file(tmp_path),
+                                  "--format", "json").stdout)
+    assert report["clock_skew"]["spans_ahead"] == 1
+    # --until ends the window where the user says: an hour ago nothing had happened yet.
+    before = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    earlier = run_check("--db", str(db_path), "--rules", rules_file(tmp_path),
+                        "--until", before)
+    assert earlier.returncode == 3, earlier.stdout
 
 
 def test_auth_failures_fail_the_gate(db_path):
     fill(db_path, auth_failures=2)
     result = run_check("--db", str(db_path), "--window", "1h")
+    assert "verdict" in run_check("--db", str(db_path), "--format", "json").stdout
     assert result.returncode == 1, result.stdout + result.stderr
     assert "BREACHED" in result.stdout and "auth-failures" in result.stdout
     report = json.loads(run_check("--db", str(db_path), "--format", "json").stdout)

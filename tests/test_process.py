@@ -189,3 +189,41 @@ def test_every_acknowledged_span_survives_kill_9(tmp_path):
         [sys.executable, "-c", f"from agenttop.store import open_writer; open_writer({str(db)!r})"],
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_second_serve_on_the_same_file_refuses_naming_the_first(tmp_path):
+    db = tmp_path / "agenttop.db"
+    port = free_port()
+    first = start_serve(db, port)
+    try:
+        wait_listening(first, port)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # its heartbeat says where it listens
+            with read_as_user(db) as conn:
+                row = conn.execute("SELECT status FROM receiver").fetchone()
+            if row and "127.0.0.1" in row[0]:
+                break
+            time.sleep(0.1)
+        second = subprocess.run(
+            [sys.executable, "-m", "agenttop.cli", "serve", "--db", str(db), "--grpc",
+             f"127.0.0.1:{free_port()}", "--http", "off"],
+            capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1
+        assert (f"is already written by agenttop serve (pid {first.pid}, on "
+                f"127.0.0.1:{port}") in second.stderr
+        assert second.stderr.count("\n") == 1  # one line
+        # `import` still takes turns with the running receiver.
+        export = tmp_path / "one.json"
+        export.write_text('{"resourceSpans": []}\n')
+        imported = run_cli("import", "--db", str(db), str(export))
+        assert imported.returncode == 0, imported.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+    # Once it is gone, the file is free again.
+    again = start_serve(db, port)
+    try:
+        wait_listening(again, port)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(30)

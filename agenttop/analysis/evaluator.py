@@ -261,25 +261,40 @@ def check_rules(
     layers: Mapping[tuple[str, int], LayerHealth],
     metrics: Mapping[int, Sequence[MetricHealth]],
 ) -> list[Check]:
-    """Every rule's verdict now, with no state: a breach needs ``min_samples`` like an alert."""
+    """Every rule's verdict now, with no state. A rule is judged only on at least
+    ``min_samples`` samples: below that it is "too few samples" whatever its value, and a
+    measure with no value is "no data"; neither is a pass."""
     out = []
     for rule in rules:
         seen_any = False
         for key, observation in observe(rule, layers, metrics):
             seen_any = True
-            if observation.value is None:
-                status = "no data"
-            elif not breaches(rule, observation.value):
-                status = "ok"
-            elif observation.samples < rule.min_samples:
+            if observation.samples < rule.min_samples:
                 status = "too few samples"
-            else:
+            elif observation.value is None:
+                status = "no data"
+            elif breaches(rule, observation.value):
                 status = "breached"
+            else:
+                status = "ok"
             out.append(Check(rule, key, observation, status))
         if not seen_any:
             out.append(Check(rule, AlertKey(rule.name), Observation(rule.subject, None, 0, ""),
                              "no data"))
     return out
+
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+
+def verdict(checks: Sequence[Check]) -> Verdict:
+    """fail if any rule is breached; pass if every rule was judged and holds; else (no
+    rules, no data, too few samples) inconclusive: nothing to judge is not a pass."""
+    if any(c.status == "breached" for c in checks):
+        return "fail"
+    if checks and all(c.status == "ok" for c in checks):
+        return "pass"
+    return "inconclusive"
 
 
 def series_labels(series: MetricHealth) -> tuple[tuple[str, str], ...]:

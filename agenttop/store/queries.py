@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import apsw
 
 from agenttop.store.db import scalar
-from agenttop.store.rows import LAYERS, MINUTE_NS
+from agenttop.store.rows import LAYERS, MINUTE_NS, SECOND_NS
 
 
 def latest_data_ns(conn: apsw.Connection) -> int | None:
@@ -28,6 +28,50 @@ def latest_data_ns(conn: apsw.Connection) -> int | None:
     ]
     known = [t for t in times if t is not None]
     return max(known) if known else None
+
+
+def latest_arrival_ns(conn: apsw.Connection) -> int | None:
+    """When the newest span, log record or metric point arrived, by the receiver's clock,
+    or None when the file is empty: the end of a window that no client's clock can move.
+    Rows are stored in arrival order, so each table's last row says it."""
+    times = [
+        scalar(conn, "SELECT received_ns FROM spans ORDER BY rowid DESC LIMIT 1"),
+        scalar(conn, "SELECT received_ns FROM logs ORDER BY log_id DESC LIMIT 1"),
+        scalar(conn, "SELECT received_ns FROM metric_points ORDER BY point_id DESC LIMIT 1"),
+    ]
+    known = [int(t) for t in times if t is not None]  # type: ignore[call-overload]
+    return max(known) if known else None
+
+
+# A record dated this far ahead of its arrival, or before this date, has a wrong clock.
+SKEW_TOLERANCE_NS = 300 * SECOND_NS
+OLDEST_PLAUSIBLE_NS = 946_684_800 * SECOND_NS  # 2000-01-01
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSkew:
+    """Records whose own time cannot be right, by what they are and which way."""
+
+    spans_ahead: int = 0  # start more than SKEW_TOLERANCE_NS after arrival
+    spans_ancient: int = 0  # start before OLDEST_PLAUSIBLE_NS
+    logs_ahead: int = 0
+    logs_ancient: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.spans_ahead + self.spans_ancient + self.logs_ahead + self.logs_ancient
+
+
+def clock_skew(conn: apsw.Connection) -> ClockSkew:
+    """Count the file's records with a skewed clock (a scan: for one-shot reports)."""
+    bindings = {"tol": SKEW_TOLERANCE_NS, "old": OLDEST_PLAUSIBLE_NS}
+    spans = conn.execute("SELECT count(CASE WHEN start_ns > received_ns + :tol THEN 1 END), "
+                         "count(CASE WHEN start_ns < :old THEN 1 END) FROM spans",
+                         bindings).fetchall()[0]
+    logs = conn.execute("SELECT count(CASE WHEN time_ns > received_ns + :tol THEN 1 END), "
+                        "count(CASE WHEN time_ns < :old THEN 1 END) FROM logs",
+                        bindings).fetchall()[0]
+    return ClockSkew(*map(int, spans), *map(int, logs))
 
 
 # ------------------------------------------------------------------------- the trace list

@@ -14,7 +14,8 @@ SPARK_CHARS = "▁▂▃▄▅▆▇█"
 
 
 def duration(ns: int | float | None) -> str:
-    """A span duration: ``850µs``, ``12.3ms``, ``1.24s``, ``2m03s``, ``1h05m``."""
+    """A span duration: ``850µs``, ``12.3ms``, ``1.24s``, ``2m03s``, ``1h05m``, ``10d04h``,
+    ``20819d`` (at most six characters from a day on)."""
     if ns is None:
         return "–"
     if ns < 0:
@@ -32,7 +33,10 @@ def duration(ns: int | float | None) -> str:
         return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
     if seconds < 3600:
         return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    days = int(seconds // 86400)
+    return f"{days}d{int(seconds % 86400 // 3600):02d}h" if days < 100 else f"{days}d"
 
 
 def millis(ms: float | None) -> str:

@@ -129,6 +129,9 @@ def test_layer_states_follow_the_rules():
 def test_formatting():
     assert fmt.duration(850_000) == "850µs" and fmt.duration(2_250_000_000) == "2.25s"
     assert fmt.duration(125 * 10**9) == "2m05s"
+    day = 86400 * 10**9
+    assert fmt.duration(10 * day + 4 * 3600 * 10**9) == "10d04h"
+    assert fmt.duration(498946 * 3600 * 10**9) == "20789d"  # a clock at 1970: days, whole
     assert fmt.percent(0.02) == "2%" and fmt.percent(0.062) == "6.2%" and fmt.percent(0) == "0%"
     assert fmt.rate(0.03) == "0.03/s" and fmt.rate(12.4) == "12/s" and fmt.rate(None) == "–"
     assert fmt.size(172_032) == "172 kB" and fmt.count(12_345) == "12.3k"
