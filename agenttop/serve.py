@@ -41,7 +41,7 @@ from agenttop.otlp.grpc_server import SERVICES, start_server
 from agenttop.otlp.http_server import HttpReceiver, start_http_server
 from agenttop.otlp.receiver import Receiver
 from agenttop.prometheus import HealthCollector, MetricsServer
-from agenttop.store import open_writer
+from agenttop.store import StoreError, open_writer
 from agenttop.store.lock import ReceiverLock
 from agenttop.store.retention import Retention, prepare
 from agenttop.store.status import HEARTBEAT_S, write_heartbeat
@@ -175,6 +175,9 @@ class Service:
         # returning a JSON-ready dict. Parts add themselves as they start.
         self.status_sources: dict[str, Callable[[], dict]] = {}
         self._lock = ReceiverLock(settings.db)
+        # Set when the receiver cannot go on (its file was deleted): why, for the exit.
+        self.fatal: str | None = None
+        self.failed = asyncio.Event()
 
     @property
     def grpc_address(self) -> str:
@@ -209,6 +212,9 @@ class Service:
             self._lock.release()
             raise
         self.writer = Writer(conn, max_pending=self.settings.queue_spans)
+        loop = asyncio.get_running_loop()
+        self.writer.on_failing_change = lambda: loop.call_soon_threadsafe(
+            lambda: loop.create_task(self._report_health()))
         self.writer.start()
         try:
             self.retention = Retention(self.writer, conn.filename, max_db_bytes=max_db_bytes,
@@ -289,6 +295,8 @@ class Service:
             return "shutting down"
         if self.writer is None or not self.writer.accepting:
             return "the database writer is not running"
+        if self.writer.failing is not None:
+            return f"writes fail: {self.writer.failing}"
         if self._last_write_ok is None:
             return "starting"
         if not self._last_write_ok:
@@ -326,12 +334,18 @@ class Service:
             await self._report_health()
 
     async def _beat(self) -> None:
-        while True:
+        assert self.writer is not None
+        while not self.writer.gone:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 await self.heartbeat()
-            except Exception:
-                log.exception("heartbeat failed")
+            except Exception as e:
+                if self.writer.failing is None:  # the writer has said why, once
+                    log.exception("heartbeat failed: %s", e)
+        # Nothing is acknowledged into a file nobody can read: stop, and say so.
+        self.fatal = (f"{self.writer.failing}; nothing was acknowledged after that. Start "
+                      "agenttop serve again to write a new file")
+        self.failed.set()
 
     async def _watch(self) -> None:
         """Evaluate alerts every few seconds; a failed round is logged, never fatal."""
@@ -486,9 +500,14 @@ async def serve_forever(settings: ServeSettings, rules: list[Rule],
         if service.retention_note:
             say(service.retention_note)
         say(f"{len(rules)} alert rules from {settings.rules or 'the defaults'}")
-        await stop.wait()
+        waits = [asyncio.create_task(event.wait()) for event in (stop, service.failed)]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
         say("stopping, flushing to disk")
         await service.stop()
+        if service.fatal is not None:
+            raise StoreError(service.fatal)
     finally:
         undo()
 

@@ -12,11 +12,13 @@ caller can tell the client to retry later.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,6 +33,24 @@ log = logging.getLogger(__name__)
 
 Done = Callable[[BaseException | None], None]
 T = TypeVar("T")
+
+
+class FileGone(Exception):
+    """The database file was deleted, or another file was moved onto its path, while it
+    was open: what is committed now would be lost with the old file."""
+
+
+def write_failure(error: BaseException) -> str:
+    """What a failed write means, in words a user can act on."""
+    if isinstance(error, FileGone):
+        return str(error)
+    if isinstance(error, apsw.FullError):
+        return "the disk is full (or the file reached its size limit)"
+    if isinstance(error, apsw.ReadOnlyError):
+        return "the file or its file system became read-only"
+    if isinstance(error, apsw.IOError | apsw.CantOpenError):
+        return f"the file cannot be written ({error})"
+    return str(error) or type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,16 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="agenttop-writer", daemon=True)
         self._rate = 0.0  # items committed per second, smoothed over recent transactions
         self.stats = WriterStats()
+        # Why the last transaction failed (write_failure), None after one that committed:
+        # readiness and the log say it, once per change.
+        self.failing: str | None = None
+        self.gone = False  # the file was deleted or replaced: nothing more can be stored
+        # Called (on the writer thread) when ``failing`` changes, for readiness to follow.
+        self.on_failing_change: Callable[[], None] | None = None
+        # The file as opened: its link count drops to 0 when it is deleted or replaced
+        # (renaming it keeps it at 1, and writing on is right then).
+        path = conn.filename
+        self._watch_fd = os.open(path, os.O_RDONLY) if path else None
 
     def drain_seconds(self) -> float:
         """Roughly how long the items waiting now will take to commit."""
@@ -180,6 +210,9 @@ class Writer:
         except apsw.Error as e:  # a busy reader only delays the checkpoint
             log.warning("final checkpoint skipped: %s", e)
         self._conn.close()
+        if self._watch_fd is not None:
+            os.close(self._watch_fd)
+            self._watch_fd = None
 
     def _run(self) -> None:
         stop = False
@@ -218,17 +251,51 @@ class Writer:
             if not call.transaction:
                 result = call.fn(conn)
             else:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with self._transaction():
                     result = call.fn(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
         except Exception as e:
             call.future.set_exception(e)
         else:
             call.future.set_result(result)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, into the file as it was opened, or ROLLBACK; ``failing`` then
+        says how it went (logged once per change)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            if self._watch_fd is not None and os.fstat(self._watch_fd).st_nlink == 0:
+                raise FileGone(f"{conn.filename} was deleted or replaced while agenttop "
+                               "wrote it")
+            conn.execute("COMMIT")
+        except BaseException as e:
+            # SQLite may have rolled back already (a full disk at COMMIT): the original
+            # error is the one to report, not "no transaction is active".
+            with contextlib.suppress(apsw.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(e, apsw.Error | FileGone | OSError):  # the file's, not a caller's bug
+                self._failed(e)
+            raise
+        if self.failing is not None:
+            log.warning("writes to %s succeed again", conn.filename)
+            self._set_failing(None)
+
+    def _failed(self, error: BaseException) -> None:
+        cause = write_failure(error)
+        self.gone = self.gone or isinstance(error, FileGone)
+        if cause != self.failing:
+            log.error("cannot write to %s: %s", self._conn.filename, cause)
+            self._set_failing(cause)
+
+    def _set_failing(self, cause: str | None) -> None:
+        self.failing = cause
+        if self.on_failing_change is not None:
+            try:
+                self.on_failing_change()
+            except Exception:  # the listener's failure is its own, never the writer's
+                log.exception("failing-change listener failed")
 
     def _commit_group(self, group: list[tuple[Batch, Done]]) -> None:
         batches = [b for b, _ in group]
@@ -250,9 +317,7 @@ class Writer:
                         errors.append(None)
                     except Exception as single:
                         errors.append(single)
-        for (batch, done), error in zip(group, errors, strict=True):
-            if error is not None:
-                log.error("write failed for a %s batch: %s", batch.kind, error)
+        for (_, done), error in zip(group, errors, strict=True):
             try:
                 done(error)
             except Exception:  # a callback's failure is the caller's, never the writer's
@@ -265,8 +330,7 @@ class Writer:
 
     def _write(self, batches: list[Batch]) -> None:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             mark = scalar(conn, "SELECT coalesce(max(rowid), 0) FROM spans")
             # One statement per batch, not one for the whole group: SQLite parses the bound
             # JSON into memory of its own, and a group of 20,000 spans (~19 MB of JSON)
@@ -280,10 +344,6 @@ class Writer:
             if trace_ids:
                 conn.execute(REFRESH_TRACES, {"ids": _json_list(trace_ids), "now": self._clock()})
                 add_to_rollups(conn, mark)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
 
 def _json_list(ids: set[str]) -> str:
