@@ -64,13 +64,19 @@ def serve(**values: Any) -> None:
     """Receive OTLP into the database until interrupted (no UI).
 
     Every Export is answered only after its rows are committed. Stop with Ctrl-C or
-    SIGTERM: accepted data is flushed before exit.
+    SIGTERM: accepted data is flushed before exit. Exit status 1 when it cannot start
+    (the port is taken, the file is not usable or already written by another serve) or
+    cannot go on (the file was deleted); it then creates no database file.
     """
     from agenttop.analysis.hooks import AlertCommand
     from agenttop.otlp.receiver import BindError
     from agenttop.serve import TLSError, exposure_problem, serve_forever
     from agenttop.store import StoreError
 
+    token = values.get("token")
+    if token is not None and token != token.strip():
+        click.echo("agenttop: warning: the token has whitespace around it (a trailing newline "
+                   "from a secret file?); it was removed", err=True)
     settings = build(ServeSettings, values)
     problem = None if settings.insecure else exposure_problem(settings)
     if problem:
@@ -337,6 +343,10 @@ def demo(endpoint: str, rate: float, duration: float | None, seed: int | None,
                             failure_scale=failure_scale)
     stats = run_demo(settings, stop)
     click.echo(f"agenttop demo: {stats.summary()}", err=True)
+    if stats.spans and not stats.spans_exported:
+        _fail(f"nothing was exported: is a receiver listening on {endpoint}?")
+    if stats.export_failures:
+        _fail(f"{stats.export_failures} batches of spans were not exported")
 
 
 @main.command()

@@ -342,9 +342,14 @@ class ServeSettings(BaseModel):
     @field_validator("token")
     @classmethod
     def _nonempty_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
+        if value is None:
+            return value
+        # Clients send "Bearer TOKEN" with the token trimmed: a secret file's trailing
+        # newline would otherwise refuse every one of them.
+        token = value.get_secret_value().strip()
+        if not token:
             raise ValueError("must not be empty")
-        return value
+        return SecretStr(token)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServeSettings:

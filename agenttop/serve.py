@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import json
 import logging
+import os
 import re
 import signal
 import ssl
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
@@ -142,6 +144,14 @@ def describe_retention(settings: ServeSettings) -> str:
     return kept if settings.max_db_mb is None else f"{kept}, under {settings.max_db_mb} MB"
 
 
+def _remove_new(db: Path, created: bool) -> None:
+    """A start that failed (a port taken) leaves no database file it created behind."""
+    if created:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.remove(f"{db}{suffix}")
+
+
 class Service:
     """One running receiver: writer thread, decoders, gRPC and HTTP servers, alert monitor."""
 
@@ -178,6 +188,7 @@ class Service:
         # Set when the receiver cannot go on (its file was deleted): why, for the exit.
         self.fatal: str | None = None
         self.failed = asyncio.Event()
+        self.created_directory = False  # the database's directory did not exist
 
     @property
     def grpc_address(self) -> str:
@@ -196,11 +207,15 @@ class Service:
         credentials = server_credentials(self.settings)
         ssl_context = (http_ssl_context(self.settings)
                        if self.settings.http or self.settings.prometheus else None)
+        db = self.settings.db.expanduser()
+        self.created_directory = not db.parent.exists()
         self._lock.acquire()  # one receiver per file; StoreError names the running one
+        created = not db.exists()
         try:
-            conn = open_writer(self.settings.db, synchronous=self.settings.sync.upper())
+            conn = open_writer(db, synchronous=self.settings.sync.upper())
         except BaseException:
             self._lock.release()
+            _remove_new(db, created)
             raise
         max_db_bytes = self.settings.max_db_bytes
         prune = self.settings.retention_s is not None or max_db_bytes is not None
@@ -210,6 +225,7 @@ class Service:
         except BaseException:
             conn.close()
             self._lock.release()
+            _remove_new(db, created)
             raise
         self.writer = Writer(conn, max_pending=self.settings.queue_spans)
         loop = asyncio.get_running_loop()
@@ -264,6 +280,7 @@ class Service:
             await self.heartbeat()
         except BaseException:
             await self.stop()
+            _remove_new(db, created)
             raise
         self._monitor_task = asyncio.create_task(self._watch())
         self._heartbeat_task = asyncio.create_task(self._beat())
@@ -496,6 +513,8 @@ async def serve_forever(settings: ServeSettings, rules: list[Rule],
         if service.metrics is not None:
             scheme = "https" if settings.tls_cert else "http"
             say(f"Prometheus metrics on {scheme}://{service.metrics.address}/metrics")
+        if service.created_directory:
+            say(f"created the directory {settings.db.expanduser().parent}")
         say(f"writing {settings.db} ({describe_retention(settings)})")
         if service.retention_note:
             say(service.retention_note)

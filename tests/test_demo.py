@@ -200,3 +200,11 @@ def test_default_rates_trip_the_lesson_alerts(scale):
         assert injected == 0 and "auth" not in spans
         assert all(rate(layer) == 0 for layer in spans)
         assert runtime_p99 < 5.0
+
+
+def test_demo_fails_when_nothing_reaches_a_receiver():
+    from tests.test_process import free_port, run_cli
+
+    result = run_cli("demo", "--endpoint", f"127.0.0.1:{free_port()}", "--duration", "1")
+    assert result.returncode == 1
+    assert "nothing was exported: is a receiver listening on" in result.stderr

@@ -227,3 +227,46 @@ def test_a_second_serve_on_the_same_file_refuses_naming_the_first(tmp_path):
     finally:
         again.send_signal(signal.SIGTERM)
         again.wait(30)
+
+
+def test_a_token_with_a_trailing_newline_is_trimmed_with_a_warning(tmp_path):
+    # As a token mounted from a secret file arrives; clients send it trimmed.
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "AGENTTOP_TOKEN": "s3cret-t0ken\n"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agenttop.cli", "serve", "--db", str(tmp_path / "a.db"),
+         "--grpc", f"127.0.0.1:{port}", "--http", "off", "--decoders", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_listening(proc, port)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            channel.unary_unary(TRACES)(traces_request(span(1)), timeout=30,
+                                        metadata=[("authorization", "Bearer s3cret-t0ken")])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert "the token has whitespace around it" in stderr
+
+
+def test_a_failed_start_leaves_no_database_file(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        db = tmp_path / "new" / "agenttop.db"
+        result = run_cli("serve", "--db", str(db), "--grpc", f"127.0.0.1:{port}",
+                         "--http", "off", "--decoders", "1")
+    assert result.returncode == 1 and "127.0.0.1" in result.stderr
+    assert not db.exists() and list(db.parent.iterdir()) == []
+
+
+def test_serve_says_it_created_the_database_directory(tmp_path):
+    db = tmp_path / "missing" / "dir" / "agenttop.db"
+    port = free_port()
+    proc = start_serve(db, port)
+    try:
+        wait_listening(proc, port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert f"agenttop serve: created the directory {db.parent}" in stderr
