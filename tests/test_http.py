@@ -493,3 +493,29 @@ def test_a_key_that_does_not_match_its_certificate_is_one_clear_error(tls_files)
     message = str(info.value)
     assert message.startswith(f"--tls-cert {tls_files['cert']}, --tls-key ")
     assert "cannot serve HTTPS with them" in message and "\n" not in message
+
+
+def test_unparsable_requests_are_one_rate_limited_line_and_audited(make_server, db_path,
+                                                                     caplog):
+    import logging
+    import socket
+
+    caplog.set_level(logging.DEBUG)
+    service = make_server(http="127.0.0.1:0")
+    for _ in range(50):
+        with socket.create_connection(("127.0.0.1", service.http_port)) as s:
+            s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nBad Header\x01: y\r\n"
+                      b"Content-Length: 0\r\n\r\n")
+            assert s.recv(200).startswith(b"HTTP/1.0 400")
+    said = [r for r in caplog.records if "malformed HTTP request" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is None
+    assert not any(r.exc_info for r in caplog.records if r.name.startswith("aiohttp"))
+    assert service.receiver.malformed == 50
+    deadline = time.monotonic() + 10
+    while True:
+        rows = read_db(db_path).execute(
+            "SELECT signal, reason, sum(count) FROM audit GROUP BY 1, 2").fetchall()
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [tuple(r) for r in rows] == [("http", "malformed request", 50)]

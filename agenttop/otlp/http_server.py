@@ -12,14 +12,17 @@ errors.
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 import ssl
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
@@ -36,6 +39,8 @@ from agenttop.otlp.receiver import (
     Refused,
     Signal,
 )
+
+log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -142,10 +147,63 @@ class HttpReceiver:
 
 def _peer(request: web.Request) -> str:
     """The client's address in gRPC's form, so the audit table counts both alike."""
-    host = request.remote or ""
+    return _peer_of(request.remote)
+
+
+def _peer_of(host: object) -> str:
+    host = str(host or "")
     if not host:
         return ""
     return f"ipv6:[{host}]" if ":" in host else f"ipv4:{host}"
+
+
+class ServerLog:
+    """The log aiohttp's request handler writes to, for one receiver.
+
+    aiohttp logs a whole traceback for every request it cannot parse (a malformed header,
+    say), before any token is checked: any client could fill the log with them. Here each
+    is counted as a malformed call (and kept in the audit table) and said in one line, at
+    most one every ``QUIET_S`` seconds; the next line says how many more there were.
+    Everything else goes on to aiohttp's own logger.
+    """
+
+    QUIET_S = 10.0
+
+    def __init__(self, receiver: Receiver, clock: Callable[[], float] = time.monotonic) -> None:
+        self.receiver = receiver
+        self.clock = clock
+        self._logger = logging.getLogger("aiohttp.server")
+        self._said_at: float | None = None
+        self._unsaid = 0
+
+    def exception(self, message: str, *args: object, exc_info: object = True,
+                  **kwargs: object) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self._unparsable(args[0] if args else "", exc_info)
+        else:
+            self._logger.exception(message, *args, exc_info=exc_info, **kwargs)
+
+    def debug(self, message: str, *args: object, exc_info: object = None,
+              **kwargs: object) -> None:
+        if isinstance(exc_info, HttpProcessingError):  # what aiohttp thinks is not HTTP
+            self._unparsable(args[0] if args else "", exc_info)
+        else:
+            self._logger.debug(message, *args, exc_info=exc_info, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._logger, name)
+
+    def _unparsable(self, host: object, error: HttpProcessingError) -> None:
+        peer = _peer_of(host)
+        self.receiver.refuse_unparsable(peer)
+        now = self.clock()
+        if self._said_at is not None and now - self._said_at < self.QUIET_S:
+            self._unsaid += 1
+            return
+        more = f" (and {self._unsaid:,} more since the last such line)" if self._unsaid else ""
+        reason = (error.message or type(error).__name__).strip().splitlines()[0]
+        log.warning("malformed HTTP request from %s refused: %s%s", peer or "?", reason, more)
+        self._said_at, self._unsaid = now, 0
 
 
 def _listen(address: str) -> socket.socket:
@@ -182,7 +240,8 @@ async def start_http_server(
     # Bodies are inflated by the decoding workers, within the size limit (aiohttp would do
     # it here, in the event loop); no access log: the receiver counts what it answers.
     runner = web.AppRunner(http.app(), auto_decompress=False, access_log=None,
-                           shutdown_timeout=shutdown_timeout)
+                           shutdown_timeout=shutdown_timeout,
+                           logger=ServerLog(http.receiver))
     try:
         await runner.setup()
         await web.SockSite(runner, sock, ssl_context=ssl_context).start()

@@ -109,6 +109,12 @@ class Receiver:
         self._refuse(peer, signal, audit.TOO_LARGE)
         return Refused(TOO_LARGE, message)
 
+    def refuse_unparsable(self, peer: str) -> None:
+        """Count and audit an HTTP request too malformed to say what it carried."""
+        self.malformed += 1
+        if self.audit is not None:
+            self.audit.record(peer, "http", audit.MALFORMED)
+
     def _refuse(self, peer: str, signal: Signal, reason: str) -> None:
         if self.audit is not None:
             self.audit.record(peer, signal.name, reason)
