@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import apsw
 
 from agenttop.store.db import scalar
-from agenttop.store.rows import LAYERS, MINUTE_NS, SECOND_NS
+from agenttop.store.rows import FAILURES, LAYERS, MINUTE_NS, SECOND_NS
 
 
 def latest_data_ns(conn: apsw.Connection) -> int | None:
@@ -77,7 +77,9 @@ def clock_skew(conn: apsw.Connection) -> ClockSkew:
 # ------------------------------------------------------------------------- the trace list
 
 # Filter tokens the trace list understands; anything else is free text.
-FILTER_HELP = "text · service:NAME · layer:LAYER · errors · findings"
+FILTER_HELP = ("text · service:NAME · layer:LAYER · errors · findings · failed:LAYER[:CATEGORY] "
+               "· slow:LAYER>5s")
+_SLOW = re.compile(r"([a-z_]+)>(\d+(?:\.\d+)?)(ms|s)?\Z")
 _TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
 _LIKE_ESCAPE = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
@@ -91,6 +93,9 @@ class TraceFilter:
     layers: tuple[str, ...] = ()  # layer:LAYER, a layer its spans touch
     errors: bool = False  # errors: traces with at least one failed span
     findings: bool = False  # findings: traces with PII or injection findings
+    # failed:LAYER[:CATEGORY]: a span of that layer failed (in that category)
+    failed: tuple[tuple[str, str | None], ...] = ()
+    slow: tuple[tuple[str, int], ...] = ()  # slow:LAYER>5s: a span of it took longer (ns)
     problems: tuple[str, ...] = ()  # tokens that cannot match, said in words
     since_ns: int | None = None  # traces started at or after (set by a jump, not typed)
     until_ns: int | None = None  # traces started at or before
@@ -98,7 +103,8 @@ class TraceFilter:
     @property
     def empty(self) -> bool:
         return not (self.words or self.services or self.layers or self.errors or self.findings
-                    or self.since_ns is not None or self.until_ns is not None)
+                    or self.failed or self.slow or self.since_ns is not None
+                    or self.until_ns is not None)
 
 
 def parse_trace_filter(query: str) -> TraceFilter:
@@ -111,6 +117,8 @@ def parse_trace_filter(query: str) -> TraceFilter:
     services: list[str] = []
     layers: list[str] = []
     problems: list[str] = []
+    failed: list[tuple[str, str | None]] = []
+    slow: list[tuple[str, int]] = []
     errors = findings = False
     for quoted, bare in _TOKEN.findall(query):
         if quoted:
@@ -132,12 +140,31 @@ def parse_trace_filter(query: str) -> TraceFilter:
         elif key in ("layer", "l") and value:
             layer = value.lower()
             layers.append(layer)
-            if layer not in LAYERS:
-                problems.append(f"no layer {layer!r} (layers: {', '.join(LAYERS)})")
+            problems += _layer_problem(layer)
+        elif key == "failed" and value:
+            layer, _, category = value.lower().partition(":")
+            failed.append((layer, category or None))
+            problems += _layer_problem(layer)
+            if category and category not in FAILURES:
+                problems.append(f"no failure category {category!r} (categories: "
+                                f"{', '.join(FAILURES)})")
+        elif key == "slow" and value:
+            match = _SLOW.match(value.lower())
+            if match is None:
+                problems.append(f"slow:{value} is not slow:LAYER>TIME, e.g. slow:runtime>5s")
+                slow.append(("", 0))  # matches nothing rather than everything
+                continue
+            layer, amount, unit = match.groups()
+            slow.append((layer, int(float(amount) * (10**9 if unit == "s" else 10**6))))
+            problems += _layer_problem(layer)
         else:
             words.append(bare)
     return TraceFilter(tuple(words), tuple(services), tuple(layers), errors, findings,
-                       tuple(problems))
+                       tuple(failed), tuple(slow), tuple(problems))
+
+
+def _layer_problem(layer: str) -> list[str]:
+    return [] if layer in LAYERS else [f"no layer {layer!r} (layers: {', '.join(LAYERS)})"]
 
 
 def _like(value: str, prefix_only: bool = False) -> str:
@@ -165,6 +192,20 @@ def _trace_where(f: TraceFilter) -> tuple[str, dict[str, object]]:
         parts.append("error_count > 0")
     if f.findings:
         parts.append("finding_count > 0")
+    # Through spans_layer_time: the spans of one layer, from the range's start on.
+    since = "" if f.since_ns is None else " AND start_ns >= :since"
+    for i, (layer, category) in enumerate(f.failed):
+        bindings[f"fl{i}"] = layer
+        which = "failure IS NOT NULL"
+        if category is not None:
+            bindings[f"fc{i}"] = category
+            which = f"failure = :fc{i}"
+        parts.append(f"trace_id IN (SELECT trace_id FROM spans WHERE layer = :fl{i}{since} "
+                     f"AND {which})")
+    for i, (layer, over_ns) in enumerate(f.slow):
+        bindings[f"sl{i}"], bindings[f"sd{i}"] = layer, over_ns
+        parts.append(f"trace_id IN (SELECT trace_id FROM spans WHERE layer = :sl{i}{since} "
+                     f"AND duration_ns > :sd{i})")
     if f.since_ns is not None:
         bindings["since"] = f.since_ns
         parts.append("start_ns >= :since")

@@ -9,7 +9,7 @@ from pathlib import Path
 from textual.widgets import DataTable, Input
 
 from agenttop.store.alerts import AlertKey
-from agenttop.store.queries import get_trace
+from agenttop.store.queries import get_trace, trace_spans
 from agenttop.tui.app import make_app
 from agenttop.tui.screens.alerts import AlertsScreen
 from agenttop.tui.screens.security import SecurityScreen
@@ -82,17 +82,18 @@ async def test_enter_on_a_layer_alert_shows_its_failing_traces(demo_db):
         traces = app.screen
         await refreshed(pilot)
         f = traces.filter
-        assert f.layers == ("auth",) and f.errors
+        assert f.failed == (("auth", None),)
         assert f.since_ns == NOW - 300 * 10**9 and f.until_ns is None  # fired at NOW
-        assert traces.query_one("#filter", Input).value == "layer:auth errors"
+        assert traces.query_one("#filter", Input).value == "failed:auth"
         shown = traces.query_one(TraceTable).keys
         assert shown  # run-7 and run-18: the auth failures of the last five minutes
-        for trace_id in shown:
+        for trace_id in shown:  # each has a failed auth span: the ones that breached
+            spans = app.source.read(lambda conn, t=trace_id: trace_spans(conn, t))
+            assert any(s.layer == "auth" and s.failure for s in spans)
             row = app.source.read(lambda conn, t=trace_id: get_trace(conn, t))
-            assert "auth" in row.layers and row.error_count > 0
             assert row.start_ns >= f.since_ns
         assert hex_trace("run-18") in shown
-        assert "layer:auth errors" in screen_text(app) and "started 15:01:30–now" in (
+        assert "failed:auth" in screen_text(app) and "started 15:01:30–now" in (
             screen_text(app))
         await pilot.press("escape")  # clears the filter and the range
         await refreshed(pilot)

@@ -136,3 +136,46 @@ def test_formatting():
     assert fmt.rate(0.03) == "0.03/s" and fmt.rate(12.4) == "12/s" and fmt.rate(None) == "–"
     assert fmt.size(172_032) == "172 kB" and fmt.count(12_345) == "12.3k"
     assert fmt.sparkline([0, 1, 4], 3) == "▁▃█"
+
+
+def test_failed_and_slow_filters_list_exactly_the_traces_that_breached(tmp_path):
+    from agenttop.store import open_reader
+    from tests.tui.fixtures import hex_trace, span, traces_request, write
+
+    def run(name: str, *, tool_error: str | None = None, chat_error: str | None = None,
+            root_ms: float = 100) -> tuple[str, list]:
+        return ("agent", [
+            span(name, "invoke_agent", key="root", duration_ms=root_ms, kind=2),
+            span(name, "chat gpt-4o", parent="root", error=chat_error,
+                 attributes={"gen_ai.operation.name": "chat"}),
+            span(name, "execute_tool search", parent="root", error=tool_error,
+                 attributes={"gen_ai.operation.name": "execute_tool",
+                             **({"error.type": "TimeoutError"} if tool_error else {})}),
+        ])
+
+    db = tmp_path / "a.db"
+    write(db, ("traces", traces_request([
+        run("tool-failed", tool_error="timed out"),
+        run("prompt-failed", chat_error="schema"),  # its tool call succeeded
+        run("fine"),
+        run("slow", root_ms=6_000),
+    ])))
+    conn = open_reader(db)
+    try:
+        def shown(query: str) -> set[str]:
+            return {r.trace_id for r in list_traces(conn, parse_trace_filter(query))}
+
+        # What "layer:tool errors" lists: a failed trace that touches the tool layer.
+        assert shown("layer:tool errors") == {hex_trace("tool-failed"), hex_trace("prompt-failed")}
+        assert shown("failed:tool") == {hex_trace("tool-failed")}
+        assert shown("failed:tool:timeout") == {hex_trace("tool-failed")}
+        assert shown("failed:tool:auth") == set()
+        assert shown("failed:prompt") == {hex_trace("prompt-failed")}
+        assert shown("slow:runtime>5s") == {hex_trace("slow")}
+        assert shown("slow:runtime>5000ms") == {hex_trace("slow")}
+        assert parse_trace_filter("slow:runtime").problems
+        assert shown("slow:runtime") == set()
+        assert parse_trace_filter("failed:tools").problems == (
+            "no layer 'tools' (layers: prompt, tool, memory, runtime, auth, other)",)
+    finally:
+        conn.close()

@@ -53,12 +53,21 @@ class AlertsData:
 
 
 def breach_filter(alert: AlertEpisode, now_ns: int) -> tuple[str, int, int | None]:
-    """The trace-list filter that shows the traces behind ``alert``, and its time range."""
+    """The trace-list filter that shows the traces behind ``alert``, and its time range:
+    for a failure measure, the traces with a failed span of its layer (of its category);
+    for a latency measure, those with a span of its layer slower than the threshold; for
+    a metric, its series' service."""
     since = alert.started_ns - alert.window_s * SECOND_NS
     until = alert.resolved_ns
+    measure = alert.measure
     if alert.layer:
-        failing = "fail" in alert.measure or "error" in alert.measure
-        return f"layer:{alert.layer}" + (" errors" if failing else ""), since, until
+        if measure in ("failure_rate", "failures"):
+            return f"failed:{alert.layer}", since, until
+        if measure.startswith("failures."):
+            return f"failed:{alert.layer}:{measure.removeprefix('failures.')}", since, until
+        if measure in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
+            return f"slow:{alert.layer}>{alert.threshold:g}ms", since, until
+        return f"layer:{alert.layer}", since, until
     service = alert.key.service
     query = ""
     if service:
