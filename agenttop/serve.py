@@ -276,6 +276,7 @@ class Service:
                 self.status_sources["prometheus"] = self._prometheus_status
             self.monitor = AlertMonitor(self.settings.db, self.writer, self.rules, self.on_alert)
             await asyncio.to_thread(self.monitor.restore)
+            self.status_sources["alerts"] = self.monitor.status
             self.status_sources["receiver"] = self._receiver_status
             await self.heartbeat()
         except BaseException:

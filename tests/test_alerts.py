@@ -16,7 +16,7 @@ from agenttop.analysis.evaluator import AlertEvaluator, Transition
 from agenttop.analysis.health import LayerHealth, MetricHealth
 from agenttop.analysis.hooks import AlertCommand
 from agenttop.analysis.monitor import record, update_values
-from agenttop.analysis.rules import Rule, RulesError, load_rules
+from agenttop.analysis.rules import Rule, RulesError, load_rules, parse_rules
 from agenttop.store import open_writer
 from agenttop.store.alerts import AlertKey, load_firing
 
@@ -180,6 +180,39 @@ def test_empty_retrieval_rate_counts_retrievals_as_samples():
         "memory empty_retrieval_rate 60% > 50% over 5m (10 retrievals)"]
 
 
+def test_for_keeps_a_short_breach_pending_and_it_never_fires():
+    ev = AlertEvaluator([rule(**{"for": "1m"})])
+    assert ev.evaluate(tool(10), {}, T0) == []  # breached: pending, not firing
+    [pending] = ev.pending
+    assert (str(pending.key), pending.since_ns) == ("tool-errors", T0)
+    assert ev.evaluate(tool(10), {}, T0 + 30 * S) == []  # still under a minute
+    assert ev.evaluate(tool(0), {}, T0 + 40 * S) == [] and ev.pending == []  # cleared
+    assert ev.evaluate(tool(10), {}, T0 + 50 * S) == []  # a new breach starts over
+    assert ev.evaluate(tool(10), {}, T0 + 100 * S) == []
+    [t] = ev.evaluate(tool(10), {}, T0 + 110 * S)  # a minute of breach: it fires
+    assert t.state == "firing" and ev.pending == []
+
+
+def test_keep_firing_for_rides_out_a_flapping_measure():
+    # The demo's output-quality alert fired and resolved six times in a few minutes:
+    # with keep_firing_for it is one episode.
+    ev = AlertEvaluator([rule(keep_firing_for="2m")])
+    transitions = []
+    for i, failures in enumerate([10, 0, 10, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]):
+        transitions += ev.evaluate(tool(failures), {}, T0 + i * 15 * S)
+    assert [t.state for t in transitions] == ["firing", "resolved"]
+    assert transitions[1].at_ns - T0 == 14 * 15 * S  # clear for two minutes from 90 s on
+
+
+def test_for_and_keep_firing_for_are_durations_in_the_rules_file():
+    one = "\n".join(GOOD[GOOD.index('name = "tool-errors"') - 1:])  # that rule alone
+    [r] = parse_rules(one + '\nfor = "2m"\nkeep_firing_for = "90s"\n')
+    assert (r.for_s, r.keep_firing_for_s) == (120, 90)
+    with pytest.raises(RulesError, match=r"rules.toml:9: rule \"tool-errors\": for: 'a while' "
+                                         "is not a duration"):
+        parse_rules(one + '\nfor = "a while"\n')
+
+
 # --- the shipped rules (lesson 8's table) --------------------------------------------------
 
 def test_default_rules_reproduce_the_lesson_table():
@@ -213,10 +246,16 @@ HEALTHY = {
     ("output-quality{service=support-agent}", [], [quality(0.89)]),
 ])
 def test_each_default_rule_fires_on_its_breach_alone(name, layers, metrics):
-    ev = AlertEvaluator(load_rules(None))
+    rules = load_rules(None)
+    wait = next(r.for_s for r in rules if name.startswith(r.name))
+    ev = AlertEvaluator(rules)
     current = {**HEALTHY, **{h.layer: h for h in layers}}
     assert ev.evaluate(figures(*HEALTHY.values()), {300: [quality(0.9)]}, T0) == []
     fired = ev.evaluate(figures(*current.values()), {300: metrics or [quality(0.9)]}, T0 + S)
+    if wait:  # the rate, latency and quality rules wait for the breach to last
+        assert fired == [] and [str(p.key) for p in ev.pending] == [name]
+        fired = ev.evaluate(figures(*current.values()), {300: metrics or [quality(0.9)]},
+                            T0 + S + wait * S)
     assert [(str(t.key), t.state) for t in fired] == [(name, "firing")]
 
 
@@ -231,7 +270,8 @@ def test_default_rate_and_latency_rules_wait_for_min_samples(health):
 
 def test_default_runtime_rule_message_in_milliseconds():
     ev = AlertEvaluator(load_rules(None))
-    [t] = ev.evaluate(figures(lh("runtime", 40, p99_ms=7250.0)), {}, T0)
+    assert ev.evaluate(figures(lh("runtime", 40, p99_ms=7250.0)), {}, T0) == []  # pending
+    [t] = ev.evaluate(figures(lh("runtime", 40, p99_ms=7250.0)), {}, T0 + 60 * S)
     assert t.message == "runtime p99_ms 7250 ms > 5000 ms over 5m (40 spans)"
 
 
@@ -464,6 +504,7 @@ def test_restore_resumes_firing_alerts_instead_of_firing_twice(conn):
     breach = figures(lh("auth", 3, 2, by_failure={"auth": 2}))
     bad_quality = {300: [quality(0.7)]}
     write_tx(conn, record, first.evaluate(breach, bad_quality, T0))
+    write_tx(conn, record, first.evaluate(breach, bad_quality, T0 + 60 * S))  # its `for`
     assert len(rows(conn)) == 2
 
     restarted = AlertEvaluator(load_rules(None))  # a new process
@@ -471,7 +512,7 @@ def test_restore_resumes_firing_alerts_instead_of_firing_twice(conn):
     assert set(map(str, restarted.firing)) == {"auth-failures",
                                               "output-quality{service=support-agent}"}
     assert restarted.firing[AlertKey("auth-failures")].started_ns == T0
-    assert restarted.evaluate(breach, bad_quality, T0 + 60 * S) == []  # no second firing
+    assert restarted.evaluate(breach, bad_quality, T0 + 90 * S) == []  # no second firing
     resolved = restarted.evaluate({}, bad_quality, T0 + 400 * S)
     assert [(str(t.key), t.state, t.started_ns) for t in resolved] == [
         ("auth-failures", "resolved", T0)]

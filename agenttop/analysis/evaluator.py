@@ -93,7 +93,19 @@ class _Active:
     at_ns: int
     message: str
     clear_streak: int = 0
+    clear_since_ns: int | None = None  # clear from then on (for keep_firing_for)
     orphan: bool = False  # restored, but its rule is no longer configured
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An alert whose rule is breached, waiting for the breach to last its ``for``."""
+
+    rule: Rule
+    key: AlertKey
+    since_ns: int  # breaching since
+    value: float | None
+    message: str
 
 
 class AlertEvaluator:
@@ -111,6 +123,12 @@ class AlertEvaluator:
         if len(self._by_name) != len(self._rules):
             raise ValueError("duplicate rule names")
         self._active: dict[AlertKey, _Active] = {}
+        self._pending: dict[AlertKey, Pending] = {}
+
+    @property
+    def pending(self) -> list[Pending]:
+        """Alerts breached but not yet for their rule's ``for``, oldest first."""
+        return sorted(self._pending.values(), key=lambda p: p.since_ns)
 
     @property
     def rules(self) -> list[Rule]:
@@ -144,7 +162,7 @@ class AlertEvaluator:
                     name=name, layer=row.layer, metric=row.metric, service=None,
                     attributes=None, measure=row.measure, op=row.op,
                     threshold=row.threshold, window=row.window_s, min_samples=0,
-                    clear_after=1, description="")
+                    clear_after=1, for_s=0, keep_firing_for_s=0, description="")
             self._active[row.key] = _Active(
                 rule=rule, key=row.key, started_ns=row.started_ns, value=row.value,
                 at_ns=row.updated_ns, message=row.message, orphan=orphan)
@@ -167,6 +185,8 @@ class AlertEvaluator:
                 transition = self._step(rule, key, observation, now_ns)
                 if transition is not None:
                     out.append(transition)
+        for key in set(self._pending) - seen:  # no data: the breach did not last
+            del self._pending[key]
         for key, active in list(self._active.items()):
             if key in seen:
                 continue
@@ -188,8 +208,15 @@ class AlertEvaluator:
         active = self._active.get(key)
         if active is None:
             if not breach or seen.samples < rule.min_samples:
+                self._pending.pop(key, None)
                 return None
             message = _firing_message(rule, seen)
+            pending = self._pending.get(key)
+            since = now_ns if pending is None else pending.since_ns
+            if now_ns - since < rule.for_s * 10**9:
+                self._pending[key] = Pending(rule, key, since, seen.value, message)
+                return None
+            self._pending.pop(key, None)
             self._active[key] = _Active(rule=rule, key=key, started_ns=now_ns,
                                         value=seen.value, at_ns=now_ns, message=message)
             return Transition(rule=rule, key=key, state="firing", value=seen.value,
@@ -201,10 +228,14 @@ class AlertEvaluator:
         if breach:
             # Still breaching, even with fewer than min_samples: not evidence of recovery.
             active.clear_streak = 0
+            active.clear_since_ns = None
             active.message = _firing_message(rule, seen)
             return None
         active.clear_streak += 1
-        if active.clear_streak < rule.clear_after:
+        if active.clear_since_ns is None:
+            active.clear_since_ns = now_ns
+        if (active.clear_streak < rule.clear_after
+                or now_ns - active.clear_since_ns < rule.keep_firing_for_s * 10**9):
             return None
         return self._resolve(active, seen.value, now_ns, _resolved_message(rule, seen))
 

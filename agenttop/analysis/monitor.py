@@ -61,6 +61,9 @@ class AlertMonitor:
         self.clock = clock
         self._reader = None
         self._metric_names = sorted({r.metric for r in rules if r.metric})
+        # The pending alerts after the last evaluation, as the receiver row reports them
+        # (replaced whole, so another thread reads one consistent list).
+        self.pending: list[dict] = []
 
     def restore(self) -> None:
         """Resume the episodes that were firing when the receiver last stopped."""
@@ -79,6 +82,8 @@ class AlertMonitor:
                    if self._metric_names else {})
         transitions = self.evaluator.evaluate(layers, metrics, now)
         firing = self.evaluator.firing
+        self.pending = [{"key": str(p.key), "since_ns": p.since_ns, "for_s": p.rule.for_s,
+                         "message": p.message} for p in self.evaluator.pending]
 
         def write(conn) -> None:
             record(conn, transitions)
@@ -90,6 +95,10 @@ class AlertMonitor:
             if self.command is not None:
                 self.command.notify(transition)
         return transitions
+
+    def status(self) -> dict:
+        """For the receiver row: alerts whose breach has not yet lasted their ``for``."""
+        return {"pending": self.pending}
 
     def close(self) -> None:
         if self.command is not None:

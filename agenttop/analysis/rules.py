@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from agenttop.analysis.health import WINDOWS_S, LayerHealth
-from agenttop.config import format_duration
+from agenttop.config import format_duration, parse_duration
 from agenttop.store.rows import FAILURES, LAYERS
 
 Op = Literal[">", ">=", "<", "<="]
@@ -93,7 +93,7 @@ class Rule(BaseModel):
 
     # strict: ``threshold = "0.05"`` or ``min_samples = 2.5`` are mistakes, not values to
     # coerce; forbid: a typo such as ``treshold`` must not be silently ignored.
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
 
     name: str
     layer: str | None = None  # one of layers.LAYERS
@@ -106,6 +106,10 @@ class Rule(BaseModel):
     window: int  # seconds, one of WINDOWS_S; written "5m" (or "300s") in the file
     min_samples: Annotated[int, Field(ge=0)] = 0
     clear_after: Annotated[int, Field(ge=1)] = 1
+    # As Prometheus does: the breach must last this long before the alert fires (pending
+    # until then), and the measure must stay clear this long before it resolves; "2m".
+    for_s: Annotated[int, Field(alias="for", ge=0)] = 0
+    keep_firing_for_s: Annotated[int, Field(alias="keep_firing_for", ge=0)] = 0
     description: str = ""
 
     def __hash__(self) -> int:
@@ -195,6 +199,18 @@ class Rule(BaseModel):
         if not math.isfinite(v):
             raise ValueError("must be a finite number")
         return float(v)
+
+    @field_validator("for_s", "keep_firing_for_s", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> object:
+        if isinstance(v, str):
+            if v.strip() in ("0", "0s"):
+                return 0
+            try:
+                return parse_duration(v)
+            except ValueError as e:
+                raise ValueError(str(e)) from None
+        return v
 
     @field_validator("window", mode="before")
     @classmethod

@@ -381,3 +381,23 @@ def test_agenttop_run_says_when_its_receiver_is_killed(tmp_path):
             os.killpg(term.proc.pid, signal.SIGKILL)
         os.close(term.master)
     assert term.proc.returncode == 0
+
+
+async def test_pending_alerts_show_on_the_dashboard(tmp_path):
+    db = tmp_path / "agenttop.db"
+    status = {
+        "receiver": {"grpc": "127.0.0.1:4317", "security": "no token"},
+        "alerts": {"pending": [{"key": f"tool-error-rate{HOSTILE}", "since_ns": NOW - 40 * S,
+                                "for_s": 60, "message": "tool failure_rate 3% > 2% over 5m"}]},
+    }
+    through_writer(db, lambda conn: write_heartbeat(conn, started_ns=NOW - 60 * S, now_ns=NOW,
+                                                    status=status))
+    app = make_app(db, refresh_s=60, clock=frozen_clock)
+    async with app.run_test(size=(200, 36)) as pilot:
+        await refreshed(pilot)
+        panel = app.screen.query_one("#alerts")
+        assert panel.border_title == "FIRING ALERTS (0) · PENDING (1)"
+        text = rendered(panel)
+        assert "◐ tool-error-rate[/] [bold]x" in text
+        assert "pending 40s of 1m  tool failure_rate 3% > 2% over 5m" in text
+        assert "\x1b" not in app.export_screenshot()

@@ -156,9 +156,13 @@ class DashboardScreen(LiveScreen):
 
     def _show_alerts(self, data: DashboardData) -> None:
         panel = self.query_one("#alerts", Static)
-        panel.border_title = f"FIRING ALERTS ({len(data.firing)})"
+        receiver = self.agenttop.receiver
+        pending = [p for p in part(receiver.status if receiver else None, "alerts")
+                   .get("pending", []) if isinstance(p, dict)]
+        title = f"FIRING ALERTS ({len(data.firing)})"
+        panel.border_title = title + (f" · PENDING ({len(pending)})" if pending else "")
         panel.set_class(bool(data.firing), "-firing")
-        if not data.firing:
+        if not data.firing and not pending:
             panel.update(Text("No alerts firing.", end=""))
             return
         lines = []
@@ -174,5 +178,15 @@ class DashboardScreen(LiveScreen):
             line.pad_right(max(0, 84 - line.cell_len))
             line.append(f"since {fmt.clock(alert.started_ns, millis=False)} "
                         f"({fmt.ago(data.now_ns - alert.started_ns)} ago)")
+            lines.append(line)
+        for p in pending:  # as the receiver reported them: untrusted text
+            line = Text("◐ ", style="dim", end="")
+            line.append_text(safe(str(p.get("key", "")), width=32))
+            line.pad_right(max(0, 34 - line.cell_len))
+            since, wait = p.get("since_ns"), p.get("for_s")
+            if isinstance(since, int) and isinstance(wait, int):
+                line.append(f"pending {fmt.ago(data.now_ns - since)} of "
+                            f"{format_duration(wait)}  ", style="dim")
+            line.append_text(safe(str(p.get("message", "")), width=80))
             lines.append(line)
         panel.update(Text("\n", end="").join(lines))
