@@ -41,6 +41,9 @@ class ReceiverLock:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise StoreError(f"cannot create directory {self.path.parent}: {e.strerror}") from None
+        try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise StoreError(f"cannot create {self.path}: {e.strerror}") from None
