@@ -10,8 +10,8 @@ from pathlib import Path
 from agenttop.analysis.evaluator import Check
 from agenttop.analysis.health import LayerHealth
 from agenttop.config import format_duration
-from agenttop.store.queries import SKEW_TOLERANCE_NS, ClockSkew
-from agenttop.store.rows import LAYERS
+from agenttop.store.queries import ClockSkew
+from agenttop.store.rows import LAYERS, SKEW_TOLERANCE_NS
 
 
 def _ms(value: float | None) -> str:

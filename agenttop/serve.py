@@ -296,6 +296,7 @@ class Service:
             "unauthenticated": self.receiver.unauthenticated,
             "malformed": self.receiver.malformed,
             "too_large": self.receiver.too_large,
+            "skewed": self.receiver.skewed,
             "busy_refusals": self.writer.stats.refused,
         }
 

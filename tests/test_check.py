@@ -10,7 +10,7 @@ import time
 from opentelemetry.trace import Status, StatusCode
 
 from agenttop.serve import BackgroundService
-from tests.conftest import serve_settings
+from tests.conftest import read_db, serve_settings
 from tests.test_sdk_ingest import tracer_provider
 
 # The rules the traffic of ``fill`` has enough samples for: no tool calls, no metrics.
@@ -121,6 +121,9 @@ def test_one_skewed_clock_does_not_move_the_window(db_path, tmp_path):
     # Three auth failures now, and one span dated an hour ahead: the window must still end
     # when the records arrived, not at the span from the future.
     fill(db_path, auth_failures=3, ahead_ns=HOUR_NS)
+    # The receiver counted it as it came, for the dashboard.
+    [(status,)] = read_db(db_path).execute("SELECT status FROM receiver").fetchall()
+    assert json.loads(status)["receiver"]["skewed"] == 1
     result = run_check("--db", str(db_path), "--rules", rules_file(tmp_path))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "auth-failures" in result.stdout and "BREACHED" in result.stdout

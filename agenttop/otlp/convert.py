@@ -21,6 +21,8 @@ from agenttop.analysis.layers import classify, normalise
 from agenttop.analysis.quality import signals
 from agenttop.analysis.scan import Scanner, direction_of
 from agenttop.store.rows import (
+    OLDEST_PLAUSIBLE_NS,
+    SKEW_TOLERANCE_NS,
     Batch,
     FindingRow,
     LogRecordRow,
@@ -201,6 +203,7 @@ def spans_batch(request: Any, received_ns: int, redact: bool = True,
     injection."""
     limit = max_value_bytes
     batch = Batch("traces")
+    ahead = received_ns + SKEW_TOLERANCE_NS
     found = Findings(scanner(redact), received_ns)
     rows: list = []
     resources: list = []
@@ -226,6 +229,8 @@ def spans_batch(request: Any, received_ns: int, redact: bool = True,
                 end = _ns(span.end_time_unix_nano) or start
                 if end < start:
                     end = start
+                if start > ahead or start < OLDEST_PLAUSIBLE_NS:
+                    batch.skewed += 1
                 trace_id = tid.hex()
                 status = span.status
                 code = status.code if 0 <= status.code <= 2 else 0
@@ -306,6 +311,7 @@ def logs_batch(request: Any, received_ns: int, redact: bool = True,
     and injection."""
     limit = max_value_bytes
     batch = Batch("logs")
+    ahead = received_ns + SKEW_TOLERANCE_NS
     found = Findings(scanner(redact), received_ns)
     rows: list = []
     resources: list = []
@@ -324,6 +330,8 @@ def logs_batch(request: Any, received_ns: int, redact: bool = True,
                     continue
                 observed = _ns(rec.observed_time_unix_nano)
                 time_ns = _ns(rec.time_unix_nano) or observed or received_ns
+                if time_ns > ahead or time_ns < OLDEST_PLAUSIBLE_NS:
+                    batch.skewed += 1
                 trace_id = tid.hex() if tid and tid != _ZERO_TRACE else None
                 span_id = sid.hex() if sid and sid != _ZERO_SPAN else None
                 where = (trace_id, span_id, "log", service, time_ns)

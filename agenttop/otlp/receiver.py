@@ -102,6 +102,7 @@ class Receiver:
         self.unauthenticated = 0  # calls refused for a missing or wrong token
         self.malformed = 0  # calls refused as undecodable
         self.too_large = 0  # calls refused for a body over the size limit
+        self.skewed = 0  # items stored with a time ahead of their arrival, or before 2000
 
     def refuse_too_large(self, signal: Signal, peer: str, message: str) -> Refused:
         """Count and audit a body over the size limit; the ``Refused`` to raise."""
@@ -181,6 +182,7 @@ class Receiver:
                 raise Refused(BUSY, OVERLOADED, self.retry_delay())
             if await committed is not None:
                 raise Refused(BUSY, STORE_FAILED, MAX_RETRY_S)
+            self.skewed += batch.skewed
         if self.forward is not None:
             self.forward(signal.name, body, json=json, gzipped=gunzip_max is not None)
         return signal.respond(batch)

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 import apsw
 
 from agenttop.store.db import scalar
-from agenttop.store.rows import FAILURES, LAYERS, MINUTE_NS, SECOND_NS
+from agenttop.store.rows import (
+    FAILURES,
+    LAYERS,
+    MINUTE_NS,
+    OLDEST_PLAUSIBLE_NS,
+    SKEW_TOLERANCE_NS,
+)
 
 
 def latest_data_ns(conn: apsw.Connection) -> int | None:
@@ -41,11 +47,6 @@ def latest_arrival_ns(conn: apsw.Connection) -> int | None:
     ]
     known = [int(t) for t in times if t is not None]  # type: ignore[call-overload]
     return max(known) if known else None
-
-
-# A record dated this far ahead of its arrival, or before this date, has a wrong clock.
-SKEW_TOLERANCE_NS = 300 * SECOND_NS
-OLDEST_PLAUSIBLE_NS = 946_684_800 * SECOND_NS  # 2000-01-01
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ def clock_skew(conn: apsw.Connection) -> ClockSkew:
 
 # Filter tokens the trace list understands; anything else is free text.
 FILTER_HELP = ("text · service:NAME · layer:LAYER · errors · findings · failed:LAYER[:CATEGORY] "
-               "· slow:LAYER>5s")
+               "· slow:LAYER>5s · skewed")
 _SLOW = re.compile(r"([a-z_]+)>(\d+(?:\.\d+)?)(ms|s)?\Z")
 _TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
 _LIKE_ESCAPE = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
@@ -99,11 +100,16 @@ class TraceFilter:
     problems: tuple[str, ...] = ()  # tokens that cannot match, said in words
     since_ns: int | None = None  # traces started at or after (set by a jump, not typed)
     until_ns: int | None = None  # traces started at or before
+    # Traces dated after this (ahead of the clock that reads them: a client's skewed clock)
+    # are left out, so that they do not sit on top of a newest-first list for ever;
+    # ``skewed`` lists only them.
+    horizon_ns: int | None = None
+    skewed: bool = False
 
     @property
     def empty(self) -> bool:
         return not (self.words or self.services or self.layers or self.errors or self.findings
-                    or self.failed or self.slow or self.since_ns is not None
+                    or self.failed or self.slow or self.skewed or self.since_ns is not None
                     or self.until_ns is not None)
 
 
@@ -119,7 +125,7 @@ def parse_trace_filter(query: str) -> TraceFilter:
     problems: list[str] = []
     failed: list[tuple[str, str | None]] = []
     slow: list[tuple[str, int]] = []
-    errors = findings = False
+    errors = findings = skewed = False
     for quoted, bare in _TOKEN.findall(query):
         if quoted:
             words.append(quoted)
@@ -133,6 +139,8 @@ def parse_trace_filter(query: str) -> TraceFilter:
                 errors = True
             elif key in ("findings", "finding", "pii"):
                 findings = True
+            elif key in ("skewed", "skew"):
+                skewed = True
             else:
                 words.append(bare)
         elif key in ("service", "svc", "s") and value:
@@ -160,7 +168,7 @@ def parse_trace_filter(query: str) -> TraceFilter:
         else:
             words.append(bare)
     return TraceFilter(tuple(words), tuple(services), tuple(layers), errors, findings,
-                       tuple(failed), tuple(slow), tuple(problems))
+                       tuple(failed), tuple(slow), tuple(problems), skewed=skewed)
 
 
 def _layer_problem(layer: str) -> list[str]:
@@ -212,6 +220,12 @@ def _trace_where(f: TraceFilter) -> tuple[str, dict[str, object]]:
     if f.until_ns is not None:
         bindings["until"] = f.until_ns
         parts.append("start_ns <= :until")
+    if f.horizon_ns is not None:
+        bindings["horizon"] = f.horizon_ns
+        parts.append("start_ns > :horizon" if f.skewed else "start_ns <= :horizon")
+    elif f.skewed:
+        parts.append("start_ns > updated_ns + :tolerance")
+        bindings["tolerance"] = SKEW_TOLERANCE_NS
     return (" AND ".join(parts) or "1"), bindings
 
 

@@ -22,6 +22,10 @@ LAYERS = ("prompt", "tool", "memory", "runtime", "auth", "other")  # other: no r
 FAILURES = ("auth", "rate_limit", "timeout", "schema", "tool_error", "server", "error")
 SECOND_NS = 10**9
 MINUTE_NS = 60 * SECOND_NS
+# A record dated this far ahead of its arrival, or before this date, has a wrong clock: it
+# is counted, and steers no window.
+SKEW_TOLERANCE_NS = 300 * SECOND_NS
+OLDEST_PLAUSIBLE_NS = 946_684_800 * SECOND_NS  # 2000-01-01
 
 
 class ResourceRow(NamedTuple):
@@ -173,7 +177,7 @@ class Batch:
     trace_ids: set[str] = field(default_factory=set)
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
-
+    skewed: int = 0  # items dated ahead of their arrival, or before 2000
     def reject(self, reason: str) -> None:
         self.rejected += 1
         if len(self.reasons) < _MAX_REASONS and reason not in self.reasons:

@@ -44,13 +44,25 @@ def millis(ms: float | None) -> str:
     return "–" if ms is None else duration(ms * 1e6)
 
 
-def clock(ns: int | None, *, millis: bool = True) -> str:
-    """Wall-clock time of day in the local zone: ``14:03:07.250``."""
+def clock(ns: int | None, *, millis: bool = True, today_ns: int | None = None) -> str:
+    """Wall-clock time of day in the local zone: ``14:03:07.250``. With ``today_ns``, a time
+    on another day says its date instead: ``Dec 01 14:03`` this year, ``2200-01-01`` in
+    another (as long as the time of day with milliseconds, or shorter)."""
     if ns is None:
         return "–"
     seconds, rest = divmod(int(ns), SECOND_NS)
-    text = time.strftime("%H:%M:%S", time.localtime(seconds))
+    when = time.localtime(min(seconds, _LATEST_S))
+    if today_ns is not None:
+        today = time.localtime(today_ns // SECOND_NS)
+        if when.tm_year != today.tm_year:
+            return time.strftime("%Y-%m-%d", when)
+        if when.tm_yday != today.tm_yday:
+            return time.strftime("%b %d %H:%M" if millis else "%b %d", when)
+    text = time.strftime("%H:%M:%S", when)
     return f"{text}.{rest // 1_000_000:03d}" if millis else text
+
+
+_LATEST_S = 253_402_300_799  # 9999-12-31: localtime() fails past it
 
 
 def ago(delta_ns: int) -> str:

@@ -340,3 +340,32 @@ async def test_the_list_is_a_window_that_grows_as_the_cursor_nears_its_end(tmp_p
         await wait_for(pilot, lambda: table.row_count == 250, what="the next page")
         assert table.keys[0] == hex_trace("many-0") and table.keys[-1] == hex_trace("many-249")
         assert table.selected_key() == hex_trace("many-190")
+
+
+async def test_a_trace_from_a_skewed_clock_is_not_pinned_on_top(tmp_path):
+    db = tmp_path / "agenttop.db"
+    year_2200 = 7_258_118_400 * 10**9
+    write(db, ("traces", traces_request([
+        ("agent", [span("now", "invoke_agent now", kind=SERVER)]),
+        ("agent", [span("later", "invoke_agent later", kind=SERVER, start_ms=-60_000)]),
+        ("skewed", [span("2200", "invoke_agent from 2200", kind=SERVER, base_ns=year_2200)]),
+    ])))
+    app = app_for(db)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_traces(pilot)
+        assert table.keys == [hex_trace("now"), hex_trace("later")]  # newest real one first
+        text = screen_text(app)
+        assert "1 dated ahead of now (skewed clocks): /skewed" in text
+        await pilot.press("slash", *"skewed", "enter")
+        await refreshed(pilot)
+        assert table.keys == [hex_trace("2200")]
+        assert "2200-01-01" in rendered(table)  # another day shows its date
+
+
+def test_another_day_shows_its_date():
+    from agenttop.tui import fmt
+
+    day = 86_400 * 10**9
+    assert fmt.clock(NOW, today_ns=NOW) == fmt.clock(NOW)
+    assert fmt.clock(NOW - 2 * day, today_ns=NOW).count(":") == 1  # "Jun 13 15:06"
+    assert fmt.clock(NOW + 200 * 365 * day, today_ns=NOW)[:4].isdigit()

@@ -383,10 +383,10 @@ def test_agenttop_run_says_when_its_receiver_is_killed(tmp_path):
     assert term.proc.returncode == 0
 
 
-async def test_pending_alerts_show_on_the_dashboard(tmp_path):
+async def test_pending_alerts_and_clock_skew_show_on_the_dashboard(tmp_path):
     db = tmp_path / "agenttop.db"
     status = {
-        "receiver": {"grpc": "127.0.0.1:4317", "security": "no token"},
+        "receiver": {"grpc": "127.0.0.1:4317", "security": "no token", "skewed": 3},
         "alerts": {"pending": [{"key": f"tool-error-rate{HOSTILE}", "since_ns": NOW - 40 * S,
                                 "for_s": 60, "message": "tool failure_rate 3% > 2% over 5m"}]},
     }
@@ -401,3 +401,5 @@ async def test_pending_alerts_show_on_the_dashboard(tmp_path):
         assert "◐ tool-error-rate[/] [bold]x" in text
         assert "pending 40s of 1m  tool failure_rate 3% > 2% over 5m" in text
         assert "\x1b" not in app.export_screenshot()
+        line = rendered(app.screen.query_one(ReceiverLine))
+        assert "skew      3 spans or logs dated more than 5m ahead of their arrival" in line

@@ -24,6 +24,7 @@ from agenttop.store.queries import (
     list_traces,
     parse_trace_filter,
 )
+from agenttop.store.rows import SKEW_TOLERANCE_NS
 from agenttop.tui import fmt
 from agenttop.tui.screens.base import Job
 from agenttop.tui.screens.live_list import LiveListScreen
@@ -36,6 +37,8 @@ from agenttop.tui.widgets.trace_table import TraceTable
 class TracesData:
     rows: list[TraceRow]
     total: int  # matching traces, counted up to COUNT_CAP
+    ahead: int  # traces dated ahead of now (skewed clocks), left out of the list
+    now_ns: int
 
 
 class TracesScreen(LiveListScreen):
@@ -50,6 +53,7 @@ class TracesScreen(LiveListScreen):
         # A start-time range set by a jump (an alert's window); typing keeps it, escape
         # clears it.
         self.range: tuple[int | None, int | None] = (None, None)
+        self.ahead = 0
         super().__init__(id="traces")
 
     def compose(self) -> ComposeResult:
@@ -66,14 +70,20 @@ class TracesScreen(LiveListScreen):
 
     # --- refresh ----------------------------------------------------------------------
     def collect(self) -> Job:
-        f, limit, cap = self.filter, self.limit, self.COUNT_CAP
+        now_ns = self.agenttop.now_ns()
+        f = replace(self.filter, horizon_ns=now_ns + SKEW_TOLERANCE_NS)
+        ahead = TraceFilter(horizon_ns=f.horizon_ns, skewed=True)
+        limit, cap = self.limit, self.COUNT_CAP
 
         def job(conn: apsw.Connection) -> TracesData:
-            return TracesData(list_traces(conn, f, limit=limit), count_traces(conn, f, cap=cap))
+            return TracesData(list_traces(conn, f, limit=limit), count_traces(conn, f, cap=cap),
+                              0 if f.skewed else count_traces(conn, ahead, cap=cap), now_ns)
 
         return job
 
     def apply(self, data: TracesData) -> None:
+        self.ahead = data.ahead
+        self.table.today_ns = data.now_ns
         self.table.show_traces(data.rows, follow=self.follow)
         self.shown_rows(len(data.rows), data.total)
 
@@ -93,6 +103,8 @@ class TracesScreen(LiveListScreen):
         for problem in self.filter.problems:
             info.append("   ")
             info.append_text(safe(problem, width=60))
+        if self.ahead:
+            info.append(f"   {self.ahead:,} dated ahead of now (skewed clocks): /skewed")
 
     # --- actions ----------------------------------------------------------------------
     def set_filter(self, text: str, *, since_ns: int | None = None,

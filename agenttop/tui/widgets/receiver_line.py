@@ -21,7 +21,7 @@ from agenttop.tui.text import clean
 
 
 class ReceiverLine(Static):
-    """Two or three lines: receiver, forwarding (when it forwards), refused calls."""
+    """Receiver, forwarding (when it forwards), refused calls, clock skew (when seen)."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "receiver-line--label", "receiver-line--warn", "receiver-line--bad"}
@@ -50,4 +50,10 @@ class ReceiverLine(Static):
             lines.append(Text.assemble(("forward   ", label), (text, warn if trouble else "")))
         lines.append(Text.assemble(("refused   ", label), (refused_summary(refused),
                                    bad if any(refused.values()) else ""), f" in {window}"))
+        skewed = part(view.status if view is not None else None, "receiver").get("skewed")
+        if isinstance(skewed, int) and skewed > 0:
+            lines.append(Text.assemble(
+                ("skew      ", label), (f"{skewed:,} spans or logs dated more than 5m ahead of "
+                                        "their arrival, or before 2000", warn),
+                " since the receiver started: in no window"))
         self.update(Text("\n", end="", no_wrap=True, overflow="ellipsis").join(lines))

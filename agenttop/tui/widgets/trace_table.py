@@ -47,6 +47,8 @@ class TraceTable(ListTable[TraceRow]):
         "trace-table--dim", *(f"trace-table--layer-{layer}" for layer in LAYER_TAGS),
     }
 
+    today_ns: int | None = None  # "now", for starts on another day to show their date
+
     # --- content ----------------------------------------------------------------------
     def _style(self, name: str):  # noqa: ANN202 - a rich Style
         # Partial: no background baked in, so the cursor row still shows.
@@ -67,7 +69,7 @@ class TraceTable(ListTable[TraceRow]):
             layers.append(LAYER_TAGS.get(layer, layer[:4]),
                           style=self._style(f"layer-{layer}") if layer in LAYER_TAGS else "")
         return {
-            "start": Text(fmt.clock(row.start_ns), end=""),
+            "start": Text(fmt.clock(row.start_ns, today_ns=self.today_ns), end=""),
             "trace": Text(row.trace_id[:8], style=dim, end=""),
             "root": root,
             "service": safe(row.service or "", width=CELL_CHARS),
