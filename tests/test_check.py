@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from opentelemetry.trace import Status, StatusCode
 
 from agenttop.serve import BackgroundService
@@ -165,3 +166,32 @@ def test_unreadable_inputs_exit_2(tmp_path, db_path):
     assert result.returncode == 2
     assert "rules.toml:6" in result.stderr and "treshold" in result.stderr
     assert run_check("--db", str(db_path), "--window", "soon").returncode == 2
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory on a file system mounted read-only (a tmpfs, remounted): where an
+    archived database may be read but nothing, not even SQLite's -shm file, written."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a file system needs privileges this machine does not give")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_check_and_scorecard_read_a_database_in_a_read_only_directory(read_only_dir, db_path,
+                                                                       tmp_path):
+    fill(db_path, auth_failures=0)
+    (read_only_dir / "agenttop.db").write_bytes(db_path.read_bytes())
+    subprocess.run(["mount", "-o", "remount,ro", str(read_only_dir)], check=True)
+    db = str(read_only_dir / "agenttop.db")
+    result = run_check("--db", db, "--rules", rules_file(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    scorecard = subprocess.run([sys.executable, "-m", "agenttop.cli", "scorecard", "--db", db],
+                               capture_output=True, text=True, timeout=120)
+    assert scorecard.returncode == 0, scorecard.stderr
+    assert "support" in scorecard.stdout or "Production Readiness" in scorecard.stdout

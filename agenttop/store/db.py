@@ -178,7 +178,14 @@ def open_reader(path: str | os.PathLike[str], *,
         raise StoreError(f"no database at {path}")
     _check_header(path)
     try:
-        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        if os.access(path.parent, os.W_OK):
+            conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        else:
+            # A read-only directory (a read-only mount, an archive): SQLite cannot create
+            # the -shm file a WAL database is read with, and no one can write the file
+            # there, so it is read as immutable.
+            conn = apsw.Connection(f"{path.as_uri()}?immutable=1",
+                                   flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
         conn.set_busy_timeout(busy_timeout_ms)
         version = _check_ownership(conn, path)
         _probe(conn)
