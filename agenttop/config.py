@@ -223,6 +223,11 @@ class ServeSettings(BaseModel):
         description="Request bodies held in memory at once, in MiB, over all calls being "
         "read, decoded or written (a call counts as --max-message-mb until its body is read). "
         "Calls past it wait up to a second, then are told UNAVAILABLE and retry.")
+    body_timeout_s: Annotated[float, Cli(flag="--body-timeout", metavar="SECONDS")] = Field(
+        5.0, ge=0.1, le=300,
+        description="How long a call may take to deliver its body once admitted; a client "
+        "that sends nothing, or trickles, is then refused (DEADLINE_EXCEEDED, HTTP 408) and "
+        "its share of --max-inflight-mb goes to the others.")
     # 20,000: as many as one writer transaction takes (Writer's max_group), ~1.6 KB each
     # with the request body it came in; under overload 50,000 held ~40 MB more and wrote
     # no faster (benchmarks/soak.py).

@@ -142,11 +142,13 @@ class HealthCollector(Collector):
             refused = CounterMetricFamily(
                 "agenttop_refused_calls",
                 "OTLP calls refused since start: unauthenticated (missing or wrong token), "
-                "malformed (undecodable), too_large (over the size limit), busy (told to "
+                "malformed (undecodable), too_large (over the size limit), slow (body not "
+                "delivered within --body-timeout), busy (told to "
                 "retry later)", labels=["reason"])
             refused.add_metric(["unauthenticated"], service.receiver.unauthenticated)
             refused.add_metric(["malformed"], service.receiver.malformed)
             refused.add_metric(["too_large"], service.receiver.too_large)
+            refused.add_metric(["slow"], service.receiver.slow)
             refused.add_metric(["busy"], service.writer.stats.refused)
             yield refused
         forwarder = service.forwarder

@@ -251,6 +251,7 @@ class Service:
                 self.status_sources["forward"] = self.forwarder.status
             self.receiver = Receiver(self.writer, self._decoders, budget=budget, token=token,
                                      audit_log=self.audit,
+                                     body_timeout_s=self.settings.body_timeout_s,
                                      forward=self.forwarder.submit if self.forwarder else None)
             self._health = health_aio.HealthServicer()
             await self._report_health()  # NOT_SERVING until the first heartbeat

@@ -205,3 +205,59 @@ def test_the_budget_is_a_checked_serve_option():
     result = run_cli("serve", "--max-inflight-mb", "0")
     assert result.returncode == 2 and "--max-inflight-mb" in result.stderr
     assert "--max-inflight-mb" in run_cli("serve", "--help").stdout
+
+
+# -- slow and idle clients ---------------------------------------------------------------------
+
+def test_idle_and_trickling_clients_cannot_starve_a_good_one(make_server):
+    """4 gRPC calls that never send their message (each charged the largest message: the
+    whole 64 MiB budget) and 8 HTTP bodies trickled a byte at a time, all held open while a
+    well-behaved client, retrying as OTLP exporters do, sends 40 requests."""
+    import socket
+
+    service = make_server(http="127.0.0.1:0", max_message_mb=16, max_inflight_mb=64,
+                          body_timeout_s=1.0)
+    stop = threading.Event()
+
+    def never_sends():
+        stop.wait(60)  # opens the call, sends nothing
+        yield from ()
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+    idle = [channel.stream_unary(TRACES).future(never_sends(), timeout=60) for _ in range(4)]
+
+    def trickle() -> None:
+        with socket.create_connection(("127.0.0.1", service.http_port)) as s:
+            s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                      b"application/x-protobuf\r\nContent-Length: 1000000\r\n\r\n")
+            with contextlib.suppress(OSError):
+                while not stop.wait(0.2):
+                    s.sendall(b"\x00")
+
+    tricklers = [threading.Thread(target=trickle) for _ in range(8)]
+    for t in tricklers:
+        t.start()
+    time.sleep(0.5)  # all of them are in and holding what they hold
+    succeeded = 0
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as good:
+            export = good.unary_unary(TRACES)
+            for n in range(40):
+                for _ in range(6):  # the SDK exporter's tries, at the delay it is told
+                    try:
+                        export(traces_request(span(n)), timeout=10)
+                        succeeded += 1
+                        break
+                    except grpc.RpcError as e:
+                        assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+                        time.sleep(retry_delay(e) or 0.05)
+    finally:
+        stop.set()
+        for t in tricklers:
+            t.join(10)
+        for call in idle:
+            with contextlib.suppress(grpc.RpcError, grpc.FutureCancelledError):
+                call.result(timeout=10)
+        channel.close()
+    assert succeeded >= 38  # 95 %
+    assert service.receiver.slow >= 4  # the idle calls were refused and let go

@@ -29,6 +29,7 @@ MISSING_TOKEN = "missing token"
 WRONG_TOKEN = "wrong token"
 MALFORMED = "malformed request"
 TOO_LARGE = "too large"
+SLOW = "body too slow"
 
 
 def peer_host(peer: str) -> str:

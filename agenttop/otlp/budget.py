@@ -36,37 +36,44 @@ class BodyBudget:
         self.max_wait_s = max_wait_s
         self.held = 0
         self.refused = 0  # calls turned away because the budget stayed spent
-        self._waiting: deque[asyncio.Future[None]] = deque()  # exactly the undecided turns
+        # Exactly the undecided turns, with what each will be charged.
+        self._waiting: deque[tuple[asyncio.Future[None], int]] = deque()
 
-    def _fits(self) -> bool:
+    def _fits(self, charge: int) -> bool:
         # Always true when nothing is held, so a message of any allowed size gets through
         # however small the budget.
-        return not self.held or self.held + self.unread_charge <= self.limit
+        return not self.held or self.held + charge <= self.limit
 
-    async def admit(self) -> int | None:
-        """Admit a call whose body is not read yet: its charge, or None to refuse it."""
-        if not self._waiting and self._fits():
-            self.held += self.unread_charge
-            return self.unread_charge
+    async def admit(self, size: int | None = None) -> int | None:
+        """Admit a call whose body is not read yet: its charge, or None to refuse it.
+
+        ``size``: what the body will be, where the transport says so beforehand (HTTP's
+        Content-Length); otherwise it is charged as the largest message allowed."""
+        charge = self.unread_charge if size is None else max(min(size, self.unread_charge),
+                                                             MIN_CHARGE)
+        if not self._waiting and self._fits(charge):
+            self.held += charge
+            return charge
         if len(self._waiting) >= self.max_waiting:
             self.refused += 1
             return None
         turn = asyncio.get_running_loop().create_future()
-        self._waiting.append(turn)
+        entry = (turn, charge)
+        self._waiting.append(entry)
         try:
             await asyncio.wait((turn,), timeout=self.max_wait_s)
         except asyncio.CancelledError:  # the client went away while waiting
             if turn.done():
-                self.release(self.unread_charge)
+                self.release(charge)
             raise
         finally:
             if not turn.done():
                 turn.cancel()
-                self._waiting.remove(turn)
+                self._waiting.remove(entry)
         if turn.cancelled():
             self.refused += 1
             return None
-        return self.unread_charge
+        return charge
 
     def resize(self, charge: int, size: int) -> int:
         """The body is read: count its real size instead; returns the new charge."""
@@ -80,6 +87,7 @@ class BodyBudget:
         self._grant()
 
     def _grant(self) -> None:
-        while self._waiting and self._fits():
-            self.held += self.unread_charge
-            self._waiting.popleft().set_result(None)
+        while self._waiting and self._fits(self._waiting[0][1]):
+            turn, charge = self._waiting.popleft()
+            self.held += charge
+            turn.set_result(None)

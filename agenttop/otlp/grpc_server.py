@@ -27,6 +27,7 @@ from agenttop.otlp.receiver import (
     MALFORMED,
     NOT_AUTHENTICATED,
     SIGNALS,
+    SLOW,
     TOO_LARGE,
     BindError,
     Receiver,
@@ -73,6 +74,7 @@ _CODES = {
     NOT_AUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
     TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    SLOW: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 
@@ -108,7 +110,7 @@ def _handler(receiver: Receiver, signal: Signal) -> Callable[[Any, Any], Any]:
             receiver.authenticate(signal, peer, _authorization(context))
             charge = await receiver.admit()
             try:
-                data = await context.read()
+                data = await receiver.read_body(context.read(), signal, peer)
                 if data is grpc.aio.EOF:
                     # gRPC ends the stream without a message when the body is over
                     # max_receive_message_length, having answered RESOURCE_EXHAUSTED

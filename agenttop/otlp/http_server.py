@@ -33,6 +33,7 @@ from agenttop.otlp.receiver import (
     MALFORMED,
     NOT_AUTHENTICATED,
     SIGNALS,
+    SLOW,
     TOO_LARGE,
     BindError,
     Receiver,
@@ -46,7 +47,7 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 ACCEPTED_TYPES = {PROTOBUF, "application/protobuf", JSON}
 PATHS = {f"/v1/{name}": signal for name, signal in SIGNALS.items()}
-_STATUSES = {NOT_AUTHENTICATED: 401, MALFORMED: 400, TOO_LARGE: 413, BUSY: 503}
+_STATUSES = {NOT_AUTHENTICATED: 401, MALFORMED: 400, TOO_LARGE: 413, BUSY: 503, SLOW: 408}
 
 
 class HttpReceiver:
@@ -92,12 +93,13 @@ class HttpReceiver:
         if encoding not in ("gzip", "identity"):
             return self._error(415, f"Content-Encoding {encoding} is not supported; send gzip "
                                "or uncompressed bodies", reply_type)
+        declared = request.content_length  # charged as such: the deadline holds it to it
         try:
-            charge = await self.receiver.admit()
+            charge = await self.receiver.admit(declared)
         except Refused as e:
             return self._refusal(e, reply_type)
         try:
-            body = await request.read()
+            body = await self.receiver.read_body(request.read(), signal, peer)
             charge = self.receiver.budget.resize(charge, len(body))
             response = await self.receiver.export(
                 signal, body, peer, json=content_type == JSON,

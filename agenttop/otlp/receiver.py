@@ -16,8 +16,8 @@ import hashlib
 import hmac
 import random
 import time
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
@@ -32,6 +32,8 @@ from agenttop.store.rows import Batch
 from agenttop.store.writer import Writer
 
 MIN_RETRY_S, MAX_RETRY_S = 0.05, 5.0
+BODY_TIMEOUT_S = 5.0  # a call's body must arrive within this (serve --body-timeout)
+T = TypeVar("T")
 OVERLOADED = "agenttop is busy writing; retry later"
 BODIES_FULL = "agenttop holds as many request bodies as it may; retry later"
 STORE_FAILED = "agenttop could not write to its database; retry later"
@@ -43,6 +45,7 @@ NOT_AUTHENTICATED = "unauthenticated"
 MALFORMED = "malformed"
 TOO_LARGE = "too large"
 BUSY = "busy"  # nothing wrong with the request: send it again after ``retry_after_s``
+SLOW = "slow"  # the body did not arrive in time
 
 
 class Refused(Exception):
@@ -89,9 +92,10 @@ class Receiver:
     def __init__(
         self, writer: Writer, decoders: DecoderPool, clock: Callable[[], int] = time.time_ns,
         *, budget: BodyBudget, token: str | None = None, audit_log: AuditLog | None = None,
-        forward: Callable[..., None] | None = None,
+        forward: Callable[..., None] | None = None, body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
         self.writer = writer
+        self.body_timeout_s = body_timeout_s
         # Forwarder.submit (agenttop/otlp/forward.py): every body stored, sent on upstream.
         self.forward = forward
         self.decoders = decoders
@@ -103,6 +107,7 @@ class Receiver:
         self.malformed = 0  # calls refused as undecodable
         self.too_large = 0  # calls refused for a body over the size limit
         self.skewed = 0  # items stored with a time ahead of their arrival, or before 2000
+        self.slow = 0  # calls whose body did not arrive within body_timeout_s
 
     def refuse_too_large(self, signal: Signal, peer: str, message: str) -> Refused:
         """Count and audit a body over the size limit; the ``Refused`` to raise."""
@@ -135,14 +140,26 @@ class Receiver:
             self._refuse(peer, signal, problem)
             raise Refused(NOT_AUTHENTICATED, UNAUTHENTICATED)
 
-    async def admit(self) -> int:
-        """Room in the body budget for a call whose body is not read yet: its charge, for
-        ``budget.resize`` once read and ``budget.release`` once answered. Raises
-        ``Refused`` when the budget stays spent."""
-        charge = await self.budget.admit()
+    async def admit(self, size: int | None = None) -> int:
+        """Room in the body budget for a call whose body is not read yet (``size`` when
+        the transport says it beforehand): its charge, for ``budget.resize`` once read and
+        ``budget.release`` once answered. Raises ``Refused`` when the budget stays spent."""
+        charge = await self.budget.admit(size)
         if charge is None:
             raise Refused(BUSY, BODIES_FULL, self.retry_delay())
         return charge
+
+    async def read_body(self, read: Awaitable[T], signal: Signal, peer: str) -> T:
+        """``read`` (the call's body), or ``Refused`` once ``body_timeout_s`` has passed: a
+        client that opens a call and sends nothing, or trickles, gives its share of the
+        body budget back to the others."""
+        try:
+            return await asyncio.wait_for(read, self.body_timeout_s)
+        except TimeoutError:
+            self.slow += 1
+            self._refuse(peer, signal, audit.SLOW)
+            raise Refused(SLOW, f"the request body did not arrive within "
+                                f"{self.body_timeout_s:g} s") from None
 
     def retry_delay(self) -> float:
         """How long a refused client should wait: about the time to drain the backlog.

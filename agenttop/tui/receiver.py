@@ -23,7 +23,8 @@ NONE_YET = "no receiver has written to this file yet"
 
 # Reasons of the ``audit`` table (agenttop/otlp/audit.py) by the kind of refusal they are.
 REFUSAL_KINDS = {"missing token": "unauthenticated", "wrong token": "unauthenticated",
-                 "malformed request": "malformed", "too large": "too large"}
+                 "malformed request": "malformed", "too large": "too large",
+                 "body too slow": "too slow"}
 
 
 @dataclass(frozen=True)
