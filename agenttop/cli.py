@@ -246,13 +246,13 @@ def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, max_value_kb: int
     """Load OTLP/JSON files (FILE: one request, or JSON lines; - for standard input).
 
     Traces, metrics and logs go through the receiver's path: classification, PII and
-    injection scanning, redaction, trace summaries and rollups; a span already stored is
-    kept once (log records and data points are added again). Findings exported by
-    `agenttop export` are restored as they were. Prints what each file added; a line that
-    is not a valid request is reported by file and line number and skipped, the rest is
-    imported. Safe while `agenttop serve` writes the same file: both take turns at the
-    write lock. Exit status 0, 1 if anything could not be imported, 2 on a usage error or
-    an unusable database file.
+    injection scanning, redaction, trace summaries and rollups; a span, log record or data
+    point already stored is kept once (importing a file twice adds nothing). Findings
+    exported by `agenttop export` are restored as they were. Prints what each file added;
+    a line that is not a valid request is reported by file and line number and skipped,
+    the rest is imported. Safe while `agenttop serve` writes the same file: both take turns
+    at the write lock. Exit status 0, 1 if anything could not be imported, 2 on a usage
+    error or an unusable database file.
     """
     from agenttop.otlp.importer import Importer
     from agenttop.store import StoreError

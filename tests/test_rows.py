@@ -31,4 +31,5 @@ def test_a_row_cannot_be_built_with_a_missing_or_unknown_column():
     with pytest.raises(TypeError):
         PointRow(name="m", description="", unit="", type="gauge", temporality=None,
                  monotonic=None, service="s", resource_id=1, scope="", start_ns=0,
-                 time_ns=1, attributes={}, flags=0, received_ns=1, valeu=3)  # typo
+                 time_ns=1, attributes={}, flags=0, received_ns=1, fingerprint=0,
+                 valeu=3)  # typo

@@ -20,6 +20,9 @@ from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk._logs import LoggerProvider
@@ -51,11 +54,13 @@ ARRIVAL = {
     "resources": {"first_seen_ns"},
     "spans": {"received_ns"},
     "traces": {"updated_ns"},
-    "logs": {"log_id", "received_ns"},
+    # A fingerprint hashes the record as it was received: the export's copy of it is
+    # already redacted.
+    "logs": {"log_id", "received_ns", "fingerprint"},
     "findings": {"finding_id", "received_ns"},
     "layer_minutes": set(),
     "layer_minute_durations": set(),
-    "metric_points": {"point_id", "received_ns"},
+    "metric_points": {"point_id", "received_ns", "fingerprint"},
 }
 
 
@@ -467,3 +472,33 @@ def test_import_while_serve_writes_the_same_file(make_server, db_path, tmp_path)
     counts = dict(conn.execute("SELECT service, count(*) FROM spans GROUP BY service"))
     conn.close()
     assert counts == {"batch-job": 2 * runs, "live-agent": runs}
+
+
+def test_resent_log_records_and_data_points_are_stored_once(server, db_path, tmp_path):
+    # A retrying exporter whose acknowledgement was lost sends the same request again;
+    # a file of them imported twice is the same thing.
+    from tests.test_bad_input import LOGS, METRICS
+    from tests.test_retention import gauge, untraced_log
+
+    logs = untraced_log(1_700_000_000 * 10**9, "one line, sent twice")
+    points = gauge(1_700_000_000 * 10**9, 1_700_000_010 * 10**9)
+    for _ in range(2):
+        call(server, LOGS, logs)
+        call(server, METRICS, points)
+    conn = read_db(db_path)
+    assert conn.execute("SELECT count(*) FROM logs").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM metric_points").fetchone()[0] == 2
+    conn.close()
+
+    dump = tmp_path / "requests.jsonl"
+    dump.write_bytes(b"".join(orjson.dumps(to_json(request.FromString(body))) + b"\n"
+                              for request, body in ((ExportLogsServiceRequest, logs),
+                                                    (ExportMetricsServiceRequest, points))))
+    db = tmp_path / "imported.db"
+    for _ in range(2):
+        result = cli("import", "--db", str(db), str(dump))
+        assert result.exit_code == 0, result.output
+    conn = read_db(db)
+    assert conn.execute("SELECT count(*) FROM logs").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM metric_points").fetchone()[0] == 2
+    conn.close()

@@ -81,6 +81,7 @@ class PointRow(NamedTuple):
     attributes: dict
     flags: int
     received_ns: int
+    fingerprint: int  # of the point as received: the same point sent again is stored once
     value: int | float | None = None
     count: int | None = None
     sum: float | None = None
@@ -113,6 +114,7 @@ class LogRecordRow(NamedTuple):
     attributes: dict
     flags: int
     received_ns: int
+    fingerprint: int  # of the record as received: the same record sent again is stored once
 
 
 class FindingRow(NamedTuple):
@@ -153,8 +155,8 @@ LAYOUTS: dict[str, Layout] = {layout.table: layout for layout in (
                                         "genai"}), ignore_duplicates=True),
     Layout("metric_points", PointRow, frozenset({"bounds", "bucket_counts", "positive_counts",
                                                  "negative_counts", "quantiles",
-                                                 "attributes"})),
-    Layout("logs", LogRecordRow, frozenset({"attributes"})),
+                                                 "attributes"}), ignore_duplicates=True),
+    Layout("logs", LogRecordRow, frozenset({"attributes"}), ignore_duplicates=True),
     Layout("findings", FindingRow, ignore_duplicates=True),
 )}
 

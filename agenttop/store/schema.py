@@ -232,6 +232,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE alerts ADD COLUMN rule_name TEXT;
     ALTER TABLE alerts ADD COLUMN labels TEXT;
     """,
+    # 7: a log record or data point sent again (a retrying exporter, the same file imported
+    # twice) is stored once, as spans are: a hash of what was received, unique. Rows from
+    # before have none.
+    """
+    ALTER TABLE logs ADD COLUMN fingerprint INTEGER;
+    CREATE UNIQUE INDEX logs_fingerprint ON logs (fingerprint) WHERE fingerprint IS NOT NULL;
+    ALTER TABLE metric_points ADD COLUMN fingerprint INTEGER;
+    CREATE UNIQUE INDEX metric_points_fingerprint ON metric_points (fingerprint)
+        WHERE fingerprint IS NOT NULL;
+    """,
 ]
 
 LATEST_VERSION = len(MIGRATIONS)
