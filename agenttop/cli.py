@@ -69,6 +69,7 @@ def serve(**values: Any) -> None:
     cannot go on (the file was deleted); it then creates no database file.
     """
     from agenttop.analysis.hooks import AlertCommand
+    from agenttop.otlp.decode import DecoderStartError
     from agenttop.otlp.receiver import BindError
     from agenttop.serve import TLSError, exposure_problem, serve_forever
     from agenttop.store import StoreError
@@ -86,7 +87,7 @@ def serve(**values: Any) -> None:
     command = AlertCommand(settings.on_alert) if settings.on_alert else None
     try:
         asyncio.run(serve_forever(settings, alert_rules, command, settings.log_format))
-    except (StoreError, BindError, TLSError) as e:
+    except (StoreError, BindError, TLSError, DecoderStartError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
         pass

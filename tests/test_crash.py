@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import psutil
+import pytest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
@@ -231,3 +232,20 @@ def test_acknowledged_spans_survive_kill_9_at_random_moments(tmp_path, monkeypat
         check_consistency(conn)
     finally:
         conn.close()
+
+
+def test_decoders_that_cannot_start_are_one_clear_error():
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from agenttop.otlp.decode import DecoderPool, DecoderStartError
+
+    class Broken(DecoderPool):
+        def _new_pool(self) -> ProcessPoolExecutor:  # each worker dies as it starts
+            return ProcessPoolExecutor(self.workers, initializer=os._exit, initargs=(3,),
+                                       mp_context=multiprocessing.get_context("spawn"))
+
+    pool = Broken(1)
+    with pytest.raises(DecoderStartError, match=r"^cannot start 1 decoding worker processes "
+                                                r"\(--decoders\): .+"):
+        pool.warm_up()

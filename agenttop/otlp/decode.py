@@ -112,6 +112,10 @@ class DecoderLost(Exception):
     """A worker process died while decoding (the pool is replaced; the client may retry)."""
 
 
+class DecoderStartError(Exception):
+    """The worker processes could not be started; the message says why, in one line."""
+
+
 class DecoderPool:
     """Worker processes for ``decode``, replaced if one of them dies."""
 
@@ -128,10 +132,19 @@ class DecoderPool:
                                    initializer=_exit_with_parent)
 
     def warm_up(self) -> None:
-        """Start every worker now, so the first Export does not wait for process start-up."""
-        futures = [self._pool.submit(decode, "traces", b"", 0) for _ in range(self.workers)]
-        for future in futures:
-            future.result(timeout=60)
+        """Start every worker now, so the first Export does not wait for process start-up.
+
+        Raises ``DecoderStartError`` when they cannot start (no processes left to the user,
+        no memory, a broken installation)."""
+        try:
+            futures = [self._pool.submit(decode, "traces", b"", 0) for _ in range(self.workers)]
+            for future in futures:
+                future.result(timeout=60)
+        except (BrokenProcessPool, OSError, TimeoutError) as e:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DecoderStartError(f"cannot start {self.workers} decoding worker processes "
+                                    f"(--decoders): {why}") from None
 
     async def decode(self, signal: str, data: bytes, received_ns: int, *, json: bool = False,
                      gunzip_max: int | None = None) -> Batch:
