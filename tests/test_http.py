@@ -519,3 +519,31 @@ def test_unparsable_requests_are_one_rate_limited_line_and_audited(make_server, 
             break
         time.sleep(0.2)
     assert [tuple(r) for r in rows] == [("http", "malformed request", 50)]
+
+
+def test_a_request_head_trickled_byte_by_byte_is_cut_off(make_server, monkeypatch):
+    import socket
+
+    monkeypatch.setattr("agenttop.otlp.http_server.HEAD_TIMEOUT_S", 1.0)
+    service = make_server(http="127.0.0.1:0")
+    with socket.create_connection(("127.0.0.1", service.http_port)) as slow:
+        slow.settimeout(10)
+        started = time.monotonic()
+        closed = False
+        for byte in b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+            try:
+                slow.sendall(bytes([byte]))
+                time.sleep(0.1)
+            except OSError:
+                closed = True
+                break
+            if time.monotonic() - started > 5:
+                break
+        if not closed:
+            slow.setblocking(True)
+            closed = slow.recv(100) == b""
+    assert closed and time.monotonic() - started < 5
+    # A client that sends its request at once is served as before.
+    with socket.create_connection(("127.0.0.1", service.http_port)) as good:
+        good.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert good.recv(100).startswith(b"HTTP/1.1 200")

@@ -12,6 +12,7 @@ errors.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import socket
@@ -19,6 +20,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -229,6 +231,41 @@ def _listen(address: str) -> socket.socket:
     return sock
 
 
+HEAD_TIMEOUT_S = 10.0  # a connection's first request head must arrive within this
+
+
+class _HeadDeadline:
+    """The protocol factory of the listening socket: aiohttp's request handler, closed when
+    its connection has not sent one whole request head (line and headers) within
+    ``HEAD_TIMEOUT_S`` of connecting. aiohttp has no such limit: a client trickling its
+    headers (slowloris) would hold a connection for as long as it liked. Bodies have
+    ``--body-timeout``; idle connections between requests, aiohttp's keep-alive timeout."""
+
+    def __init__(self, factory: Callable[[], asyncio.Protocol]) -> None:
+        self.factory = factory
+
+    def __call__(self) -> asyncio.Protocol:
+        handler = self.factory()
+        asyncio.get_running_loop().call_later(HEAD_TIMEOUT_S, self._expire, handler)
+        return handler
+
+    @staticmethod
+    def _expire(handler: Any) -> None:
+        # _request_count: requests whose head was parsed on this connection (aiohttp 3.x).
+        if getattr(handler, "_request_count", 1) == 0 and handler.transport is not None:
+            handler.transport.close()
+
+
+class _HeadDeadlineSite(web.SockSite):
+    """``web.SockSite`` listening through ``_HeadDeadline``."""
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        self._server = await asyncio.get_running_loop().create_server(
+            _HeadDeadline(self._runner.server), sock=self._sock, ssl=self._ssl_context,
+            backlog=self._backlog)
+
+
 async def start_http_server(
     http: HttpReceiver, address: str, *, ssl_context: ssl.SSLContext | None = None,
     shutdown_timeout: float = 10.0,
@@ -246,7 +283,7 @@ async def start_http_server(
                            logger=ServerLog(http.receiver))
     try:
         await runner.setup()
-        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+        await _HeadDeadlineSite(runner, sock, ssl_context=ssl_context).start()
     except BaseException:
         sock.close()
         await runner.cleanup()
