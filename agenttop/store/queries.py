@@ -109,8 +109,8 @@ class TraceFilter:
     @property
     def empty(self) -> bool:
         return not (self.words or self.services or self.layers or self.errors or self.findings
-                    or self.failed or self.slow or self.skewed or self.since_ns is not None
-                    or self.until_ns is not None)
+                    or self.failed or self.slow or self.skewed or self.problems
+                    or self.since_ns is not None or self.until_ns is not None)
 
 
 def parse_trace_filter(query: str) -> TraceFilter:
@@ -126,11 +126,13 @@ def parse_trace_filter(query: str) -> TraceFilter:
     failed: list[tuple[str, str | None]] = []
     slow: list[tuple[str, int]] = []
     errors = findings = skewed = False
-    for quoted, bare in _TOKEN.findall(query):
-        if quoted:
-            words.append(quoted)
-            continue
-        if not bare:
+    for match in _TOKEN.finditer(query):
+        quoted, bare = match.groups()
+        if match.group().startswith('"'):
+            if quoted.strip():
+                words.append(quoted)
+            else:
+                problems.append(f"{match.group()} is empty text")
             continue
         key, sep, value = bare.partition(":")
         key = key.lower()
@@ -157,12 +159,11 @@ def parse_trace_filter(query: str) -> TraceFilter:
                 problems.append(f"no failure category {category!r} (categories: "
                                 f"{', '.join(FAILURES)})")
         elif key == "slow" and value:
-            match = _SLOW.match(value.lower())
-            if match is None:
+            slow_match = _SLOW.match(value.lower())
+            if slow_match is None:
                 problems.append(f"slow:{value} is not slow:LAYER>TIME, e.g. slow:runtime>5s")
-                slow.append(("", 0))  # matches nothing rather than everything
                 continue
-            layer, amount, unit = match.groups()
+            layer, amount, unit = slow_match.groups()
             slow.append((layer, int(float(amount) * (10**9 if unit == "s" else 10**6))))
             problems += _layer_problem(layer)
         else:
@@ -182,7 +183,9 @@ def _like(value: str, prefix_only: bool = False) -> str:
 
 def _trace_where(f: TraceFilter) -> tuple[str, dict[str, object]]:
     """SQL conditions over ``traces`` for a filter, and their bindings."""
-    parts: list[str] = []
+    # A filter that did not parse lists nothing, under what was wrong with it, rather than
+    # every trace under a "filter:" label.
+    parts: list[str] = ["0"] if f.problems else []
     bindings: dict[str, object] = {}
     for i, word in enumerate(f.words):
         bindings[f"w{i}"] = _like(word)

@@ -177,5 +177,9 @@ def test_failed_and_slow_filters_list_exactly_the_traces_that_breached(tmp_path)
         assert shown("slow:runtime") == set()
         assert parse_trace_filter("failed:tools").problems == (
             "no layer 'tools' (layers: prompt, tool, memory, runtime, auth, other)",)
+        # A filter that does not parse lists nothing (and says why), never everything.
+        assert parse_trace_filter('""').problems == ('"" is empty text',)
+        assert shown('""') == set() and shown('fine ""') == set()
+        assert parse_trace_filter("   ").empty and len(shown("   ")) == 4
     finally:
         conn.close()

@@ -102,7 +102,7 @@ class LiveListScreen(LiveScreen):
             info.append(f"1–{self.shown:,} of {self.total:,}{more}")
         else:
             info.append("none" + (" match" if self.filtered else " yet"))
-        if self.query_text:
+        if self.query_text.strip():
             info.append("   filter: ")
             info.append_text(safe(self.query_text, width=40))
         self.info_extras(info)
