@@ -97,7 +97,7 @@ def test_one_phrase_per_state():
 
 def test_refusals_and_forwarding_in_words():
     assert set(REFUSAL_KINDS) == {audit.MISSING_TOKEN, audit.WRONG_TOKEN, audit.MALFORMED,
-                                  audit.TOO_LARGE}
+                                  audit.TOO_LARGE, audit.SLOW}
     assert refused_summary({audit.WRONG_TOKEN: 2, audit.MISSING_TOKEN: 1,
                             audit.MALFORMED: 1}) == "3 unauthenticated, 1 malformed"
     assert refused_summary({}) == "none"
