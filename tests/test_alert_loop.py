@@ -16,7 +16,7 @@ from agenttop.analysis.rules import parse_rules
 from agenttop.serve import BackgroundService
 from tests.conftest import read_db, serve_settings
 
-RULES = parse_rules('''
+RULES_TEXT = '''
 [[rule]]
 name = "output-quality"
 metric = "output_quality_score"
@@ -24,7 +24,8 @@ measure = "last"
 op = "<"
 threshold = 0.9
 window = "1m"
-''')
+'''
+RULES = parse_rules(RULES_TEXT)
 
 
 def send_quality(port: int, value: float, service: str = "support-agent") -> None:
@@ -92,15 +93,7 @@ def test_alert_lines_cannot_be_forged_by_a_client(tmp_path):
     from tests.test_process import free_port, start_serve, wait_listening
 
     rules = tmp_path / "rules.toml"
-    rules.write_text('''
-[[rule]]
-name = "output-quality"
-metric = "output_quality_score"
-measure = "last"
-op = "<"
-threshold = 0.9
-window = "1m"
-''')
+    rules.write_text(RULES_TEXT)
     port = free_port()
     proc = start_serve(tmp_path / "a.db", port, "--rules", str(rules), "--alert-interval",
                        "0.2")
