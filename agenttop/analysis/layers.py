@@ -56,7 +56,7 @@ from agenttop.store.rows import LAYERS
 
 _LAYER_SET = frozenset(LAYERS)
 # Rule order: the lower wins when two explicit signals disagree.
-_RANK = {"tool": 2, "memory": 3, "prompt": 4, "runtime": 5}
+_RANK = {"tool": 2, "memory": 3, "prompt": 4, "runtime": 5, "other": 6}
 
 
 def _cased(table: dict[str, str]) -> dict[str, str]:
@@ -97,7 +97,9 @@ _LANGSMITH_KIND = _cased({
 _LLM_REQUEST_TYPE = _cased({
     "chat": "prompt", "completion": "prompt", "embedding": "memory", "rerank": "memory",
 })
-_MCP_METHOD = {"tools/call": "tool"}
+# MCP: the calls that do an agent's work; every other method (initialize, ping, */list,
+# server/discover, notifications/*) is protocol plumbing, "other" (see _explicit_lookup).
+_MCP_METHOD = {"tools/call": "tool", "prompts/get": "prompt", "resources/read": "memory"}
 
 # (attribute key, table) for the explicit tier; mcp.method.name values are lowercase by spec.
 _EXPLICIT = (
@@ -248,9 +250,24 @@ def _from_rpc(attributes: dict[str, object]) -> str | None:
     return None
 
 
+_TRACEBACK = "Traceback (most recent call last)"
+
+
+def _without_traceback(text: str) -> str:
+    """A message without the stack trace some instrumentations put in it: only the
+    exception lines. A source line such as ``return fut.result(timeout)`` says nothing
+    about what failed."""
+    if _TRACEBACK not in text:
+        return text
+    return "\n".join(line for line in text.splitlines()
+                     if line and not line[0].isspace() and not line.startswith(_TRACEBACK)
+                     and not line.startswith(("During handling", "The above exception")))
+
+
 def _from_message(text: object) -> str | None:
     if not isinstance(text, str) or not text:
         return None
+    text = _without_traceback(text)
     found = _from_text(text)
     if found is None:
         match = _CODE_IN_TEXT.search(text)
@@ -339,6 +356,8 @@ def _explicit_lookup(table: dict[str, str], key: str, value: object) -> str | No
         layer = table.get(lowered)
         if layer is None and key == "gen_ai.operation.name" and "memory" in lowered:
             layer = "memory"  # search_memory, update_memory, ...
+        elif layer is None and key == "mcp.method.name" and lowered:
+            layer = "other"
     return layer
 
 
@@ -376,6 +395,13 @@ def _inferred_layer(name: str, kind: int, is_root: bool, attributes: dict[str, o
         return "memory"
     if has_model:
         return "prompt"
+    if kind == 3:
+        # A client span named by the GenAI convention, "{operation} {model}": a failed call
+        # may carry no attributes at all (openlit's "chat gpt-4o-mini" on a 429).
+        operation, sep, model = name.partition(" ")
+        layer = _GEN_AI_OP.get(operation) if sep and model.strip() else None
+        if layer in ("prompt", "memory"):
+            return layer
     if is_root or kind == 2:
         return "runtime"
     return "other"
