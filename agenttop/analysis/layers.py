@@ -462,7 +462,8 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
     # Request model first: it is what the developer chose and groups stably, whereas the
     # response model carries a dated snapshot suffix.
     "model": ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name",
-              "llm.request.model", "llm.response.model", "ls_model_name",
+              "embedding.model_name", "llm.request.model", "llm.response.model",
+              "ls_model_name",
               "metadata.ls_model_name", "langsmith.metadata.ls_model_name"),
     "operation": ("gen_ai.operation.name",),
     "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
@@ -478,7 +479,7 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "session": ("gen_ai.conversation.id", "session.id", "thread_id", "mcp.session.id"),
     "user": ("user.id", "enduser.id"),
     "finish_reasons": ("gen_ai.response.finish_reasons", "llm.response.finish_reason",
-                       "llm.response.finish_reasons"),
+                       "llm.response.finish_reasons", "llm.finish_reason"),
 }
 # How a field's value is converted. Small ints rather than functions: normalise() runs
 # per span and an inline branch is several times cheaper than a call.
@@ -494,7 +495,8 @@ _ALIAS: dict[str, tuple[str, int, int]] = {
 # Keys whose field or value depends on another attribute; ranked after every plain alias.
 _CONTEXT_KEYS = ("llm.request.type", "openinference.span.kind", "traceloop.span.kind",
                  "traceloop.entity.name", "mcp.method.name", "langgraph.node",
-                 "metadata.langgraph_node", "langsmith.metadata.langgraph_node")
+                 "metadata.langgraph_node", "langsmith.metadata.langgraph_node",
+                 "llm.invocation_parameters")
 _INTERESTING = frozenset(_ALIAS) | frozenset(_CONTEXT_KEYS)
 
 _OP_FROM_REQUEST_TYPE = {"chat": "chat", "completion": "text_completion",
@@ -553,6 +555,16 @@ def _context_fields(attributes: dict[str, object], out: dict[str, object]) -> No
         kind = _lower_str(attributes.get("traceloop.span.kind"))
         if kind == "tool" or kind == "agent":
             out.setdefault(kind, entity)
+    if "model" not in out:
+        # OpenInference: a failed call has its model only among the request's parameters.
+        parameters = attributes.get("llm.invocation_parameters")
+        if isinstance(parameters, str) and '"model"' in parameters:
+            try:
+                model = json.loads(parameters).get("model")
+            except (ValueError, AttributeError):
+                model = None
+            if isinstance(model, str) and model:
+                out["model"] = model
     if "agent" not in out:
         for key in ("langgraph.node", "metadata.langgraph_node",
                     "langsmith.metadata.langgraph_node"):
