@@ -34,6 +34,7 @@ thread has the interpreter to itself, as in the receiver's decoder worker proces
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 from bisect import bisect_right
@@ -121,6 +122,12 @@ def _check_ipv4(m: re.Match[str]) -> Span | None:
     for octet in m.group(0).split("."):
         if int(octet) > 255 or (octet[0] == "0" and len(octet) > 1):
             return None
+    # Loopback, private, link-local, documentation and other reserved addresses name no
+    # one: a local model server's 127.0.0.1 in every LLM span is not PII.
+    address = ipaddress.IPv4Address(m.group(0))
+    if address.is_private or address.is_loopback or address.is_link_local or (
+            address.is_reserved or address.is_unspecified or address.is_multicast):
+        return None
     return m.span()
 
 
