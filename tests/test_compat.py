@@ -32,6 +32,19 @@ EXPECTED = {
          None),
         ("ChatCompletion", "auth", "auth", "gpt-4o-mini-badkey", "openai", None, None, None),
     ],
+    "openlit": [
+        ("chat gpt-4o-mini", "prompt", None, "gpt-4o-mini", "openai", 21, 8, ["stop"]),
+        ("embeddings text-embedding-3-small", "memory", None, "text-embedding-3-small",
+         "openai", 5, None, None),
+        # Failed calls carry no attributes: the span's name ("{operation} {model}", the
+        # GenAI convention) and its exception say what failed.
+        ("chat gpt-4o-mini-ratelimit", "prompt", "rate_limit", "gpt-4o-mini-ratelimit", None,
+         None, None, None),
+        ("chat gpt-4o-mini-broken", "prompt", "server", "gpt-4o-mini-broken", None, None, None,
+         None),
+        ("chat gpt-4o-mini-badkey", "auth", "auth", "gpt-4o-mini-badkey", None, None, None,
+         None),
+    ],
 }
 
 
@@ -44,7 +57,10 @@ def test_recorded_spans_are_read_as_an_engineer_reads_them(fixture, server, db_p
     conn = read_db(db_path)
     rows = conn.execute(
         "SELECT name, layer, failure, genai FROM spans ORDER BY start_ns, rowid").fetchall()
+    findings = conn.execute("SELECT pattern, location FROM findings").fetchall()
     conn.close()
+    # A local model server's address is nobody's PII.
+    assert [tuple(f) for f in findings if f[0] == "ipv4"] == []
     got = []
     for name, layer, failure, genai in rows:
         g = json.loads(genai) if genai else {}

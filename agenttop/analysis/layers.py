@@ -398,13 +398,22 @@ def _inferred_layer(name: str, kind: int, is_root: bool, attributes: dict[str, o
     if kind == 3:
         # A client span named by the GenAI convention, "{operation} {model}": a failed call
         # may carry no attributes at all (openlit's "chat gpt-4o-mini" on a 429).
-        operation, sep, model = name.partition(" ")
-        layer = _GEN_AI_OP.get(operation) if sep and model.strip() else None
-        if layer in ("prompt", "memory"):
-            return layer
+        named = named_call(name)
+        if named is not None and _GEN_AI_OP[named[0]] in ("prompt", "memory"):
+            return _GEN_AI_OP[named[0]]
     if is_root or kind == 2:
         return "runtime"
     return "other"
+
+
+def named_call(name: str) -> tuple[str, str] | None:
+    """(operation, model) of a span named by the GenAI convention "{operation} {model}",
+    such as "chat gpt-4o-mini"; None for any other name."""
+    operation, sep, model = name.partition(" ")
+    model = model.strip()
+    if not sep or not model or " " in model or operation not in _GEN_AI_OP:
+        return None
+    return operation, model
 
 
 def _is_auth_operation(name: str, attributes: dict[str, object]) -> bool:

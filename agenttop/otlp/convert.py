@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from agenttop.analysis.layers import classify, normalise
+from agenttop.analysis.layers import classify, named_call, normalise
 from agenttop.analysis.quality import signals
 from agenttop.analysis.scan import Scanner, direction_of
 from agenttop.store.rows import (
@@ -298,6 +298,11 @@ def spans_batch(request: Any, received_ns: int, redact: bool = True,
                         )
                         hits += more
                 genai = normalise(attrs)
+                if "model" not in genai and span.kind == 3:
+                    named = named_call(span.name)  # a failed call may have only its name
+                    if named is not None:
+                        genai.setdefault("operation", named[0].lower())
+                        genai["model"] = named[1]
                 quality = signals(layer, attrs, events, genai)
                 if quality:
                     genai.update(quality)
