@@ -21,8 +21,11 @@ tests/test_compat.py where the library's shapes changed.
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import importlib.metadata
 import json
+import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,6 +96,7 @@ SETUPS = ("openai-v2", "openinference-openai", "openlit")
 
 def record(setup: str, base_url: str) -> Path:
     import openai
+    from google.protobuf import json_format
     from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -108,14 +112,10 @@ def record(setup: str, base_url: str) -> Path:
     client.chat.completions.create(model="gpt-4o-mini", messages=messages)
     client.embeddings.create(model="text-embedding-3-small", input="order 1042")
     for model in FAILURES:
-        try:
+        with contextlib.suppress(openai.APIError):  # the failure is what is recorded
             client.chat.completions.create(model=model, messages=messages)
-        except openai.APIError:
-            pass
     provider.force_flush()
     request = encode_spans(exporter.get_finished_spans())
-    from google.protobuf import json_format
-
     document = json_format.MessageToDict(request, use_integers_for_enums=True)
     fixture = {
         "versions": {p: importlib.metadata.version(p) for p in packages},
@@ -129,8 +129,6 @@ def record(setup: str, base_url: str) -> Path:
 
 def _hex_ids(value: object) -> object:
     """OTLP/JSON: trace and span ids as hex, not protobuf JSON's base64."""
-    import base64
-
     if isinstance(value, dict):
         return {k: (base64.b64decode(v).hex() if k in ("traceId", "spanId", "parentSpanId")
                     and isinstance(v, str) else _hex_ids(v)) for k, v in value.items()}
@@ -156,8 +154,6 @@ def main() -> None:
     for setup in args.setups:
         # One library per process: instrumentors patch the openai module for good.
         if len(args.setups) > 1:
-            import subprocess
-
             if subprocess.run([sys.executable, __file__, setup]).returncode:
                 failed.append(setup)
             continue

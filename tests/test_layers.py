@@ -645,3 +645,18 @@ def test_headless_import():
     code = ("import sys, agenttop.analysis.layers; "
             "sys.exit(any(m in sys.modules for m in ('textual', 'rich')))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_current_genai_operations_and_token_kinds():
+    for operation, layer in (("plan", "runtime"), ("handle_conversation_turn", "runtime"),
+                             ("apply_guardrail", "prompt"), ("create_memory", "memory"),
+                             ("upsert_memory", "memory"), ("delete_memory", "memory"),
+                             ("invoke_workflow", "runtime")):
+        assert classify("x", INTERNAL, False, UNSET,
+                        {"gen_ai.operation.name": operation}, [])[0] == layer, operation
+    got = normalise({"gen_ai.usage.input_tokens": 100, "gen_ai.usage.cache_read.input_tokens": 60,
+                     "gen_ai.usage.cache_creation.input_tokens": "20",
+                     "gen_ai.usage.reasoning.output_tokens": 7})
+    assert (got["cache_read_tokens"], got["cache_write_tokens"], got["reasoning_tokens"]) == (
+        60, 20, 7)
+    assert normalise({"gen_ai.usage.cache_write.input_tokens": 3})["cache_write_tokens"] == 3

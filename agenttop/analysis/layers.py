@@ -78,6 +78,10 @@ _GEN_AI_OP = _cased({
     "chat": "prompt", "text_completion": "prompt", "generate_content": "prompt",
     "completion": "prompt",
     "invoke_agent": "runtime", "create_agent": "runtime", "invoke_workflow": "runtime",
+    "plan": "runtime", "handle_conversation_turn": "runtime",
+    "apply_guardrail": "prompt",
+    # create_memory, update_memory, upsert_memory, delete_memory, search_memory: any
+    # operation naming memory is memory (_explicit_lookup).
 })
 _OPENINFERENCE_KIND = _cased({
     "tool": "tool",
@@ -481,6 +485,10 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
                       "llm.token_count.completion", "llm.usage.completion_tokens"),
     "total_tokens": ("gen_ai.usage.total_tokens", "llm.token_count.total",
                      "llm.usage.total_tokens"),
+    "cache_read_tokens": ("gen_ai.usage.cache_read.input_tokens",),
+    "cache_write_tokens": ("gen_ai.usage.cache_creation.input_tokens",
+                           "gen_ai.usage.cache_write.input_tokens"),
+    "reasoning_tokens": ("gen_ai.usage.reasoning.output_tokens",),
     "tool": ("gen_ai.tool.name", "tool.name"),
     "agent": ("gen_ai.agent.name", "agent.name"),
     # thread_id is the lesson's own session attribute; the MCP session is a transport
@@ -494,6 +502,8 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
 # per span and an inline branch is several times cheaper than a call.
 _TEXT, _ID, _LOWER, _TOKENS, _LIST = range(5)
 _CONVERSION = {"input_tokens": _TOKENS, "output_tokens": _TOKENS, "total_tokens": _TOKENS,
+               "cache_read_tokens": _TOKENS, "cache_write_tokens": _TOKENS,
+               "reasoning_tokens": _TOKENS,
                "finish_reasons": _LIST, "session": _ID, "user": _ID,
                # OpenLLMetry sends gen_ai.system="OpenAI" where OTel GenAI says "openai".
                "provider": _LOWER, "operation": _LOWER}
@@ -615,7 +625,8 @@ def _plan(attributes: dict[str, object]) -> _Plan:
 
 def normalise(attributes: dict[str, object]) -> dict[str, object]:
     """Small dict with only the fields found among: provider, model, operation,
-    input_tokens, output_tokens, total_tokens, tool, agent, session, user, finish_reasons.
+    input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
+    reasoning_tokens, tool, agent, session, user, finish_reasons.
 
     Where several conventions give a field, the current OTel GenAI name wins, then its
     deprecated name, then OpenInference, OpenLLMetry, LangSmith metadata and MCP; a value
