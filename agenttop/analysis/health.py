@@ -23,7 +23,7 @@ import apsw
 import orjson
 
 from agenttop.analysis.buckets import quantile_ns
-from agenttop.store.metrics import PointSample, points_between
+from agenttop.store.metrics import field_getter, points_between
 from agenttop.store.rollups import RollupTotals, window_totals
 from agenttop.store.rows import LAYERS, MINUTE_NS, SECOND_NS
 
@@ -334,25 +334,32 @@ def _expanded(offset: int | None, counts_json: str | None) -> dict[int, int]:
     return {base + i: n for i, n in enumerate(orjson.loads(counts_json)) if n}
 
 
-def _point(row: PointSample) -> _Point:
-    kind = row.type
-    point = _Point(row.start_ns, row.time_ns, row.value, row.count, row.min, row.max, kind)
+# The fields of a point row (agenttop.store.metrics.PointSample), by name.
+_SERIES = field_getter("name", "type", "service", "attributes", "unit", "temporality",
+                       "monotonic")
+_FIGURES = field_getter("start_ns", "time_ns", "value", "count", "min", "max")
+_EXPLICIT = field_getter("bounds", "bucket_counts")
+_EXPONENTIAL = field_getter("scale", "zero_count", "positive_offset", "positive_counts",
+                            "negative_offset", "negative_counts")
+_QUANTILES = field_getter("quantiles")
+
+
+def _point(row: tuple, kind: str) -> _Point:
+    point = _Point(*_FIGURES(row), kind)
     if kind == "histogram":
-        bounds, counts = row.bounds, row.bucket_counts
+        bounds, counts = point.raw = _EXPLICIT(row)
         point.shape = (bounds or "", counts.count(",") if counts else -1)
-        point.raw = (bounds, counts)
     elif kind == "exponential_histogram":
-        point.raw = (row.scale, row.zero_count, row.positive_offset, row.positive_counts,
-                     row.negative_offset, row.negative_counts)
+        point.raw = _EXPONENTIAL(row)
     elif kind == "summary":
-        point.raw = (row.quantiles,)
+        point.raw = (_QUANTILES(row),)
     return point
 
 
-def _read_points(rows: Iterator[PointSample], series: dict[tuple, _Series],
+def _read_points(rows: Iterator[tuple], series: dict[tuple, _Series],
                  attrs: dict[str, tuple[bytes, dict]], create: bool) -> None:
     for row in rows:
-        name, kind, service, text = row.name, row.type, row.service, row.attributes
+        name, kind, service, text, unit, temporality, monotonic = _SERIES(row)
         canonical = attrs.get(text)
         if canonical is None:
             parsed = orjson.loads(text) if text else {}
@@ -363,13 +370,13 @@ def _read_points(rows: Iterator[PointSample], series: dict[tuple, _Series],
         if one is None:
             if not create:
                 continue
-            one = series[key] = _Series(name, kind, row.unit, row.temporality, row.monotonic,
-                                        service, canonical[1], canonical[0])
-        point = _point(row)
+            one = series[key] = _Series(name, kind, unit, temporality, monotonic, service,
+                                        canonical[1], canonical[0])
+        point = _point(row, kind)
         if point.time_ns > one.newest_ns:
             # The newest point says what the series is now (unit, temporality).
             one.newest_ns = point.time_ns
-            one.unit, one.temporality, one.monotonic = row.unit, row.temporality, row.monotonic
+            one.unit, one.temporality, one.monotonic = unit, temporality, monotonic
         one.points.append(point)
 
 

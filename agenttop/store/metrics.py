@@ -8,16 +8,19 @@ counts, quantiles) come back as their stored text, parsed only by whoever needs 
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 import apsw
 import orjson
 
 
 class PointSample(NamedTuple):
-    """One stored data point, as the metric figures read it."""
+    """One stored data point, as the metric figures read it: the layout of the rows
+    ``points_between`` returns (plain tuples in this field order: a refresh reads every
+    point of the widest window, and wrapping each would cost more than reading it; read
+    fields by name with ``field_getter``)."""
 
     name: str
     type: str
@@ -60,8 +63,14 @@ WHERE p.name = n.value AND p.time_ns > :lo AND p.time_ns <= :hi
 """
 
 
+def field_getter(*names: str) -> Callable[[tuple], Any]:
+    """A function reading the named ``PointSample`` fields of a row (a tuple of them for
+    several names), in C."""
+    return itemgetter(*(PointSample._fields.index(name) for name in names))
+
+
 def points_between(conn: apsw.Connection, lo_ns: int, hi_ns: int,
-                   names: Sequence[str] | None = None) -> Iterator[PointSample]:
+                   names: Sequence[str] | None = None) -> Iterator[tuple]:
     """Points with ``lo_ns < time_ns <= hi_ns`` of every metric, or of ``names`` only."""
     bindings: dict[str, object] = {"lo": lo_ns, "hi": hi_ns}
     if names is None:
@@ -69,9 +78,4 @@ def points_between(conn: apsw.Connection, lo_ns: int, hi_ns: int,
     else:
         sql = _NAMED_POINTS
         bindings["names"] = orjson.dumps(list(names)).decode()
-    return map(_sample, conn.execute(sql, bindings))
-
-
-# Rows come back with exactly PointSample's columns: no length check needed, and no Python
-# call per row (a refresh reads every point of the widest window).
-_sample = functools.partial(tuple.__new__, PointSample)
+    return iter(conn.execute(sql, bindings))
