@@ -13,6 +13,7 @@ import pytest
 
 from agenttop.analysis import layers
 from agenttop.analysis.layers import classify, failure_of, normalise
+from agenttop.analysis.quality import signals
 from agenttop.store.rows import FAILURES, LAYERS
 
 INTERNAL, SERVER, CLIENT, PRODUCER = 1, 2, 3, 4
@@ -660,3 +661,22 @@ def test_current_genai_operations_and_token_kinds():
     assert (got["cache_read_tokens"], got["cache_write_tokens"], got["reasoning_tokens"]) == (
         60, 20, 7)
     assert normalise({"gen_ai.usage.cache_write.input_tokens": 3})["cache_write_tokens"] == 3
+
+
+def test_openllmetry_retriever_model_and_session():
+    # As OpenLLMetry sent them with LangChain (the shapes issue 13 recorded).
+    retriever = {"gen_ai.operation.name": "vector_db_retrieve", "traceloop.span.kind": "task",
+                 "traceloop.entity.name": "VectorStoreRetriever",
+                 "traceloop.association.properties.ls_retriever_name": "vectorstore",
+                 "traceloop.entity.output": '{"documents": [{"page_content": "a"}, '
+                                            '{"page_content": "b"}], "count": 2}'}
+    assert classify("vector_db_retrieve VectorStoreRetriever", CLIENT, False, UNSET,
+                    retriever, [])[0] == "memory"
+    assert signals("memory", retriever, [], normalise(retriever))["retrieval_count"] == 2
+    chat = {"gen_ai.request.model": "unknown", "gen_ai.operation.name": "chat",
+            "traceloop.association.properties.ls_model_name": "gpt-4o-mini",
+            "traceloop.association.properties.session_id": "s-7"}
+    got = normalise(chat)
+    assert (got["model"], got["session"]) == ("gpt-4o-mini", "s-7")
+    thread = normalise({"traceloop.association.properties.thread_id": "t-1"})
+    assert thread["session"] == "t-1"

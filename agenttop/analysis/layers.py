@@ -75,6 +75,7 @@ def _cased(table: dict[str, str]) -> dict[str, str]:
 _GEN_AI_OP = _cased({
     "execute_tool": "tool",
     "retrieval": "memory", "embeddings": "memory", "embedding": "memory",
+    "vector_db_retrieve": "memory",  # OpenLLMetry's retrievers
     "chat": "prompt", "text_completion": "prompt", "generate_content": "prompt",
     "completion": "prompt",
     "invoke_agent": "runtime", "create_agent": "runtime", "invoke_workflow": "runtime",
@@ -476,7 +477,7 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
     # response model carries a dated snapshot suffix.
     "model": ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name",
               "embedding.model_name", "llm.request.model", "llm.response.model",
-              "ls_model_name",
+              "ls_model_name", "traceloop.association.properties.ls_model_name",
               "metadata.ls_model_name", "langsmith.metadata.ls_model_name"),
     "operation": ("gen_ai.operation.name",),
     "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
@@ -493,7 +494,9 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "agent": ("gen_ai.agent.name", "agent.name"),
     # thread_id is the lesson's own session attribute; the MCP session is a transport
     # session, so it comes last.
-    "session": ("gen_ai.conversation.id", "session.id", "thread_id", "mcp.session.id"),
+    "session": ("gen_ai.conversation.id", "session.id", "thread_id",
+                "traceloop.association.properties.session_id",
+                "traceloop.association.properties.thread_id", "mcp.session.id"),
     "user": ("user.id", "enduser.id"),
     "finish_reasons": ("gen_ai.response.finish_reasons", "llm.response.finish_reason",
                        "llm.response.finish_reasons", "llm.finish_reason"),
@@ -660,8 +663,8 @@ def normalise(attributes: dict[str, object]) -> dict[str, object]:
                 if value is None:
                     continue
             elif cls is str:
-                if not value:
-                    continue
+                if not value or (field == "model" and value == "unknown"):
+                    continue  # OpenLLMetry's gen_ai.request.model when it does not know
                 if conversion == _LOWER:
                     value = value.lower()  # type: ignore[union-attr]
             elif conversion == _ID and (cls is int or cls is float):

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -71,10 +72,29 @@ def _retrieval(attributes: dict[str, Any], out: dict[str, Any]) -> None:
         count = len(indices)
         if scores and top is None:
             top = max(scores)
+    if count is None:
+        count = _entity_output_count(attributes.get("traceloop.entity.output"))
     if count is not None:
         out["retrieval_count"] = int(count)
     if top is not None:
         out["top_score"] = top
+
+
+def _entity_output_count(output: Any) -> int | None:
+    """OpenLLMetry's retriever output, ``{"documents": [...], "count": 2}`` as JSON text."""
+    if not isinstance(output, str) or '"documents"' not in output:
+        return None
+    try:
+        value = json.loads(output)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    count = value.get("count")
+    if isinstance(count, int) and not isinstance(count, bool):
+        return count
+    documents = value.get("documents")
+    return len(documents) if isinstance(documents, list) else None
 
 
 def _evaluation(attributes: dict[str, Any], events: list[dict], out: dict[str, Any]) -> None:
