@@ -680,3 +680,10 @@ def test_openllmetry_retriever_model_and_session():
     assert (got["model"], got["session"]) == ("gpt-4o-mini", "s-7")
     thread = normalise({"traceloop.association.properties.thread_id": "t-1"})
     assert thread["session"] == "t-1"
+
+
+def test_openinference_langgraph_node_inside_its_metadata_json():
+    got = normalise({"openinference.span.kind": "CHAIN",
+                     "metadata": '{"langgraph_step": 2, "langgraph_node": "researcher"}'})
+    assert got["agent"] == "researcher"
+    assert "agent" not in normalise({"metadata": "not json, mentions \"langgraph_node\""})

@@ -518,7 +518,7 @@ _ALIAS: dict[str, tuple[str, int, int]] = {
 _CONTEXT_KEYS = ("llm.request.type", "openinference.span.kind", "traceloop.span.kind",
                  "traceloop.entity.name", "mcp.method.name", "langgraph.node",
                  "metadata.langgraph_node", "langsmith.metadata.langgraph_node",
-                 "llm.invocation_parameters")
+                 "llm.invocation_parameters", "metadata")
 _INTERESTING = frozenset(_ALIAS) | frozenset(_CONTEXT_KEYS)
 
 _OP_FROM_REQUEST_TYPE = {"chat": "chat", "completion": "text_completion",
@@ -594,6 +594,16 @@ def _context_fields(attributes: dict[str, object], out: dict[str, object]) -> No
             if isinstance(node, str) and node:
                 out["agent"] = node
                 break
+    if "agent" not in out:
+        # OpenInference's LangChain instrumentation: the run's metadata as one JSON string.
+        metadata = attributes.get("metadata")
+        if isinstance(metadata, str) and '"langgraph_node"' in metadata:
+            try:
+                node = json.loads(metadata).get("langgraph_node")
+            except (ValueError, AttributeError):
+                node = None
+            if isinstance(node, str) and node:
+                out["agent"] = node
 
 
 # (field, conversion, present alias keys best first) per field, and whether a context key
