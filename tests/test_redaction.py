@@ -103,3 +103,21 @@ def test_keep_pii_stores_values_as_received(make_server, db_path):
     attrs = json.loads(conn.execute("SELECT attributes FROM spans").fetchone()[0])
     assert SSN in attrs["gen_ai.output.messages"]
     assert conn.execute("SELECT count(*) FROM findings WHERE pattern = 'ssn'").fetchone()[0] >= 1
+
+
+def test_endpoint_attributes_keep_their_ip_addresses():
+    from agenttop.otlp.convert import Findings, scanner
+
+    found = Findings(scanner(), 0)
+    where = ("t" * 32, "s" * 16, "span", "svc", 0)
+    attrs = {"server.address": "34.117.59.81", "gen_ai.openai.api_base": "http://34.117.59.81/v1/",
+             "url.full": "http://34.117.59.81/v1/chat?user=bob@example.com",
+             "gen_ai.prompt": "my server is 34.117.59.81"}
+    out, hits = found.attributes(dict(attrs), where)
+    assert out["server.address"] == "34.117.59.81"  # where the call went: kept
+    assert out["gen_ai.openai.api_base"] == attrs["gen_ai.openai.api_base"]
+    assert out["url.full"] == "http://34.117.59.81/v1/chat?user=[EMAIL]"  # other PII still found
+    assert out["gen_ai.prompt"] == "my server is [IP]"  # in words, an address is still PII
+    assert sorted((r.location, r.pattern) for r in found.rows) == [
+        ("gen_ai.prompt", "ipv4"), ("url.full", "email")]
+    assert hits == 2

@@ -643,12 +643,14 @@ class Scanner:
         self.engine = engine
         self._fire = _ENGINES[engine]
 
-    def scan_text(self, text: str, *, check_injection: bool) -> tuple[str, list[Hit]]:
+    def scan_text(self, text: str, *, check_injection: bool,
+                  skip: frozenset[str] = frozenset()) -> tuple[str, list[Hit]]:
         """Return (text with PII replaced by tokens if redact else text unchanged, hits).
 
         The returned text is the same object as ``text`` when nothing was replaced.
-        Injection phrases are looked for only when ``check_injection`` (model inputs).
-        Hits are ordered by start offset.
+        Injection phrases are looked for only when ``check_injection`` (model inputs);
+        PII patterns named in ``skip`` are not reported or replaced. Hits are ordered by
+        start offset.
         """
         if len(text) < _MIN_LEN:
             return text, []
@@ -662,6 +664,8 @@ class Scanner:
         inj: list[_Cand] = []
         for i in fired:
             _find(text, low, _ALL[i], pii if i < _N_PII else inj)
+        if skip:
+            pii = [c for c in pii if c[2].name not in skip]
         if not pii and not inj:
             return text, []
         pii = _resolve(pii)
@@ -676,16 +680,17 @@ class Scanner:
             hits.sort(key=lambda h: (h.start, h.end))
         return (redacted if self.redact else text), hits
 
-    def scan_value(self, value: object, *,
-                   check_injection: bool) -> tuple[object, list[tuple[str, Hit]]]:
+    def scan_value(self, value: object, *, check_injection: bool,
+                   skip: frozenset[str] = frozenset()) -> tuple[object, list[tuple[str, Hit]]]:
         """Scan every string in a JSON-like value (dict values, not keys).
 
         Returns (value with redacted strings, [(path, hit)]).  The value is the same object
         when nothing changed; containers are copied only along changed paths.  Paths look
         like ``messages[0].content``, relative to ``value`` ("" for a top-level string).
+        ``skip``: as for ``scan_text``, for a string value.
         """
         if isinstance(value, str):  # most attribute values: skip the walk
-            new, found = self.scan_text(value, check_injection=check_injection)
+            new, found = self.scan_text(value, check_injection=check_injection, skip=skip)
             return new, [("", h) for h in found] if found else []
         hits: list[tuple[str, Hit]] = []
         return self._walk(value, "", check_injection, hits), hits

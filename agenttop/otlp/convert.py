@@ -110,6 +110,15 @@ def _capped(items: Any, cap: int, what: str, dropped: dict[str, int]) -> Any:
     return items[:cap]
 
 
+# Attributes that name a network endpoint: an IP address there is where a call went (a
+# model server, a proxy), not someone's personal data. Other PII in them is still found.
+_ENDPOINT_PREFIXES = ("server.", "client.", "network.", "url.", "http.url", "net.peer.",
+                      "net.host.")
+_ENDPOINT_SUFFIXES = ("api_base", "base_url")
+_NOT_IPS = frozenset({"ipv4"})
+_NOTHING: frozenset[str] = frozenset()
+
+
 class Findings:
     """Scans one request's text for PII and injection; collects ``findings`` rows.
 
@@ -135,7 +144,10 @@ class Findings:
             elif not isinstance(value, list | dict):
                 continue
             side = direction or direction_of(key)
-            new, hits = self.scanner.scan_value(value, check_injection=side == "input")
+            new, hits = self.scanner.scan_value(
+                value, check_injection=side == "input",
+                skip=_NOT_IPS if key.startswith(_ENDPOINT_PREFIXES)
+                or key.endswith(_ENDPOINT_SUFFIXES) else _NOTHING)
             if hits:
                 if new is not value:
                     attrs[key] = new
