@@ -27,25 +27,24 @@ from agenttop.store.rows import (
 
 def latest_data_ns(conn: apsw.Connection) -> int | None:
     """The newest span start, log or metric point time in the file, or None when empty."""
-    times = [
-        scalar(conn, "SELECT max(start_ns) FROM traces"),
-        scalar(conn, "SELECT max(time_ns) FROM logs"),
-        scalar(conn, "SELECT max(time_ns) FROM metric_points"),
-    ]
-    known = [t for t in times if t is not None]
-    return max(known) if known else None
+    return _newest(conn, "SELECT max(start_ns) FROM traces",
+                   "SELECT max(time_ns) FROM logs",
+                   "SELECT max(time_ns) FROM metric_points")
 
 
 def latest_arrival_ns(conn: apsw.Connection) -> int | None:
     """When the newest span, log record or metric point arrived, by the receiver's clock,
     or None when the file is empty: the end of a window that no client's clock can move.
     Rows are stored in arrival order, so each table's last row says it."""
-    times = [
-        scalar(conn, "SELECT received_ns FROM spans ORDER BY rowid DESC LIMIT 1"),
-        scalar(conn, "SELECT received_ns FROM logs ORDER BY log_id DESC LIMIT 1"),
-        scalar(conn, "SELECT received_ns FROM metric_points ORDER BY point_id DESC LIMIT 1"),
-    ]
-    known = [int(t) for t in times if t is not None]  # type: ignore[call-overload]
+    return _newest(conn, "SELECT received_ns FROM spans ORDER BY rowid DESC LIMIT 1",
+                   "SELECT received_ns FROM logs ORDER BY log_id DESC LIMIT 1",
+                   "SELECT received_ns FROM metric_points ORDER BY point_id DESC LIMIT 1")
+
+
+def _newest(conn: apsw.Connection, *sqls: str) -> int | None:
+    """The largest of the times these single-value queries give, or None when none does."""
+    known = [int(t) for sql in sqls  # type: ignore[call-overload]
+             if (t := scalar(conn, sql)) is not None]
     return max(known) if known else None
 
 
@@ -274,10 +273,14 @@ def list_traces(conn: apsw.Connection, f: TraceFilter | None = None, *, limit: i
 def count_traces(conn: apsw.Connection, f: TraceFilter | None = None, *,
                  cap: int = 10_000) -> int:
     """How many traces match, counting no further than ``cap`` (a filter scans rows)."""
-    where, bindings = _trace_where(f or TraceFilter())
-    bindings["cap"] = cap
-    sql = f"SELECT count(*) FROM (SELECT 1 FROM traces WHERE {where} LIMIT :cap)"
-    return int(scalar(conn, sql, bindings) or 0)  # type: ignore[arg-type]
+    return _count_capped(conn, "traces", *_trace_where(f or TraceFilter()), cap)
+
+
+def _count_capped(conn: apsw.Connection, table: str, where: str, bindings: dict,
+                  cap: int) -> int:
+    """How many rows of ``table`` match ``where``, counting no further than ``cap``."""
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT :cap)"
+    return int(scalar(conn, sql, {**bindings, "cap": cap}) or 0)  # type: ignore[arg-type]
 
 
 def get_trace(conn: apsw.Connection, trace_id: str) -> TraceRow | None:
@@ -518,10 +521,7 @@ class FindingListRow:
 def count_matching_findings(conn: apsw.Connection, f: FindingFilter | None = None, *,
                             cap: int = 10_000) -> int:
     """How many findings match, counting no further than ``cap``."""
-    where, bindings = _finding_where(f or FindingFilter())
-    bindings["cap"] = cap
-    sql = f"SELECT count(*) FROM (SELECT 1 FROM findings WHERE {where} LIMIT :cap)"
-    return int(scalar(conn, sql, bindings) or 0)  # type: ignore[arg-type]
+    return _count_capped(conn, "findings", *_finding_where(f or FindingFilter()), cap)
 
 
 def list_findings(conn: apsw.Connection, f: FindingFilter | None = None, *,
@@ -608,10 +608,7 @@ def list_logs(conn: apsw.Connection, *, min_severity: int = 0, text: str = "",
 def count_logs(conn: apsw.Connection, *, min_severity: int = 0, text: str = "",
                cap: int = 10_000) -> int:
     """How many logs match, counting no further than ``cap``."""
-    where, bindings = _log_where(min_severity, text)
-    bindings["cap"] = cap
-    sql = f"SELECT count(*) FROM (SELECT 1 FROM logs WHERE {where} LIMIT :cap)"
-    return int(scalar(conn, sql, bindings) or 0)  # type: ignore[arg-type]
+    return _count_capped(conn, "logs", *_log_where(min_severity, text), cap)
 
 
 def find_trace_ids(conn: apsw.Connection, prefix: str, limit: int = 2) -> list[str]:
