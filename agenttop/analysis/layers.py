@@ -579,14 +579,9 @@ def _context_fields(attributes: dict[str, object], out: dict[str, object]) -> No
             out.setdefault(kind, entity)
     if "model" not in out:
         # OpenInference: a failed call has its model only among the request's parameters.
-        parameters = attributes.get("llm.invocation_parameters")
-        if isinstance(parameters, str) and '"model"' in parameters:
-            try:
-                model = json.loads(parameters).get("model")
-            except (ValueError, AttributeError):
-                model = None
-            if isinstance(model, str) and model:
-                out["model"] = model
+        model = _json_field(attributes.get("llm.invocation_parameters"), "model")
+        if model:
+            out["model"] = model
     if "agent" not in out:
         for key in ("langgraph.node", "metadata.langgraph_node",
                     "langsmith.metadata.langgraph_node"):
@@ -596,14 +591,21 @@ def _context_fields(attributes: dict[str, object], out: dict[str, object]) -> No
                 break
     if "agent" not in out:
         # OpenInference's LangChain instrumentation: the run's metadata as one JSON string.
-        metadata = attributes.get("metadata")
-        if isinstance(metadata, str) and '"langgraph_node"' in metadata:
-            try:
-                node = json.loads(metadata).get("langgraph_node")
-            except (ValueError, AttributeError):
-                node = None
-            if isinstance(node, str) and node:
-                out["agent"] = node
+        node = _json_field(attributes.get("metadata"), "langgraph_node")
+        if node:
+            out["agent"] = node
+
+
+def _json_field(value: object, field: str) -> str | None:
+    """One non-empty string field of an attribute that holds a JSON object as a string;
+    the text is parsed only when it names the field."""
+    if not isinstance(value, str) or f'"{field}"' not in value:
+        return None
+    try:
+        found = json.loads(value).get(field)
+    except (ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) and found else None
 
 
 # (field, conversion, present alias keys best first) per field, and whether a context key
