@@ -112,18 +112,19 @@ class Receiver:
     def refuse_too_large(self, signal: Signal, peer: str, message: str) -> Refused:
         """Count and audit a body over the size limit; the ``Refused`` to raise."""
         self.too_large += 1
-        self._refuse(peer, signal, audit.TOO_LARGE)
+        self._refuse(peer, signal.name, audit.TOO_LARGE)
         return Refused(TOO_LARGE, message)
 
     def refuse_unparsable(self, peer: str) -> None:
         """Count and audit an HTTP request too malformed to say what it carried."""
         self.malformed += 1
-        if self.audit is not None:
-            self.audit.record(peer, "http", audit.MALFORMED)
+        self._refuse(peer, "http", audit.MALFORMED)
 
-    def _refuse(self, peer: str, signal: Signal, reason: str) -> None:
+    def _refuse(self, peer: str, what: str, reason: str) -> None:
+        """Audit a refused call: ``what`` is the signal it carried, or the transport when
+        that could not be told."""
         if self.audit is not None:
-            self.audit.record(peer, signal.name, reason)
+            self.audit.record(peer, what, reason)
 
     def authenticate(self, signal: Signal, peer: str, authorization: str | None) -> None:
         """Raise ``Refused`` (and audit it) unless the credentials carry the token, if one
@@ -137,7 +138,7 @@ class Receiver:
             problem = None if self._token.matches(authorization) else audit.WRONG_TOKEN
         if problem is not None:
             self.unauthenticated += 1
-            self._refuse(peer, signal, problem)
+            self._refuse(peer, signal.name, problem)
             raise Refused(NOT_AUTHENTICATED, UNAUTHENTICATED)
 
     async def admit(self, size: int | None = None) -> int:
@@ -157,7 +158,7 @@ class Receiver:
             return await asyncio.wait_for(read, self.body_timeout_s)
         except TimeoutError:
             self.slow += 1
-            self._refuse(peer, signal, audit.SLOW)
+            self._refuse(peer, signal.name, audit.SLOW)
             raise Refused(SLOW, f"the request body did not arrive within "
                                 f"{self.body_timeout_s:g} s") from None
 
@@ -182,7 +183,7 @@ class Receiver:
                                                gunzip_max=gunzip_max)
         except DecodeError as e:
             self.malformed += 1
-            self._refuse(peer, signal, audit.MALFORMED)
+            self._refuse(peer, signal.name, audit.MALFORMED)
             raise Refused(MALFORMED, f"cannot decode OTLP {signal.name}: {e}") from None
         except TooLarge as e:
             raise self.refuse_too_large(signal, peer, str(e)) from None
