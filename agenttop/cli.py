@@ -241,9 +241,10 @@ def export(db: Path, trace_ids: tuple[str, ...], output: str, signal: str, targe
 @click.argument("files", nargs=-1, required=True, metavar="FILE...",
                 type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @option("keep_pii", ServeSettings.model_fields["keep_pii"])
+@option("ignore_pii", ServeSettings.model_fields["ignore_pii"])
 @option("max_value_kb", ServeSettings.model_fields["max_value_kb"])
-def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, max_value_kb: int | None
-            ) -> None:
+def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, ignore_pii: tuple[str, ...],
+            max_value_kb: int | None) -> None:
     """Load OTLP/JSON files (FILE: one request, or JSON lines; - for standard input).
 
     Traces, metrics and logs go through the receiver's path: classification, PII and
@@ -258,9 +259,10 @@ def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, max_value_kb: int
     from agenttop.otlp.importer import Importer
     from agenttop.store import StoreError
 
-    limits = build(ServeSettings, {"keep_pii": keep_pii, "max_value_kb": max_value_kb})
+    limits = build(ServeSettings, {"keep_pii": keep_pii, "ignore_pii": ignore_pii,
+                                   "max_value_kb": max_value_kb})
     try:
-        importer = Importer(db, redact=not limits.keep_pii,
+        importer = Importer(db, policy=limits.scan_policy,
                             max_value_bytes=limits.max_value_kb * 1024)
     except StoreError as e:
         click.echo(f"agenttop: error: {e}", err=True)

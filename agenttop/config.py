@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from agenttop.analysis.policy import PII_KINDS, ScanPolicy
+
 DEFAULT_GRPC = "127.0.0.1:4317"
 DEFAULT_HTTP = "127.0.0.1:4318"
 
@@ -245,6 +247,11 @@ class ServeSettings(BaseModel):
         False, description="Store attribute values and log bodies as received. By default "
         "PII found in them (SSNs, card numbers, e-mail addresses, phone numbers, IPs, API "
         "keys) is replaced by a token such as [SSN] before anything is written.")
+    ignore_pii: Annotated[tuple[str, ...], Cli(metavar="KIND", env="AGENTTOP_IGNORE_PII")] = (
+        Field((), description="Do not look for this kind of PII (neither reported nor "
+              f"replaced): one of {', '.join(PII_KINDS)}. Repeatable, or comma-separated; "
+              "e.g. --ignore-pii phone,ipv4 where order numbers look like phone numbers. "
+              "Loopback, private and documentation IP addresses are never PII."))
     max_value_kb: Annotated[int, Cli(metavar="KB")] = Field(
         64, ge=1, le=1024 * 1024,
         description="Longest string value stored, in KiB (attributes, log bodies): longer "
@@ -321,6 +328,23 @@ class ServeSettings(BaseModel):
         "forwarding counters. With --token, scrapes need 'Authorization: Bearer TOKEN'; with "
         "--tls-cert it is HTTPS. Like the OTLP ports, a non-loopback address needs --token or "
         "--insecure.")
+
+    @field_validator("ignore_pii", mode="before")
+    @classmethod
+    def _pii_kinds(cls, value: object) -> object:
+        items = [value] if isinstance(value, str) else list(value or ())
+        kinds = tuple(dict.fromkeys(k.strip().lower() for item in items
+                                    for k in str(item).split(",") if k.strip()))
+        unknown = [k for k in kinds if k not in PII_KINDS]
+        if unknown:
+            raise ValueError(f"unknown PII kind {unknown[0]!r}: the kinds are "
+                             f"{', '.join(PII_KINDS)}")
+        return kinds
+
+    @property
+    def scan_policy(self) -> ScanPolicy:
+        """How the receiver scans what it stores, from --keep-pii and --ignore-pii."""
+        return ScanPolicy(redact=not self.keep_pii, ignore=frozenset(self.ignore_pii))
 
     @field_validator("http", mode="before")
     @classmethod

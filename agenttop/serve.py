@@ -237,7 +237,7 @@ class Service:
                                        retention_s=self.settings.retention_s)
             self.status_sources["retention"] = self.retention.status
             self._decoders = DecoderPool(self.settings.decoders,
-                                         redact=not self.settings.keep_pii,
+                                         policy=self.settings.scan_policy,
                                          max_value_bytes=self.settings.max_value_kb * 1024)
             await asyncio.to_thread(self._decoders.warm_up)
             self.audit = AuditLog(self.writer)

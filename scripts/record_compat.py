@@ -1,21 +1,29 @@
 """Record what real instrumentation libraries emit, as OTLP/JSON fixtures for
 tests/test_compat.py.
 
-Each setup instruments the ``openai`` client with one library, makes the calls an agent
-makes against a fake OpenAI-compatible server started on loopback (a chat completion with
-usage, an embedding, and chats the server answers with 429, 500 and 401), collects the
-spans in memory and writes them, with the library versions, to ``tests/compat/NAME.json``
-(an OTLP/JSON traces request per line, as ``agenttop import`` reads it).
+Each setup runs one library against a fake OpenAI-compatible server started on loopback
+(chat completions with usage, a tool call when tools are offered, embeddings, and errors
+429, 500 and 401 for the models named so), collects the spans in memory and writes them,
+with the library versions, to ``tests/compat/SETUP.json``.  The ``openai`` client setups
+make a chat, an embedding and three failing chats; the agent setups (pydantic-ai, a
+LangGraph graph under OpenInference or OpenLLMetry, the MCP SDK) run a small support agent
+whose user types an SSN, with a tool, a retriever, and a failing call or tool.
 
-Not run in CI: its dependencies are heavy. To re-record after a library changes:
+Not run in CI: its dependencies are heavy, and the libraries disagree on the versions of
+what they share, so each setup gets a virtualenv of its own. To re-record one after a
+library changes:
 
-    python3 -m venv /tmp/compat && /tmp/compat/bin/pip install openai opentelemetry-sdk \\
-        opentelemetry-exporter-otlp-proto-common opentelemetry-instrumentation-openai-v2 \\
-        openinference-instrumentation-openai openlit
-    /tmp/compat/bin/python scripts/record_compat.py [SETUP...]
+    python3 -m venv env && env/bin/pip install opentelemetry-sdk \
+        opentelemetry-exporter-otlp-proto-common PACKAGES
+    env/bin/python scripts/record_compat.py SETUP
 
-then read the new fixtures span by span and update the expectations in
-tests/test_compat.py where the library's shapes changed.
+where PACKAGES is, per setup: openai-v2: openai opentelemetry-instrumentation-openai-v2;
+openinference-openai: openai openinference-instrumentation-openai; openlit: openlit
+"openai<2" "opentelemetry-sdk<1.38"; pydantic-ai: "pydantic-ai-slim[openai]";
+langgraph-openinference: langgraph langchain-openai numpy
+openinference-instrumentation-langchain; langgraph-openllmetry: langgraph langchain-openai
+numpy opentelemetry-instrumentation-langchain; mcp: mcp. Then read the new fixture span by span
+and update its expectations in tests/test_compat.py where the library's shapes changed.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+import sysconfig
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,10 +43,14 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent.parent / "tests" / "compat"
 # The model name tells the fake server how to answer.
 FAILURES = {"gpt-4o-mini-ratelimit": 429, "gpt-4o-mini-broken": 500, "gpt-4o-mini-badkey": 401}
+# What the agents are asked, with PII a user might type; the model never repeats it.
+QUESTION = "Where is my order 1042? My SSN is 123-45-6789."
+ANSWER = "Your order 1042 ships tomorrow."
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):
-    """Chat completions (with usage) and embeddings; errors as the model name asks."""
+    """Chat completions (with usage, and a tool call when tools are offered and none has
+    been answered yet) and embeddings; errors as the model name asks."""
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
@@ -59,15 +72,34 @@ class FakeOpenAI(BaseHTTPRequestHandler):
                                            "type": "fake", "code": str(status)}})
             return
         if self.path.endswith("/embeddings"):
+            texts = request.get("input")
+            texts = texts if isinstance(texts, list) else [texts]
             self._reply(200, {"object": "list", "model": model, "data": [
-                {"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
-                "usage": {"prompt_tokens": 5, "total_tokens": 5}})
+                {"object": "embedding", "index": i, "embedding": _embed(str(t))}
+                for i, t in enumerate(texts)],
+                "usage": {"prompt_tokens": 5 * len(texts), "total_tokens": 5 * len(texts)}})
             return
+        messages = request.get("messages") or [{}]
+        tools = request.get("tools") or []
+        if tools and messages[-1].get("role") != "tool":
+            name = tools[0]["function"]["name"]
+            message = {"role": "assistant", "content": None, "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": name, "arguments": json.dumps({"order_id": "1042"})}}]}
+            reason = "tool_calls"
+        else:
+            message = {"role": "assistant", "content": ANSWER}
+            reason = "stop"
         self._reply(200, {
             "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000,
-            "model": model, "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": "Your order 1042 ships tomorrow."}}],
+            "model": model, "choices": [{"index": 0, "finish_reason": reason,
+                                         "message": message}],
             "usage": {"prompt_tokens": 21, "completion_tokens": 8, "total_tokens": 29}})
+
+
+def _embed(text: str) -> list[float]:
+    """A deterministic three-number embedding, so retrieval ranks the same every run."""
+    return [float(text.count(c)) + 1.0 for c in "aeo"]
 
 
 def instrument(setup: str, provider) -> list[str]:
@@ -91,11 +123,176 @@ def instrument(setup: str, provider) -> list[str]:
     raise SystemExit(f"unknown setup {setup!r}")
 
 
-SETUPS = ("openai-v2", "openinference-openai", "openlit")
+def openai_calls(base_url: str) -> None:
+    """The calls of a plain ``openai`` client: a chat, an embedding, three failures."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=5)
+    messages = [{"role": "user", "content": "Where is my order 1042?"}]
+    client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    client.embeddings.create(model="text-embedding-3-small", input="order 1042")
+    for model in FAILURES:
+        with contextlib.suppress(openai.APIError):  # the failure is what is recorded
+            client.chat.completions.create(model=model, messages=messages)
+
+
+def pydantic_ai(provider, base_url: str) -> list[str]:
+    """An agent with a tool, answering once, then failing on a rate-limited model."""
+    from pydantic_ai import Agent
+    from pydantic_ai.models.instrumented import InstrumentationSettings
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    Agent.instrument_all(InstrumentationSettings(tracer_provider=provider))
+    for model in ("gpt-4o-mini", "gpt-4o-mini-ratelimit"):
+        agent = Agent(
+            OpenAIChatModel(model, provider=OpenAIProvider(base_url=base_url, api_key="sk-t")),
+            name="support-agent", instructions="Answer questions about orders.")
+
+        @agent.tool_plain
+        def order_status(order_id: str) -> str:
+            """Where an order is."""
+            return f"order {order_id}: shipped"
+
+        with contextlib.suppress(Exception):  # the failure is what is recorded
+            agent.run_sync(QUESTION)
+    return ["pydantic-ai-slim", "openai"]
+
+
+def langgraph_agent(base_url: str):
+    """A LangGraph graph: retrieve order notes, then a model that calls a tool.
+
+    Invoked twice in a conversation: once answered, once with the tool failing.
+    """
+    from langchain_core.messages import HumanMessage
+    from langchain_core.tools import tool
+    from langchain_core.vectorstores import InMemoryVectorStore
+    from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode
+
+    embeddings = OpenAIEmbeddings(model="text-embedding-3-small", base_url=base_url,
+                                  api_key="sk-test", check_embedding_ctx_length=False)
+    store = InMemoryVectorStore.from_texts(
+        ["Orders ship within two days.", "Refunds take a week."], embeddings)
+    retriever = store.as_retriever(search_kwargs={"k": 2})
+    failing = {"on": False}
+
+    @tool
+    def order_status(order_id: str) -> str:
+        """Where an order is."""
+        if failing["on"]:
+            raise RuntimeError("order service refused connection for order " + order_id)
+        return f"order {order_id}: shipped"
+
+    llm = ChatOpenAI(model="gpt-4o-mini", base_url=base_url, api_key="sk-test",
+                     max_retries=0).bind_tools([order_status])
+
+    def retrieve(state):  # no annotations: LangGraph resolves them in its own module
+        retriever.invoke(state["messages"][-1].content)
+        return {}
+
+    def agent(state):
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    def route(state):
+        return "tools" if state["messages"][-1].tool_calls else END
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("retrieve", retrieve)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", ToolNode([order_status], handle_tool_errors=False))
+    graph.add_edge(START, "retrieve")
+    graph.add_edge("retrieve", "agent")
+    graph.add_conditional_edges("agent", route)
+    graph.add_edge("tools", "agent")
+    app = graph.compile()
+    config = {"configurable": {"thread_id": "conv-7"}, "metadata": {"session_id": "conv-7"}}
+
+    def run() -> None:
+        app.invoke({"messages": [HumanMessage(QUESTION)]}, config)
+        failing["on"] = True
+        with contextlib.suppress(RuntimeError):  # the failure is what is recorded
+            app.invoke({"messages": [HumanMessage(QUESTION)]}, config)
+
+    return run
+
+
+def langgraph_openinference(provider, base_url: str) -> list[str]:
+    from openinference.instrumentation import using_session
+    from openinference.instrumentation.langchain import LangChainInstrumentor
+
+    LangChainInstrumentor().instrument(tracer_provider=provider)
+    with using_session("conv-7"):
+        langgraph_agent(base_url)()
+    return ["openinference-instrumentation-langchain", "langgraph", "langchain-openai"]
+
+
+def langgraph_openllmetry(provider, base_url: str) -> list[str]:
+    from opentelemetry.instrumentation.langchain import LangchainInstrumentor
+
+    LangchainInstrumentor().instrument(tracer_provider=provider)
+    langgraph_agent(base_url)()
+    return ["opentelemetry-instrumentation-langchain", "langgraph", "langchain-openai"]
+
+
+def mcp_native(provider, base_url: str) -> list[str]:
+    """The MCP SDK's own spans: an in-process server and client, every kind of call."""
+    import asyncio
+
+    from opentelemetry import trace
+
+    trace.set_tracer_provider(provider)  # the SDK traces through the global provider
+    from mcp.client import Client
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("orders")
+
+    @server.tool()
+    def order_status(order_id: str) -> str:
+        """Where an order is."""
+        return f"order {order_id}: shipped"
+
+    @server.tool()
+    def cancel_order(order_id: str) -> str:
+        """Cancel an order."""
+        raise RuntimeError("order service refused connection for order " + order_id)
+
+    @server.prompt()
+    def support_prompt(question: str) -> str:
+        """How to answer a customer."""
+        return f"Answer the customer politely: {question}"
+
+    @server.resource("orders://{order_id}")
+    def order(order_id: str) -> str:
+        """An order's notes."""
+        return f"order {order_id}: two items, paid"
+
+    async def session() -> None:
+        async with Client(server) as client:
+            await client.list_tools()
+            await client.call_tool("order_status", {"order_id": "1042"})
+            with contextlib.suppress(Exception):  # the failure is what is recorded
+                await client.call_tool("cancel_order", {"order_id": "1042"})
+            await client.get_prompt("support_prompt", {"question": QUESTION})
+            await client.read_resource("orders://1042")
+
+    asyncio.run(session())
+    return ["mcp"]
+
+
+# setup -> run it against the fake server with this tracer provider; the packages whose
+# versions count.
+AGENTS = {
+    "pydantic-ai": pydantic_ai,
+    "langgraph-openinference": langgraph_openinference,
+    "langgraph-openllmetry": langgraph_openllmetry,
+    "mcp": mcp_native,
+}
+SETUPS = ("openai-v2", "openinference-openai", "openlit", *AGENTS)
 
 
 def record(setup: str, base_url: str) -> Path:
-    import openai
     from google.protobuf import json_format
     from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
     from opentelemetry.sdk.resources import Resource
@@ -106,14 +303,11 @@ def record(setup: str, base_url: str) -> Path:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": f"compat-{setup}"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    packages = instrument(setup, provider)
-    client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=5)
-    messages = [{"role": "user", "content": "Where is my order 1042?"}]
-    client.chat.completions.create(model="gpt-4o-mini", messages=messages)
-    client.embeddings.create(model="text-embedding-3-small", input="order 1042")
-    for model in FAILURES:
-        with contextlib.suppress(openai.APIError):  # the failure is what is recorded
-            client.chat.completions.create(model=model, messages=messages)
+    if setup in AGENTS:
+        packages = AGENTS[setup](provider, base_url)
+    else:
+        packages = instrument(setup, provider)
+        openai_calls(base_url)
     provider.force_flush()
     request = encode_spans(exporter.get_finished_spans())
     document = json_format.MessageToDict(request, use_integers_for_enums=True)
@@ -123,8 +317,17 @@ def record(setup: str, base_url: str) -> Path:
     }
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{setup}.json"
-    path.write_text(json.dumps(fixture, indent=1) + "\n")
+    path.write_text(_scrub(json.dumps(fixture, indent=1)) + "\n")
     return path
+
+
+def _scrub(text: str) -> str:
+    """Stack traces name files where this machine keeps them; fixtures name none."""
+    paths = sysconfig.get_paths()
+    for where, name in ((paths["purelib"], "<site-packages>"), (paths["stdlib"], "<stdlib>"),
+                        (str(OUT.parent.parent), "<project>")):
+        text = text.replace(where, name)
+    return text
 
 
 def _hex_ids(value: object) -> object:

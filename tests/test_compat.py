@@ -2,6 +2,9 @@
 scripts/record_compat.py (tests/compat/*.json, with the library versions), replayed
 through the real receiver, each span checked against what an engineer reading it would
 say it is. The expectations are written from the spans, not copied from agenttop's output.
+
+The agent setups run one support agent twice: its user types an SSN, a retriever and a
+tool run, the model answers without repeating it; then a call or the tool fails.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from pathlib import Path
 import pytest
 
 from agenttop.otlp.otlp_json import parse_message
+from agenttop.store import open_reader
+from agenttop.store.queries import span_detail
 from tests.conftest import read_db
 from tests.test_bad_input import TRACES, call
 
 COMPAT = Path(__file__).parent / "compat"
 
-# fixture -> one row per span, in the order the library emitted them:
+# The openai client's calls: fixture -> one row per span, in the order the library emitted
+# them:
 # (span name, layer, failure, model, provider, input tokens, output tokens, finish reasons)
 EXPECTED = {
     "openinference-openai": [
@@ -48,12 +54,16 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("fixture", sorted(EXPECTED))
-def test_recorded_spans_are_read_as_an_engineer_reads_them(fixture, server, db_path):
+def replay(fixture: str, server) -> None:
     recorded = json.loads((COMPAT / f"{fixture}.json").read_text())
     assert recorded["versions"]  # which library versions emitted these shapes
     request = parse_message("traces", recorded["request"])
     call(server, TRACES, request.SerializeToString())
+
+
+@pytest.mark.parametrize("fixture", sorted(EXPECTED))
+def test_recorded_calls_are_read_as_an_engineer_reads_them(fixture, server, db_path):
+    replay(fixture, server)
     conn = read_db(db_path)
     rows = conn.execute(
         "SELECT name, layer, failure, genai FROM spans ORDER BY start_ns, rowid").fetchall()
@@ -67,3 +77,147 @@ def test_recorded_spans_are_read_as_an_engineer_reads_them(fixture, server, db_p
         got.append((name, layer, failure, g.get("model"), g.get("provider"),
                     g.get("input_tokens"), g.get("output_tokens"), g.get("finish_reasons")))
     assert got == EXPECTED[fixture]
+
+
+# The agents: fixture -> one row per span, in start order: (span name, layer, failure,
+# model, agent, session, input tokens, output tokens). Agent and session are the span's own
+# or, when it has none, its nearest ancestor's.
+P1, P2 = "01a23702-7b16-70ce-989b-9298965d54b7", "01a23702-7b8c-7658-8cd2-8fbcd6b9d78d"
+AGENTS = {
+    # OpenInference: each graph node is a span; a LangGraph node names the agent (inside
+    # the JSON string attribute "metadata"), the session is session.id everywhere.
+    "langgraph-openinference": [
+        ("LangGraph", "runtime", None, None, None, "conv-7", None, None),
+        ("retrieve", "runtime", None, None, "retrieve", "conv-7", None, None),
+        ("VectorStoreRetriever", "memory", None, None, "retrieve", "conv-7", None, None),
+        ("agent", "runtime", None, None, "agent", "conv-7", None, None),
+        ("ChatOpenAI", "prompt", None, "gpt-4o-mini", "agent", "conv-7", 21, 8),
+        ("route", "runtime", None, None, "agent", "conv-7", None, None),
+        ("tools", "runtime", None, None, "tools", "conv-7", None, None),
+        ("order_status", "tool", None, None, "tools", "conv-7", None, None),
+        ("agent", "runtime", None, None, "agent", "conv-7", None, None),
+        ("ChatOpenAI", "prompt", None, "gpt-4o-mini", "agent", "conv-7", 21, 8),
+        ("route", "runtime", None, None, "agent", "conv-7", None, None),
+        # The second run: the tool raises RuntimeError; the status descriptions of the
+        # node and the graph hold the whole traceback, "fut.result(timeout)" included,
+        # which is no timeout.
+        ("LangGraph", "runtime", "error", None, None, "conv-7", None, None),
+        ("retrieve", "runtime", None, None, "retrieve", "conv-7", None, None),
+        ("VectorStoreRetriever", "memory", None, None, "retrieve", "conv-7", None, None),
+        ("agent", "runtime", None, None, "agent", "conv-7", None, None),
+        ("ChatOpenAI", "prompt", None, "gpt-4o-mini", "agent", "conv-7", 21, 8),
+        ("route", "runtime", None, None, "agent", "conv-7", None, None),
+        ("tools", "runtime", "error", None, "tools", "conv-7", None, None),
+        ("order_status", "tool", "tool_error", None, "tools", "conv-7", None, None),
+    ],
+    # OpenLLMetry: the graph is an agent (invoke_agent LangGraph); its nodes are tasks whose
+    # node name is an association property; the retriever is a vector_db_retrieve CLIENT
+    # span named after the retriever class, which is no model.
+    "langgraph-openllmetry": [
+        ("invoke_agent LangGraph", "runtime", None, None, "LangGraph", "conv-7", None, None),
+        ("LangGraph.workflow", "runtime", None, None, "LangGraph", "conv-7", None, None),
+        ("execute_task retrieve", "runtime", None, None, "retrieve", "conv-7", None, None),
+        ("vector_db_retrieve VectorStoreRetriever", "memory", None, None, "retrieve",
+         "conv-7", None, None),
+        ("execute_task agent", "runtime", None, None, "agent", "conv-7", None, None),
+        ("ChatOpenAI.chat", "prompt", None, "gpt-4o-mini", "agent", "conv-7", 21, 8),
+        ("execute_task route", "runtime", None, None, "agent", "conv-7", None, None),
+        ("execute_task tools", "runtime", None, None, "tools", "conv-7", None, None),
+        ("execute_tool order_status", "tool", None, None, "tools", "conv-7", None, None),
+        ("execute_task agent", "runtime", None, None, "agent", "conv-7", None, None),
+        ("ChatOpenAI.chat", "prompt", None, "gpt-4o-mini", "agent", "conv-7", 21, 8),
+        ("execute_task route", "runtime", None, None, "agent", "conv-7", None, None),
+        ("invoke_agent LangGraph", "runtime", "error", None, "LangGraph", "conv-7", None,
+         None),
+        ("LangGraph.workflow", "runtime", "error", None, "LangGraph", "conv-7", None, None),
+        ("execute_task retrieve", "runtime", None, None, "retrieve", "conv-7", None, None),
+        ("vector_db_retrieve VectorStoreRetriever", "memory", None, None, "retrieve",
+         "conv-7", None, None),
+        ("execute_task agent", "runtime", None, None, "agent", "conv-7", None, None),
+        ("ChatOpenAI.chat", "prompt", None, "gpt-4o-mini", "agent", "conv-7", 21, 8),
+        ("execute_task route", "runtime", None, None, "agent", "conv-7", None, None),
+        ("execute_task tools", "runtime", "error", None, "tools", "conv-7", None, None),
+        ("execute_tool order_status", "tool", "tool_error", None, "tools", "conv-7", None,
+         None),
+    ],
+    # pydantic-ai: OTel GenAI conventions throughout; the conversation id is per run.
+    "pydantic-ai": [
+        ("invoke_agent support-agent", "runtime", None, None, "support-agent", P1, None, None),
+        ("chat gpt-4o-mini", "prompt", None, "gpt-4o-mini", "support-agent", P1, 21, 8),
+        ("execute_tool order_status", "tool", None, None, "support-agent", P1, None, None),
+        ("chat gpt-4o-mini", "prompt", None, "gpt-4o-mini", "support-agent", P1, 21, 8),
+        ("invoke_agent support-agent", "runtime", "rate_limit", None, "support-agent", P2,
+         None, None),
+        ("chat gpt-4o-mini-ratelimit", "prompt", "rate_limit", "gpt-4o-mini-ratelimit",
+         "support-agent", P2, None, None),
+    ],
+    # The MCP SDK's own SERVER spans, one trace per request: tools/call is a tool,
+    # prompts/get a prompt, resources/read memory, protocol housekeeping other.
+    "mcp": [
+        ("server/discover", "other", None, None, None, None, None, None),
+        ("tools/list", "other", None, None, None, None, None, None),
+        ("tools/call order_status", "tool", None, None, None, None, None, None),
+        ("tools/call cancel_order", "tool", "tool_error", None, None, None, None, None),
+        ("prompts/get support_prompt", "prompt", None, None, None, None, None, None),
+        ("resources/read", "memory", None, None, None, None, None, None),
+    ],
+}
+
+# fixture -> {(span name, location, input | output | echo | ""): PII findings}: the SSN the
+# user typed, wherever it went. Only the graph's final state repeats it as an output: an
+# echo, never PII the model produced.
+FINDINGS = {
+    "langgraph-openinference": {
+        ("LangGraph", "input.value", "input"): 2,
+        ("LangGraph", "llm.input_messages.0.message.content", "input"): 2,
+        ("LangGraph", "output.value", "echo"): 1,
+        **{(node, key, "input"): n
+           for node, n in (("retrieve", 2), ("agent", 3), ("ChatOpenAI", 3), ("route", 3),
+                           ("tools", 2))
+           for key in ("input.value", "llm.input_messages.0.message.content")},
+        ("VectorStoreRetriever", "input.value", "input"): 2,
+    },
+    "langgraph-openllmetry": {
+        ("ChatOpenAI.chat", "gen_ai.input.messages", "input"): 3,
+        **{(name, key, "input"): n
+           for name, n in (("LangGraph.workflow", 2), ("execute_task retrieve", 2),
+                           ("vector_db_retrieve VectorStoreRetriever", 2),
+                           ("execute_task agent", 3), ("execute_task route", 3),
+                           ("execute_task tools", 2))
+           for key in ("traceloop.entity.input", "gen_ai.task.input")},
+        ("LangGraph.workflow", "traceloop.entity.output", "echo"): 1,
+        ("LangGraph.workflow", "gen_ai.task.output", "echo"): 1,
+    },
+    # The run's whole conversation is neither an input nor an output of one call.
+    "pydantic-ai": {
+        ("chat gpt-4o-mini", "gen_ai.input.messages", "input"): 2,
+        ("invoke_agent support-agent", "pydantic_ai.all_messages", ""): 2,
+    },
+    "mcp": {},
+}
+
+
+@pytest.mark.parametrize("fixture", sorted(AGENTS))
+def test_recorded_agents_are_read_as_an_engineer_reads_them(fixture, server, db_path):
+    replay(fixture, server)
+    conn = open_reader(db_path)
+    try:
+        got = []
+        for trace_id, span_id, name, layer, failure, genai in conn.execute(
+                "SELECT trace_id, span_id, name, layer, failure, genai FROM spans "
+                "ORDER BY start_ns, rowid"):
+            own = json.loads(genai) if genai else {}
+            inherited = span_detail(conn, trace_id, span_id).inherited
+            agent, session = ((own.get(f) or inherited.get(f, (None,))[0])
+                              for f in ("agent", "session"))
+            got.append((name, layer, failure, own.get("model"), agent, session,
+                        own.get("input_tokens"), own.get("output_tokens")))
+        findings = {}
+        for name, location, side in conn.execute(
+                "SELECT s.name, f.location, iif(f.echo, 'echo', f.direction) FROM findings "
+                "AS f JOIN spans AS s USING (trace_id, span_id) WHERE f.kind = 'pii'"):
+            findings[name, location, side] = findings.get((name, location, side), 0) + 1
+    finally:
+        conn.close()
+    assert got == AGENTS[fixture]
+    assert findings == FINDINGS[fixture]

@@ -106,9 +106,10 @@ def test_keep_pii_stores_values_as_received(make_server, db_path):
 
 
 def test_endpoint_attributes_keep_their_ip_addresses():
-    from agenttop.otlp.convert import Findings, scanner
+    from agenttop.analysis.policy import ScanPolicy
+    from agenttop.otlp.convert import Findings
 
-    found = Findings(scanner(), 0)
+    found = Findings(ScanPolicy(), 0)
     where = ("t" * 32, "s" * 16, "span", "svc", 0)
     attrs = {"server.address": "34.117.59.81", "gen_ai.openai.api_base": "http://34.117.59.81/v1/",
              "url.full": "http://34.117.59.81/v1/chat?user=bob@example.com",
@@ -121,3 +122,56 @@ def test_endpoint_attributes_keep_their_ip_addresses():
     assert sorted((r.location, r.pattern) for r in found.rows) == [
         ("gen_ai.prompt", "ipv4"), ("url.full", "email")]
     assert hits == 2
+
+
+def test_ignored_pii_kinds_are_neither_reported_nor_replaced(make_server, db_path):
+    service = make_server(ignore_pii=("card",))
+    send(service)
+    conn = read_db(db_path)
+    patterns = {r[0] for r in conn.execute("SELECT pattern FROM findings")}
+    attrs = json.loads(conn.execute("SELECT attributes FROM spans").fetchone()[0])
+    conn.close()
+    assert "card" not in patterns and "ssn" in patterns
+    text = json.loads(attrs["gen_ai.output.messages"])[0]["parts"][0]["content"]
+    assert CARD in text and SSN not in text and "[SSN]" in text
+
+
+def _messages(role: str, text: str) -> str:
+    return json.dumps([{"role": role, "parts": [{"type": "text", "content": text}]}])
+
+
+def test_output_repeating_an_earlier_input_is_an_echo(make_server, db_path):
+    """A graph's output repeating the user's message is an echo, whichever arrives first;
+    PII a model produced is output PII, even when a later call's input repeats it."""
+    service = make_server()
+    provider = tracer_provider(service)  # one export per span, children before the root
+    tracer = provider.get_tracer("agent")
+    produced = "078-05-1120"
+    with tracer.start_as_current_span("invoke_agent support") as root:
+        root.set_attribute("gen_ai.operation.name", "invoke_agent")
+        root.set_attribute("gen_ai.input.messages", _messages("user", f"my SSN is {SSN}"))
+        with tracer.start_as_current_span("execute_tool lookup") as tool:
+            tool.set_attribute("gen_ai.operation.name", "execute_tool")
+            tool.set_attribute("gen_ai.tool.call.result", f"customer {SSN} found")
+        with tracer.start_as_current_span("chat gpt-4o") as chat:
+            chat.set_attribute("gen_ai.operation.name", "chat")
+            chat.set_attribute("gen_ai.output.messages",
+                               _messages("assistant", f"try SSN {produced}"))
+        with tracer.start_as_current_span("chat gpt-4o") as chat:
+            chat.set_attribute("gen_ai.operation.name", "chat")
+            chat.set_attribute("gen_ai.input.messages", _messages("user", f"is {produced} ok?"))
+        root.set_attribute("gen_ai.output.messages", _messages("assistant", f"{SSN}: done"))
+    provider.shutdown()
+    conn = read_db(db_path)
+    found = sorted(tuple(r) for r in conn.execute(
+        "SELECT location, direction, echo FROM findings WHERE pattern = 'ssn'"))
+    count = conn.execute("SELECT finding_count FROM traces").fetchone()[0]
+    conn.close()
+    assert found == [
+        ("gen_ai.input.messages", "input", 0),  # the user's
+        ("gen_ai.input.messages", "input", 0),  # the model's, fed back
+        ("gen_ai.output.messages", "output", 0),  # the model's own
+        ("gen_ai.output.messages", "output", 1),  # the user's, repeated
+        ("gen_ai.tool.call.result", "output", 1),  # arrived before the input it repeats
+    ]
+    assert count == 5

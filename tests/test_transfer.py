@@ -57,7 +57,9 @@ ARRIVAL = {
     # A fingerprint hashes the record as it was received: the export's copy of it is
     # already redacted.
     "logs": {"log_id", "received_ns", "fingerprint"},
-    "findings": {"finding_id", "received_ns"},
+    # The digest is keyed by a secret of the receiving process, so no export carries it;
+    # the echo flag it decided does travel.
+    "findings": {"finding_id", "received_ns", "digest"},
     "layer_minutes": set(),
     "layer_minute_durations": set(),
     "metric_points": {"point_id", "received_ns", "fingerprint"},

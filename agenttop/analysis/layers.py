@@ -404,11 +404,18 @@ def _inferred_layer(name: str, kind: int, is_root: bool, attributes: dict[str, o
         # A client span named by the GenAI convention, "{operation} {model}": a failed call
         # may carry no attributes at all (openlit's "chat gpt-4o-mini" on a 429).
         named = named_call(name)
-        if named is not None and _GEN_AI_OP[named[0]] in ("prompt", "memory"):
-            return _GEN_AI_OP[named[0]]
+        if named is not None:
+            return _GEN_AI_OP[named[0].lower()]
     if is_root or kind == 2:
         return "runtime"
     return "other"
+
+
+# Operations that call a model, named "{operation} {model}" by the GenAI convention. Others
+# name something else after the operation: "vector_db_retrieve VectorStoreRetriever",
+# "invoke_agent support-agent".
+_MODEL_CALLS = frozenset(("chat", "text_completion", "generate_content", "completion",
+                          "embeddings", "embedding"))
 
 
 def named_call(name: str) -> tuple[str, str] | None:
@@ -416,7 +423,7 @@ def named_call(name: str) -> tuple[str, str] | None:
     such as "chat gpt-4o-mini"; None for any other name."""
     operation, sep, model = name.partition(" ")
     model = model.strip()
-    if not sep or not model or " " in model or operation not in _GEN_AI_OP:
+    if not sep or not model or " " in model or operation.lower() not in _MODEL_CALLS:
         return None
     return operation, model
 
@@ -583,8 +590,11 @@ def _context_fields(attributes: dict[str, object], out: dict[str, object]) -> No
         if model:
             out["model"] = model
     if "agent" not in out:
+        # A LangGraph node is the agent of the spans inside it (a multi-agent graph has
+        # one node per agent), as each instrumentation spells it.
         for key in ("langgraph.node", "metadata.langgraph_node",
-                    "langsmith.metadata.langgraph_node"):
+                    "langsmith.metadata.langgraph_node",
+                    "traceloop.association.properties.langgraph_node"):
             node = attributes.get(key)
             if isinstance(node, str) and node:
                 out["agent"] = node

@@ -42,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from agenttop.analysis.policy import PII_KINDS
+
 try:  # Optional C multi-pattern engine; everything works, slower, without it.
     import hyperscan as _hs
 except ImportError:  # pragma: no cover - depends on the environment
@@ -412,6 +414,8 @@ _N_PII = len(_PII_PATTERNS)
 
 #: Every pattern name -> (kind, redaction token, "" for injection).
 PATTERNS: dict[str, tuple[str, str]] = {p.name: (p.kind, p.token) for p in _ALL}
+if tuple(p.name for p in _PII_PATTERNS) != PII_KINDS:  # the command line names them
+    raise AssertionError("agenttop.analysis.policy.PII_KINDS is not the PII patterns")
 
 # bytes.translate table for the re engine's triggers: ASCII lower-case, digits -> "0".
 _NORM = bytes(
@@ -431,6 +435,9 @@ class Hit:
     start: int
     end: int
     excerpt: str
+    # The PII as found (never stored: only a keyed digest of it, to tell an echo of a
+    # user's input from PII a model produced); "" for injection.
+    value: str = ""
 
 
 def hyperscan_available() -> bool:
@@ -624,13 +631,19 @@ class Scanner:
 
     ``engine`` is "auto" (hyperscan when importable, else "re"), "hyperscan", "re", or
     "exhaustive" (no triggers: every finder runs; the reference the others must equal).
+    ``ignore``: PII patterns never reported or replaced (see ``PII_KINDS``).
     Safe to share between threads: hyperscan state is per thread, compiled lazily (~0.1 s),
     but see the module docstring before using hyperscan beside other busy threads.
     """
 
-    __slots__ = ("redact", "engine", "_fire")
+    __slots__ = ("redact", "engine", "ignore", "_fire")
 
-    def __init__(self, *, redact: bool = True, engine: str = "auto") -> None:
+    def __init__(self, *, redact: bool = True, engine: str = "auto",
+                 ignore: frozenset[str] = frozenset()) -> None:
+        unknown = ignore - set(PII_KINDS)
+        if unknown:
+            raise ValueError(f"unknown PII kinds: {', '.join(sorted(unknown))}")
+        self.ignore = ignore
         if engine == "auto":
             engine = "hyperscan" if _hs is not None else "re"
         if engine not in _ENGINES:
@@ -664,6 +677,7 @@ class Scanner:
         inj: list[_Cand] = []
         for i in fired:
             _find(text, low, _ALL[i], pii if i < _N_PII else inj)
+        skip = skip | self.ignore if self.ignore else skip
         if skip:
             pii = [c for c in pii if c[2].name not in skip]
         if not pii and not inj:
@@ -671,7 +685,7 @@ class Scanner:
         pii = _resolve(pii)
         inj = _resolve(inj)
         redacted, where = _redact(text, pii)
-        hits = [Hit("pii", p.name, s, e, _excerpt(redacted, *where[k]))
+        hits = [Hit("pii", p.name, s, e, _excerpt(redacted, *where[k]), text[s:e])
                 for k, (s, e, p) in enumerate(pii)]
         for s, e, p in inj:
             hits.append(Hit("injection", p.name, s, e,
@@ -732,15 +746,16 @@ _INPUT_ROOTS = (
     "gen_ai.input.messages", "gen_ai.prompt", "gen_ai.system_instructions",
     "gen_ai.tool.call.arguments", "gen_ai.user.message", "gen_ai.system.message",
     "gen_ai.tool.message", "gen_ai.content.prompt", "llm.input_messages", "llm.prompts",
-    "llm.prompt_template", "input.value", "traceloop.entity.input",
+    "llm.prompt_template", "input.value", "traceloop.entity.input", "gen_ai.task.input",
     "langfuse.observation.input", "ai.prompt", "ai.toolCall.args", "mlflow.spanInputs",
 )
 _OUTPUT_ROOTS = (
     "gen_ai.output.messages", "gen_ai.completion", "gen_ai.tool.call.result",
     "gen_ai.choice", "gen_ai.assistant.message", "gen_ai.content.completion",
-    "llm.output_messages", "output.value", "traceloop.entity.output",
+    "llm.output_messages", "output.value", "traceloop.entity.output", "gen_ai.task.output",
     "langfuse.observation.output", "ai.response.text", "ai.response.object",
     "ai.response.toolCalls", "ai.toolCall.result", "mlflow.spanOutputs",
+    "final_result",  # pydantic-ai's agent run
 )
 _INPUT_EXACT = frozenset(_INPUT_ROOTS)
 _OUTPUT_EXACT = frozenset(_OUTPUT_ROOTS)

@@ -265,8 +265,11 @@ def _security(f: _Facts) -> Section:
                          f"{_n(sum(leaked.values()), 'PII finding')} in outputs "
                          f"({_breakdown(leaked)})")
     elif calls:
+        echoes = sum(_patterns(f, "pii", "echo").values())
         filtering = Item("Output filtering implemented", PASS,
-                         f"no PII in the outputs of {_n(calls, 'model call')}")
+                         f"no PII in the outputs of {_n(calls, 'model call')}" + (
+                             f" ({_n(echoes, 'output')} only repeated PII of an input)"
+                             if echoes else ""))
     else:
         filtering = Item("Output filtering implemented", NOT_OBSERVABLE,
                          "no model calls or outputs seen")

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from agenttop.analysis.layers import classify, named_call, normalise
+from agenttop.analysis.policy import DEFAULT_POLICY, ScanPolicy, pii_digest
 from agenttop.analysis.quality import signals
 from agenttop.analysis.scan import Scanner, direction_of
 from agenttop.store.rows import (
@@ -126,10 +127,11 @@ class Findings:
     never reaches a row, and so never the database file or its WAL.
     """
 
-    __slots__ = ("scanner", "rows", "received_ns")
+    __slots__ = ("scanner", "rows", "received_ns", "key")
 
-    def __init__(self, scanner: Scanner, received_ns: int) -> None:
-        self.scanner = scanner
+    def __init__(self, policy: ScanPolicy, received_ns: int) -> None:
+        self.scanner = scanner(policy.redact, policy.ignore)
+        self.key = policy.key
         self.rows: list[FindingRow] = []
         self.received_ns = received_ns
 
@@ -172,18 +174,19 @@ class Findings:
                 kind=hit.kind, pattern=hit.pattern, trace_id=trace_id, span_id=span_id,
                 signal=signal, location=at, position=hit.start, direction=direction,
                 excerpt=hit.excerpt, service=service, time_ns=time_ns,
-                received_ns=self.received_ns))
+                received_ns=self.received_ns,
+                digest=pii_digest(self.key, hit.pattern, hit.value) if hit.value else None))
         return len(hits)
 
 
-_SCANNERS: dict[bool, Scanner] = {}
+_SCANNERS: dict[tuple[bool, frozenset[str]], Scanner] = {}
 
 
-def scanner(redact: bool = True) -> Scanner:
+def scanner(redact: bool = True, ignore: frozenset[str] = frozenset()) -> Scanner:
     """One Scanner per process and setting: building its pattern tables is not free."""
-    if redact not in _SCANNERS:
-        _SCANNERS[redact] = Scanner(redact=redact)
-    return _SCANNERS[redact]
+    if (redact, ignore) not in _SCANNERS:
+        _SCANNERS[redact, ignore] = Scanner(redact=redact, ignore=ignore)
+    return _SCANNERS[redact, ignore]
 
 
 def _ns(value: int) -> int:
@@ -219,14 +222,14 @@ def _scope_name(scope: Any) -> str:
     return scope.name if not scope.version else f"{scope.name}@{scope.version}"
 
 
-def spans_batch(request: Any, received_ns: int, redact: bool = True,
+def spans_batch(request: Any, received_ns: int, policy: ScanPolicy = DEFAULT_POLICY,
                 max_value_bytes: int = MAX_VALUE_BYTES) -> Batch:
     """Rows for an ExportTraceServiceRequest, clipped to the limits, then scanned for PII and
     injection."""
     limit = max_value_bytes
     batch = Batch("traces")
     ahead = received_ns + SKEW_TOLERANCE_NS
-    found = Findings(scanner(redact), received_ns)
+    found = Findings(policy, received_ns)
     rows: list = []
     resources: list = []
     trace_ids = batch.trace_ids
@@ -332,14 +335,14 @@ def spans_batch(request: Any, received_ns: int, redact: bool = True,
     return batch.seal("spans", rows, resources, found.rows)
 
 
-def logs_batch(request: Any, received_ns: int, redact: bool = True,
+def logs_batch(request: Any, received_ns: int, policy: ScanPolicy = DEFAULT_POLICY,
                max_value_bytes: int = MAX_VALUE_BYTES) -> Batch:
     """Rows for an ExportLogsServiceRequest, clipped to the value limit, then scanned for PII
     and injection."""
     limit = max_value_bytes
     batch = Batch("logs")
     ahead = received_ns + SKEW_TOLERANCE_NS
-    found = Findings(scanner(redact), received_ns)
+    found = Findings(policy, received_ns)
     rows: list = []
     resources: list = []
     for rl in request.resource_logs:

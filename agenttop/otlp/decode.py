@@ -27,6 +27,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from agenttop.analysis.policy import DEFAULT_POLICY, ScanPolicy
 from agenttop.otlp.convert import MAX_VALUE_BYTES, logs_batch, metrics_batch, spans_batch
 from agenttop.otlp.otlp_json import read_request
 from agenttop.store.rows import Batch
@@ -60,12 +61,12 @@ def gunzip(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-def decode(signal: str, data: bytes, received_ns: int, redact: bool = True,
+def decode(signal: str, data: bytes, received_ns: int, policy: ScanPolicy = DEFAULT_POLICY,
            max_value_bytes: int = MAX_VALUE_BYTES, *, json: bool = False,
            gunzip_max: int | None = None) -> Batch:
     """Decode one Export request body; raises protobuf's DecodeError when it is not OTLP.
 
-    ``redact=False`` stores PII as received (findings are still recorded); strings longer
+    ``policy`` says how text is scanned for PII and injection; strings longer
     than ``max_value_bytes`` are truncated (with a marker) before anything else sees them.
     ``json``: the body is OTLP/JSON, not protobuf. ``gunzip_max``: the body is gzip, to be
     inflated to at most that many bytes (else TooLarge).
@@ -82,7 +83,7 @@ def decode(signal: str, data: bytes, received_ns: int, redact: bool = True,
         request = request_type.FromString(data)
     if signal == "metrics":
         return convert(request, received_ns, max_value_bytes)
-    return convert(request, received_ns, redact, max_value_bytes)
+    return convert(request, received_ns, policy, max_value_bytes)
 
 
 def default_workers() -> int:
@@ -119,10 +120,10 @@ class DecoderStartError(Exception):
 class DecoderPool:
     """Worker processes for ``decode``, replaced if one of them dies."""
 
-    def __init__(self, workers: int | None = None, *, redact: bool = True,
+    def __init__(self, workers: int | None = None, *, policy: ScanPolicy = DEFAULT_POLICY,
                  max_value_bytes: int = MAX_VALUE_BYTES) -> None:
         self.workers = workers or default_workers()
-        self.redact = redact
+        self.policy = policy
         self.max_value_bytes = max_value_bytes
         self._pool = self._new_pool()
 
@@ -150,7 +151,7 @@ class DecoderPool:
                      gunzip_max: int | None = None) -> Batch:
         pool = self._pool
         loop = asyncio.get_running_loop()
-        call = functools.partial(decode, signal, data, received_ns, self.redact,
+        call = functools.partial(decode, signal, data, received_ns, self.policy,
                                  self.max_value_bytes, json=json, gunzip_max=gunzip_max)
         try:
             return await loop.run_in_executor(pool, call)

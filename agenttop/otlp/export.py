@@ -41,7 +41,9 @@ FINDING_EVENT = "agenttop.finding"
 _PREFIX = "agenttop.finding."
 # Finding columns carried as attributes, with their types.
 _FINDING_FIELDS = (("kind", str), ("pattern", str), ("signal", str), ("location", str),
-                   ("position", int), ("direction", str), ("excerpt", str))
+                   ("position", int), ("direction", str), ("excerpt", str), ("echo", int))
+# Fields an export from an older agenttop lacks, and their value then.
+_FINDING_DEFAULTS = {"echo": 0}
 _WARN = 13  # SEVERITY_NUMBER_WARN
 
 
@@ -214,7 +216,10 @@ def finding_row(record: LogRecord, service: str, received_ns: int) -> FindingRow
     for name, kind in _FINDING_FIELDS:
         value = attributes.get(_PREFIX + name)
         if value is None:
-            return None
+            if name not in _FINDING_DEFAULTS:
+                return None
+            values[name] = _FINDING_DEFAULTS[name]
+            continue
         values[name] = value.int_value if kind is int else value.string_value
     if values["kind"] not in ("pii", "injection") or values["signal"] not in ("span", "log"):
         return None

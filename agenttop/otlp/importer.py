@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import orjson
 
+from agenttop.analysis.policy import DEFAULT_POLICY, ScanPolicy
 from agenttop.otlp.convert import MAX_VALUE_BYTES, UNKNOWN_SERVICE
 from agenttop.otlp.decode import decode
 from agenttop.otlp.export import finding_row
@@ -155,9 +156,9 @@ class Importer:
     """Loads files into one database through a ``Writer`` of its own; ``close()`` writes
     the findings set aside and closes the file."""
 
-    def __init__(self, db: Path, *, redact: bool = True,
+    def __init__(self, db: Path, *, policy: ScanPolicy = DEFAULT_POLICY,
                  max_value_bytes: int = MAX_VALUE_BYTES) -> None:
-        self.redact = redact
+        self.policy = policy
         self.max_value_bytes = max_value_bytes
         self._writer = Writer(open_writer(db))  # StoreError: the file cannot be used
         self._writer.start()
@@ -196,7 +197,7 @@ class Importer:
         request = parse_message(signal, document)
         received_ns = time.time_ns()
         found = take_findings(request, received_ns) if signal == "logs" else []
-        batch = decode(signal, request.SerializeToString(), received_ns, self.redact,
+        batch = decode(signal, request.SerializeToString(), received_ns, self.policy,
                        self.max_value_bytes)
         self._findings += found
         result.findings += len(found)

@@ -38,7 +38,8 @@ class FileFacts:
     log_services: int
     metric_names: int
     layer: dict[str, dict[str, float]]  # layer -> rollup column -> total
-    findings: dict[tuple[str, str, str], int]  # (kind, direction, pattern) -> count
+    # (kind, direction, pattern) -> count; an output repeating an input's PII is "echo"
+    findings: dict[tuple[str, str, str], int]
     auth_failure_records: list[tuple[dict, str]]  # (attributes, status message) of each
     audit: dict[str, int]  # reason -> refused calls
     alerts_firing: list[str]
@@ -125,8 +126,8 @@ def read_facts(conn: apsw.Connection) -> FileFacts:
         metric_names=_int(conn, "SELECT count(DISTINCT name) FROM metric_points"),
         layer=layer,
         findings={(k, d, p): n for k, d, p, n in conn.execute(
-            "SELECT kind, direction, pattern, count(*) FROM findings "
-            "GROUP BY kind, direction, pattern")},
+            "SELECT kind, CASE WHEN echo THEN 'echo' ELSE direction END AS side, pattern, "
+            "count(*) FROM findings GROUP BY kind, side, pattern")},
         auth_failure_records=auth_failure_records,
         audit=dict(conn.execute("SELECT reason, sum(count) FROM audit GROUP BY reason")),
         alerts_firing=[r[0] for r in conn.execute(

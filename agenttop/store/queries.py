@@ -367,6 +367,38 @@ class SpanDetail:
     logs: list[LogRow]
     logs_total: int
     findings: list[FindingRow]
+    # What the span does not say itself but its nearest ancestor does: field (agent,
+    # session) -> (value, that ancestor's name).
+    inherited: dict[str, tuple[str, str]]
+
+
+# Fields a span without its own takes from its nearest ancestor that has one: an LLM call
+# inside an agent's run belongs to that agent and conversation.
+INHERITED = ("agent", "session")
+_MAX_DEPTH = 256  # a parent cycle (a broken client) ends here
+
+
+def inherited_context(conn: apsw.Connection, trace_id: str, span_id: str,
+                      own: dict | None) -> dict[str, tuple[str, str]]:
+    """The ``INHERITED`` fields ``span_id`` lacks, from its nearest ancestors."""
+    wanted = [f for f in INHERITED if not (own or {}).get(f)]
+    if not wanted:
+        return {}
+    out: dict[str, tuple[str, str]] = {}
+    for name, agent, session in conn.execute(
+            "WITH RECURSIVE up(parent, depth) AS ("
+            " SELECT parent_span_id, 0 FROM spans WHERE trace_id = :t AND span_id = :s"
+            " UNION ALL SELECT p.parent_span_id, up.depth + 1 FROM up JOIN spans AS p"
+            " ON p.trace_id = :t AND p.span_id = up.parent WHERE up.depth < :max)"
+            " SELECT a.name, a.genai ->> '$.agent', a.genai ->> '$.session'"
+            " FROM up JOIN spans AS a ON a.trace_id = :t AND a.span_id = up.parent"
+            " ORDER BY up.depth", {"t": trace_id, "s": span_id, "max": _MAX_DEPTH}):
+        for field, value in (("agent", agent), ("session", session)):
+            if field in wanted and field not in out and value:
+                out[field] = (str(value), name)
+        if len(out) == len(wanted):
+            break
+    return out
 
 
 def _json(text: str | None, default: object) -> object:
@@ -376,6 +408,10 @@ def _json(text: str | None, default: object) -> object:
         return json.loads(text)
     except ValueError:  # stored by us, so this is not expected; show nothing, not a crash
         return default
+
+
+# A finding's side as shown: "echo" for output PII that an input of its trace held first.
+_SIDE = "CASE WHEN echo THEN 'echo' ELSE direction END"
 
 
 def span_detail(conn: apsw.Connection, trace_id: str, span_id: str, *,
@@ -401,21 +437,24 @@ def span_detail(conn: apsw.Connection, trace_id: str, span_id: str, *,
     if logs_total == log_limit:
         logs_total = int(scalar(conn, "SELECT count(*) FROM logs WHERE trace_id = ? AND "
                                 "span_id = ?", (trace_id, span_id)) or 0)  # type: ignore[arg-type]
+    # The span's own findings, then those of its log records ("log body", ...).
     findings = [FindingRow(*r) for r in conn.execute(
-        "SELECT kind, pattern, location, direction, excerpt, time_ns FROM findings "
-        "WHERE trace_id = ? AND span_id = ? AND signal = 'span' ORDER BY location, position",
-        (trace_id, span_id))]
+        "SELECT kind, pattern, iif(signal = 'log', 'log ' || location, location), "
+        f"{_SIDE}, excerpt, time_ns FROM findings WHERE trace_id = ? AND span_id = ? "
+        "ORDER BY signal = 'log', location, position", (trace_id, span_id))]
+    genai = _json(row[18], None)
     return SpanDetail(
         *row[:14],
         attributes=_json(row[14], {}),  # type: ignore[arg-type]
         events=_json(row[15], []),  # type: ignore[arg-type]
         links=_json(row[16], []),  # type: ignore[arg-type]
         dropped_counts=_json(row[17], None),  # type: ignore[arg-type]
-        genai=_json(row[18], None),  # type: ignore[arg-type]
+        genai=genai,  # type: ignore[arg-type]
         resource=_json(row[19], {}),  # type: ignore[arg-type]
         logs=logs,
         logs_total=logs_total,
         findings=findings,
+        inherited=inherited_context(conn, trace_id, span_id, genai),  # type: ignore[arg-type]
     )
 
 
@@ -436,8 +475,8 @@ def span_mark(conn: apsw.Connection) -> int:
 
 # --- the security screen
 
-FINDING_FILTER_HELP = ("text · kind:pii|injection · pattern:NAME · direction:input|output "
-                       "· service:NAME")
+FINDING_FILTER_HELP = ("text · kind:pii|injection · pattern:NAME · "
+                       "direction:input|output|echo · service:NAME")
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,13 +521,14 @@ def parse_finding_filter(query: str) -> FindingFilter:
 def _finding_where(f: FindingFilter) -> tuple[str, dict[str, object]]:
     parts: list[str] = []
     bindings: dict[str, object] = {}
-    for name, column in (("kinds", "kind"), ("patterns", "pattern"),
-                         ("directions", "direction")):
+    for name, column, expression in (("kinds", "kind", "kind"),
+                                     ("patterns", "pattern", "pattern"),
+                                     ("directions", "direction", _SIDE)):
         values = getattr(f, name)
         if values:
             names = [f"{column}{i}" for i in range(len(values))]
             bindings.update(zip(names, values, strict=True))
-            parts.append(f"{column} IN ({', '.join(':' + n for n in names)})")
+            parts.append(f"{expression} IN ({', '.join(':' + n for n in names)})")
     if f.services:
         alternatives = []
         for i, service in enumerate(f.services):
@@ -512,7 +552,7 @@ class FindingListRow:
     span_id: str | None
     signal: str  # span | log
     location: str
-    direction: str
+    direction: str  # input | output | echo (output repeating an input's PII) | ""
     excerpt: str  # already redacted at ingest
     service: str
     time_ns: int
@@ -530,7 +570,7 @@ def list_findings(conn: apsw.Connection, f: FindingFilter | None = None, *,
     where, bindings = _finding_where(f or FindingFilter())
     bindings["limit"] = limit
     return [FindingListRow(*row) for row in conn.execute(
-        "SELECT finding_id, kind, pattern, trace_id, span_id, signal, location, direction, "
+        f"SELECT finding_id, kind, pattern, trace_id, span_id, signal, location, {_SIDE}, "
         f"excerpt, service, time_ns FROM findings WHERE {where} "
         "ORDER BY time_ns DESC, finding_id DESC LIMIT :limit", bindings)]
 
@@ -576,6 +616,20 @@ class LogListRow:
     span_id: str | None
     event_name: str | None
     service: str
+    # A GenAI event sent with an empty body: its message attributes, as one JSON object.
+    event_messages: str | None = None
+
+
+# Attributes that hold a conversation (on spans, and on GenAI events sent with no body).
+MESSAGE_KEYS = ("gen_ai.system_instructions", "gen_ai.input.messages",
+                       "gen_ai.output.messages")
+_NO_BODY = "coalesce(body, '') = '' AND event_name LIKE 'gen\\_ai.%' ESCAPE '\\'"
+_EVENT_MESSAGES = (
+    f"CASE WHEN {_NO_BODY} AND ("
+    + " OR ".join(f"attributes -> '$.\"{k}\"' IS NOT NULL" for k in MESSAGE_KEYS)
+    + ") THEN json_object("
+    + ", ".join(f"'{k}', attributes -> '$.\"{k}\"'" for k in MESSAGE_KEYS)
+    + ") END")
 
 
 def _log_where(min_severity: int, text: str) -> tuple[str, dict[str, object]]:
@@ -588,7 +642,8 @@ def _log_where(min_severity: int, text: str) -> tuple[str, dict[str, object]]:
                              if w):
         bindings[f"t{i}"] = _like(word)
         parts.append(f"(body LIKE :t{i} ESCAPE '\\' OR event_name LIKE :t{i} ESCAPE '\\' "
-                     f"OR service LIKE :t{i} ESCAPE '\\')")
+                     f"OR service LIKE :t{i} ESCAPE '\\' "
+                     f"OR ({_NO_BODY} AND attributes LIKE :t{i} ESCAPE '\\'))")
     return (" AND ".join(parts) or "1"), bindings
 
 
@@ -599,7 +654,7 @@ def list_logs(conn: apsw.Connection, *, min_severity: int = 0, text: str = "",
     where, bindings = _log_where(min_severity, text)
     bindings.update(limit=limit, chars=LOG_BODY_CHARS)
     sql = ("SELECT log_id, time_ns, severity_number, severity_text, substr(body, 1, :chars), "
-           "length(body), trace_id, span_id, event_name, service FROM logs "
+           f"length(body), trace_id, span_id, event_name, service, {_EVENT_MESSAGES} FROM logs "
            f"WHERE {where} ORDER BY time_ns DESC, log_id DESC LIMIT :limit")
     return [LogListRow(*row[:5], int(row[5] or 0), *row[6:])  # type: ignore[arg-type]
             for row in conn.execute(sql, bindings)]

@@ -132,6 +132,13 @@ class FindingRow(NamedTuple):
     service: str
     time_ns: int
     received_ns: int
+    # A keyed digest of the PII value (None for injection, and for findings imported from
+    # a file): the same value in an input and an output of one trace has the same one.
+    digest: int | None = None
+    # 1: PII in an output whose value was first seen in an input of the same trace (a
+    # graph's output repeating the user's message), set by the writer: not PII a model
+    # produced.
+    echo: int = 0
 
 
 @dataclass(frozen=True)
@@ -176,10 +183,12 @@ class Batch:
     kind: str  # "traces" | "metrics" | "logs"
     tables: dict[str, bytes] = field(default_factory=dict)  # table -> JSON array of rows
     size: int = 0  # spans, data points or log records to store
-    trace_ids: set[str] = field(default_factory=set)
+    trace_ids: set[str] = field(default_factory=set)  # of the spans
+    finding_trace_ids: set[str] = field(default_factory=set)  # of the findings
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
     skewed: int = 0  # items dated ahead of their arrival, or before 2000
+
     def reject(self, reason: str) -> None:
         self.rejected += 1
         if len(self.reasons) < _MAX_REASONS and reason not in self.reasons:
@@ -192,6 +201,7 @@ class Batch:
             self.tables = {"resources": encode_rows(resources), table: encode_rows(rows)}
             if findings:
                 self.tables["findings"] = encode_rows(findings)
+                self.finding_trace_ids = {f.trace_id for f in findings if f.trace_id}
         return self
 
     @property

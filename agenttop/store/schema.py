@@ -242,6 +242,14 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX metric_points_fingerprint ON metric_points (fingerprint)
         WHERE fingerprint IS NOT NULL;
     """,
+    # 8: echoes. A PII finding keeps a keyed digest of its value (the key is never stored),
+    # so an output that repeats what an input of the same trace held first (a graph's
+    # output echoing the user's message) is marked echo = 1: not PII a model produced.
+    """
+    ALTER TABLE findings ADD COLUMN digest INTEGER;
+    ALTER TABLE findings ADD COLUMN echo INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX findings_digest ON findings (trace_id, digest) WHERE digest IS NOT NULL;
+    """,
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

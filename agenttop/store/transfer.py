@@ -69,5 +69,5 @@ def replace_findings(conn: apsw.Connection, rows: list[FindingRow]) -> None:
             "AND f.signal = 'span') WHERE trace_id = ? AND span_id = ?", (trace_id, span_id))
     for trace_id in sorted({r.trace_id for r in rows if r.trace_id}):
         conn.execute(
-            "UPDATE traces SET finding_count = (SELECT coalesce(sum(finding_count), 0) "
-            "FROM spans WHERE trace_id = traces.trace_id) WHERE trace_id = ?", (trace_id,))
+            "UPDATE traces SET finding_count = (SELECT count(*) FROM findings "
+            "WHERE trace_id = traces.trace_id) WHERE trace_id = ?", (trace_id,))

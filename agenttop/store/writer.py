@@ -90,12 +90,11 @@ SELECT a.trace_id, r.span_id, r.name,
        a.start_ns, a.end_ns, a.end_ns - a.start_ns, a.n, a.errors, :now,
        (SELECT group_concat(layer, ',') FROM (SELECT DISTINCT layer FROM spans
                                               WHERE trace_id = a.trace_id ORDER BY layer)),
-       a.findings,
+       (SELECT count(*) FROM findings WHERE trace_id = a.trace_id),
        (SELECT group_concat(service, ',') FROM (SELECT DISTINCT service FROM spans
                                                 WHERE trace_id = a.trace_id ORDER BY service))
 FROM (SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
-             sum(status_code = 2 OR failure IS NOT NULL) AS errors,
-             sum(finding_count) AS findings
+             sum(status_code = 2 OR failure IS NOT NULL) AS errors
       FROM spans WHERE trace_id IN (SELECT value FROM json_each(:ids))
       GROUP BY trace_id) AS a
 LEFT JOIN spans AS r ON r.rowid = (SELECT rowid FROM spans
@@ -109,6 +108,29 @@ ON CONFLICT (trace_id) DO UPDATE SET
     error_count = excluded.error_count, updated_ns = excluded.updated_ns,
     layers = excluded.layers, finding_count = excluded.finding_count,
     services = excluded.services
+"""
+
+# Output PII is an echo when the value was first seen in an input of the same trace: an
+# input is seen when its span starts, an output when its span ends (a log, at its time).
+# A graph's output repeating the user's message is an echo; a value a model produced first
+# is not, even when later calls get it back as input. Recomputed for every value of each
+# trace that got findings, so the answer does not depend on the order things arrived in.
+MARK_ECHOES = """
+WITH seen AS (
+    SELECT f.trace_id, f.digest,
+           min(iif(f.direction = 'input', f.time_ns, NULL)) AS first_in,
+           min(iif(f.direction = 'output', coalesce(s.end_ns, f.time_ns), NULL)) AS first_out
+    FROM findings AS f
+    LEFT JOIN spans AS s ON f.signal = 'span' AND s.trace_id = f.trace_id
+                        AND s.span_id = f.span_id
+    WHERE f.trace_id IN (SELECT value FROM json_each(:ids)) AND f.digest IS NOT NULL
+    GROUP BY f.trace_id, f.digest
+)
+UPDATE findings SET echo = (seen.first_in IS NOT NULL AND seen.first_in <= seen.first_out)
+FROM seen
+WHERE findings.trace_id = seen.trace_id AND findings.digest = seen.digest
+  AND findings.direction = 'output'
+  AND findings.echo IS NOT (seen.first_in IS NOT NULL AND seen.first_in <= seen.first_out)
 """
 
 
@@ -340,7 +362,11 @@ class Writer:
                 for batch in batches:
                     if table in batch.tables:
                         conn.execute(sql, (batch.tables[table].decode(),))
-            trace_ids = set().union(*(b.trace_ids for b in batches))
+            found_in = set().union(*(b.finding_trace_ids for b in batches))
+            if found_in:
+                conn.execute(MARK_ECHOES, {"ids": _json_list(found_in)})
+            # A log's findings count in its trace's summary too.
+            trace_ids = set().union(*(b.trace_ids for b in batches)) | found_in
             if trace_ids:
                 conn.execute(REFRESH_TRACES, {"ids": _json_list(trace_ids), "now": self._clock()})
                 add_to_rollups(conn, mark)

@@ -74,6 +74,10 @@ def any_value(value: Any) -> AnyValue:
         return AnyValue(int_value=value)
     if isinstance(value, float):
         return AnyValue(double_value=value)
+    if isinstance(value, list):  # structured, as SDKs send lists and maps
+        return AnyValue(array_value={"values": [any_value(v) for v in value]})
+    if isinstance(value, dict):
+        return AnyValue(kvlist_value={"values": kvs(value)})
     return AnyValue(string_value=str(value))
 
 

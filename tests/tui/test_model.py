@@ -18,7 +18,7 @@ from agenttop.store.rollups import minute_series
 from agenttop.tui import fmt
 from agenttop.tui.health_state import layer_state
 from agenttop.tui.trace_model import CYCLE_KEY, MISSING_PREFIX, TOP, build_model
-from tests.tui.fixtures import NOW, hex_span, hex_trace
+from tests.tui.fixtures import NOW, hex_span, hex_trace, span, traces_request, write
 
 
 def node(span_id: str, parent: str | None, start: int = 0) -> SpanNode:
@@ -183,3 +183,31 @@ def test_failed_and_slow_filters_list_exactly_the_traces_that_breached(tmp_path)
         assert parse_trace_filter("   ").empty and len(shown("   ")) == 4
     finally:
         conn.close()
+
+
+def test_a_span_without_agent_or_session_takes_its_nearest_ancestors(tmp_path):
+    db = tmp_path / "agenttop.db"
+    write(db, ("traces", traces_request([("svc", [
+        span("t", "invoke_agent planner", attributes={
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner",
+            "gen_ai.conversation.id": "conv-1"}),
+        span("t", "invoke_agent writer", parent="invoke_agent planner", start_ms=1,
+             attributes={"gen_ai.operation.name": "invoke_agent",
+                         "gen_ai.agent.name": "writer"}),
+        span("t", "chat gpt-4o", parent="invoke_agent writer", start_ms=2,
+             attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}),
+        # A parent cycle (a broken client) ends the walk instead of looping.
+        span("c", "a", parent="b"), span("c", "b", parent="a"),
+    ])])))
+    conn = open_reader(db)
+    try:
+        chat = span_detail(conn, hex_trace("t"), hex_span("t", "chat gpt-4o"))
+        writer = span_detail(conn, hex_trace("t"), hex_span("t", "invoke_agent writer"))
+        root = span_detail(conn, hex_trace("t"), hex_span("t", "invoke_agent planner"))
+        looped = span_detail(conn, hex_trace("c"), hex_span("c", "a"))
+    finally:
+        conn.close()
+    assert chat.inherited == {"agent": ("writer", "invoke_agent writer"),
+                              "session": ("conv-1", "invoke_agent planner")}
+    assert writer.inherited == {"session": ("conv-1", "invoke_agent planner")}
+    assert root.inherited == {} and looped.inherited == {}

@@ -10,9 +10,8 @@ highlighted log's whole body shows in the pane below the list.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import apsw
 from rich.text import Text
@@ -35,15 +34,9 @@ from agenttop.tui.screens.live_list import LiveListScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
 from agenttop.tui.widgets.list_table import ListTable
-from agenttop.tui.widgets.span_detail import message_lines, severity_name
+from agenttop.tui.widgets.span_detail import log_messages, severity_name
 
 CELL_CHARS = 300
-# The role an event's name implies when its body does not say.
-EVENT_ROLES = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
-               "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
-               "gen_ai.choice": "assistant"}
-
-
 def severity_class(number: int) -> str:
     """The stylesheet class of a severity number (OTel ranges)."""
     if number >= 17:
@@ -53,34 +46,6 @@ def severity_class(number: int) -> str:
     if number >= 9:
         return "info"
     return "debug"
-
-
-def log_messages(event_name: str | None, body: str | None) -> list[tuple[str, str]] | None:
-    """A GenAI content event's body as (role, content) pairs; None for any other log."""
-    if not event_name or not event_name.startswith("gen_ai.") or not body:
-        return None
-    try:
-        data: Any = json.loads(body)
-    except ValueError:
-        return None
-    role = EVENT_ROLES.get(event_name)
-    if isinstance(data, dict):
-        if isinstance(data.get("message"), dict):  # gen_ai.choice
-            message = dict(data["message"])
-            if "finish_reason" in data and "finish_reason" not in message:
-                message["finish_reason"] = data["finish_reason"]
-            data = message
-        elif "gen_ai.output.messages" in data or "gen_ai.input.messages" in data:
-            lines: list[tuple[str, str]] = []
-            for key in ("gen_ai.input.messages", "gen_ai.output.messages"):
-                lines += message_lines(data.get(key)) or []
-            return lines or None
-        if role and "role" not in data and ("content" in data or "parts" in data):
-            data = {**data, "role": role}
-    lines = message_lines(data)
-    if lines and role:
-        lines = [(role if r == "?" else r, c) for r, c in lines]
-    return lines
 
 
 @dataclass(frozen=True)
@@ -120,7 +85,7 @@ class LogTable(ListTable[LogListRow]):
     def cells(self, row: LogListRow) -> dict[str, Text]:
         severity = severity_name(row.severity_number, row.severity_text)
         body = Text(end="", no_wrap=True, overflow="ellipsis")
-        lines = log_messages(row.event_name, row.body)
+        lines = log_messages(row.event_name, row.body or row.event_messages)
         if lines:
             for i, (role, content) in enumerate(lines):
                 # The finish reason is for the detail pane; the list shows the words.
@@ -223,7 +188,7 @@ class LogsScreen(LiveListScreen):
         if row.trace_id:
             text.append(f"  trace {row.trace_id[:16]} span {row.span_id or '–'} (enter)")
         text.append("\n")
-        lines = log_messages(row.event_name, row.body)
+        lines = log_messages(row.event_name, row.body or row.event_messages)
         if lines:
             for role, content in lines:
                 text.append_text(safe(role + ":", "bold"))

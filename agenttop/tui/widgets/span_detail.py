@@ -10,6 +10,7 @@ control characters made visible (``agenttop.tui.text``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -20,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from agenttop.store.queries import SpanDetail
+from agenttop.store.queries import MESSAGE_KEYS, SpanDetail
 from agenttop.tui import fmt
 from agenttop.tui.text import safe
 
@@ -29,9 +30,6 @@ KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER
 STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
 SEVERITIES = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"),
               (1, "TRACE"))
-# Attributes that hold a conversation: shown as role: content lines, not as raw JSON.
-MESSAGE_KEYS = ("gen_ai.system_instructions", "gen_ai.input.messages",
-                "gen_ai.output.messages")
 KEY_WIDTH = 28  # the key column's widest; longer keys wrap inside it
 
 
@@ -84,9 +82,12 @@ def message_lines(value: Any) -> list[tuple[str, str]] | None:
         if "parts" in message and isinstance(message["parts"], list):
             texts = [_part_text(p) for p in message["parts"]]
         elif "content" in message:
-            texts = [_part_text({"type": "text", "content": message["content"]})]
+            content = message["content"]  # None or "" beside tool calls: no words
+            texts = [_part_text({"type": "text", "content": content})] if content else []
         elif "type" in message:
             texts = [_part_text(message)]
+        elif message.get("tool_calls"):
+            texts = []
         else:
             return None
         for call in message.get("tool_calls") or ():
@@ -98,6 +99,92 @@ def message_lines(value: Any) -> list[tuple[str, str]] | None:
             texts.append(f"(finish: {reason})")
         out.append((role, "\n".join(texts)))
     return out
+
+
+# OpenInference flattens messages into keys: llm.input_messages.0.message.role, ...
+_FLAT_MESSAGE = re.compile(r"(llm\.(?:input|output)_messages)\.(\d+)\.message\.(.+)")
+_FLAT_TOOL_CALL = re.compile(r"tool_calls\.(\d+)\.tool_call\.(?:function\.)?(name|arguments)")
+_FLAT_PART = re.compile(r"contents\.(\d+)\.message_content\.text")
+
+
+def flattened_messages(attributes: dict[str, Any]) -> dict[str, tuple[list[dict], list[str]]]:
+    """OpenInference's flattened messages, rebuilt: prefix -> (messages, keys used)."""
+    found: dict[str, dict[int, dict]] = {}
+    keys: dict[str, list[str]] = {}
+    for key, value in attributes.items():
+        m = _FLAT_MESSAGE.fullmatch(key)
+        if m is None:
+            continue
+        prefix, index, rest = m.group(1), int(m.group(2)), m.group(3)
+        message = found.setdefault(prefix, {}).setdefault(index, {})
+        keys.setdefault(prefix, []).append(key)
+        call = _FLAT_TOOL_CALL.fullmatch(rest)
+        part = _FLAT_PART.fullmatch(rest)
+        if call is not None:
+            calls = message.setdefault("_calls", {})
+            calls.setdefault(int(call.group(1)), {})[call.group(2)] = value
+        elif part is not None:
+            message.setdefault("_parts", {})[int(part.group(1))] = value
+        elif rest in ("role", "content"):
+            message[rest] = value
+    out = {}
+    for prefix, by_index in found.items():
+        messages = []
+        for _, message in sorted(by_index.items()):
+            parts = message.pop("_parts", {})
+            if "content" not in message and parts:
+                message["content"] = "\n".join(str(v) for _, v in sorted(parts.items()))
+            calls = message.pop("_calls", {})
+            if calls:
+                message["tool_calls"] = [{"function": c} for _, c in sorted(calls.items())]
+            message.setdefault("role", "?")
+            messages.append(message)
+        out[prefix] = (messages, keys[prefix])
+    return out
+
+
+# The role an event's name implies when its body does not say.
+EVENT_ROLES = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
+               "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
+               "gen_ai.choice": "assistant"}
+
+
+def event_messages(attributes: dict[str, Any]) -> str | None:
+    """The message attributes of a GenAI event with an empty body, as one JSON object."""
+    found = {k: attributes[k] for k in MESSAGE_KEYS if k in attributes}
+    return json.dumps(found) if found else None
+
+
+def log_messages(event_name: str | None, body: str | None) -> list[tuple[str, str]] | None:
+    """A GenAI content event's body as (role, content) pairs; None for any other log.
+
+    ``body`` may also be a JSON object of the event's message attributes (what the log
+    list reads for an event sent with an empty body, as ``event_messages``).
+    """
+    if not event_name or not event_name.startswith("gen_ai.") or not body:
+        return None
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        return None
+    role = EVENT_ROLES.get(event_name)
+    if isinstance(data, dict):
+        if isinstance(data.get("message"), dict):  # gen_ai.choice
+            message = dict(data["message"])
+            if "finish_reason" in data and "finish_reason" not in message:
+                message["finish_reason"] = data["finish_reason"]
+            data = message
+        elif not set(MESSAGE_KEYS).isdisjoint(data):
+            lines: list[tuple[str, str]] = []
+            for key in MESSAGE_KEYS:
+                lines += message_lines(data.get(key)) or []
+            return lines or None
+        if role and "role" not in data and ("content" in data or "parts" in data):
+            data = {**data, "role": role}
+    lines = message_lines(data)
+    if lines and role:
+        lines = [(role if r == "?" else r, c) for r, c in lines]
+    return lines
 
 
 def severity_name(number: int, text: str) -> str:
@@ -192,19 +279,32 @@ class SpanDetailView(Static):
         ]
         if d.genai:
             ident.append(("genai", d.genai, ""))
+        for field, (value, source) in d.inherited.items():
+            ident.append((field, f"{value} (from {source})", ""))
         parts.append(self._table(ident))
 
-        conversation = [(k, message_lines(d.attributes[k])) for k in MESSAGE_KEYS
+        # Conversations, wherever the instrumentation put them: (title, key, lines).
+        conversation = [(k, k, message_lines(d.attributes[k])) for k in MESSAGE_KEYS
                         if k in d.attributes]
-        as_messages = {k for k, lines in conversation if lines is not None}
+        as_messages = {k for _, k, lines in conversation if lines is not None}
+        for prefix, (messages, keys) in flattened_messages(d.attributes).items():
+            lines = message_lines(messages)
+            if lines is not None:
+                conversation.append((prefix, prefix, lines))
+                as_messages.update(keys)
+        # GenAI events sent as log records (content captured as events only).
+        for log in d.logs:
+            lines = log_messages(log.event_name, log.body or event_messages(log.attributes))
+            if lines:
+                conversation.append((f"{log.event_name} (log)", "", lines))
         parts.append(self._heading("Attributes", len(d.attributes)))
         parts.append(self._table((self._marked(k, mark), v) for k, v in sorted(
             (k, v) for k, v in d.attributes.items() if k not in as_messages)))
-        for key, lines in conversation:
+        for title, key, lines in conversation:
             if lines is None:
                 continue
-            heading = self._heading(f"Messages · {key}", len(lines))
-            if self._marked(key, mark) is not key:
+            heading = self._heading(f"Messages · {title}", len(lines))
+            if key and self._marked(key, mark) is not key:
                 heading.append("  ◀ finding", style=self._s("finding"))
             parts.append(heading)
             parts.append(self._table(
@@ -235,7 +335,10 @@ class SpanDetailView(Static):
                 body.append(" ")
                 body.append_text(safe(log.event_name, self._s("key")))
             body.append("\n")
-            body.append_text(safe(log.body or "", multiline=True))
+            if not log.body and log_messages(log.event_name, event_messages(log.attributes)):
+                body.append("(its messages are shown above)", style=self._s("dim"))
+            else:
+                body.append_text(safe(log.body or "", multiline=True))
             rows.append((Text(fmt.clock(log.time_ns), end=""), body))
         parts.append(self._table(rows))
         if d.logs_total > len(d.logs):
