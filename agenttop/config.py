@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from agenttop.analysis.policy import PII_KINDS, ScanPolicy
+from agenttop.store.redaction import PII_KINDS, ScanPolicy
 
 DEFAULT_GRPC = "127.0.0.1:4317"
 DEFAULT_HTTP = "127.0.0.1:4318"

@@ -17,7 +17,9 @@ library changes:
         opentelemetry-exporter-otlp-proto-common PACKAGES
     env/bin/python scripts/record_compat.py SETUP
 
-where PACKAGES is, per setup: openai-v2: openai opentelemetry-instrumentation-openai-v2;
+where PACKAGES is, per setup: openai-v2: "openai<2" "wrapt<2"
+"opentelemetry-instrumentation-openai-v2==2.2b0" (later releases need a newer
+opentelemetry-util-genai than is published);
 openinference-openai: openai openinference-instrumentation-openai; openlit: openlit
 "openai<2" "opentelemetry-sdk<1.38"; pydantic-ai: "pydantic-ai-slim[openai]";
 langgraph-openinference: langgraph langchain-openai numpy
@@ -102,12 +104,17 @@ def _embed(text: str) -> list[float]:
     return [float(text.count(c)) + 1.0 for c in "aeo"]
 
 
-def instrument(setup: str, provider) -> list[str]:
+def instrument(setup: str, provider, logger_provider) -> list[str]:
     """Instrument the openai client with one library; the packages whose versions count."""
     if setup == "openai-v2":
+        import os
+
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
-        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        # Content is sent only as GenAI events, which are log records.
+        os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
+        OpenAIInstrumentor().instrument(tracer_provider=provider,
+                                        logger_provider=logger_provider)
         return ["opentelemetry-instrumentation-openai-v2", "openai"]
     if setup == "openinference-openai":
         from openinference.instrumentation.openai import OpenAIInstrumentor
@@ -128,7 +135,7 @@ def openai_calls(base_url: str) -> None:
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=5)
-    messages = [{"role": "user", "content": "Where is my order 1042?"}]
+    messages = [{"role": "user", "content": QUESTION}]
     client.chat.completions.create(model="gpt-4o-mini", messages=messages)
     client.embeddings.create(model="text-embedding-3-small", input="order 1042")
     for model in FAILURES:
@@ -293,28 +300,41 @@ SETUPS = ("openai-v2", "openinference-openai", "openlit", *AGENTS)
 
 
 def record(setup: str, base_url: str) -> Path:
-    from google.protobuf import json_format
+    from opentelemetry.exporter.otlp.proto.common._internal._log_encoder import encode_logs
     from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    try:
+        from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+    except ImportError:  # SDK before 1.39
+        from opentelemetry.sdk._logs.export import InMemoryLogExporter as InMemoryLogRecordExporter
+
+    resource = Resource.create({"service.name": f"compat-{setup}"})
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": f"compat-{setup}"}))
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    log_exporter = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
     if setup in AGENTS:
         packages = AGENTS[setup](provider, base_url)
     else:
-        packages = instrument(setup, provider)
+        packages = instrument(setup, provider, logger_provider)
         openai_calls(base_url)
     provider.force_flush()
-    request = encode_spans(exporter.get_finished_spans())
-    document = json_format.MessageToDict(request, use_integers_for_enums=True)
+    logger_provider.force_flush()
     fixture = {
         "versions": {p: importlib.metadata.version(p) for p in packages},
-        "request": _hex_ids(document),
+        "request": _as_json(encode_spans(exporter.get_finished_spans())),
     }
+    logs = log_exporter.get_finished_logs()
+    if logs:  # GenAI events: content some instrumentations send only this way
+        fixture["logs"] = _as_json(encode_logs(logs))
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{setup}.json"
     path.write_text(_scrub(json.dumps(fixture, indent=1)) + "\n")
@@ -328,6 +348,12 @@ def _scrub(text: str) -> str:
                         (str(OUT.parent.parent), "<project>")):
         text = text.replace(where, name)
     return text
+
+
+def _as_json(request) -> dict:
+    from google.protobuf import json_format
+
+    return _hex_ids(json_format.MessageToDict(request, use_integers_for_enums=True))
 
 
 def _hex_ids(value: object) -> object:

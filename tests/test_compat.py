@@ -17,8 +17,9 @@ import pytest
 from agenttop.otlp.otlp_json import parse_message
 from agenttop.store import open_reader
 from agenttop.store.queries import span_detail
+from agenttop.tui.widgets.span_detail import conversations
 from tests.conftest import read_db
-from tests.test_bad_input import TRACES, call
+from tests.test_bad_input import LOGS, TRACES, call
 
 COMPAT = Path(__file__).parent / "compat"
 
@@ -26,6 +27,19 @@ COMPAT = Path(__file__).parent / "compat"
 # them:
 # (span name, layer, failure, model, provider, input tokens, output tokens, finish reasons)
 EXPECTED = {
+    # The official instrumentation, before its content moved to one details event: the
+    # messages are GenAI events (log records with the chat span's ids), not attributes.
+    "openai-v2": [
+        ("chat gpt-4o-mini", "prompt", None, "gpt-4o-mini", "openai", 21, 8, ["stop"]),
+        ("embeddings text-embedding-3-small", "memory", None, "text-embedding-3-small",
+         "openai", 5, None, None),
+        ("chat gpt-4o-mini-ratelimit", "prompt", "rate_limit", "gpt-4o-mini-ratelimit",
+         "openai", None, None, None),
+        ("chat gpt-4o-mini-broken", "prompt", "server", "gpt-4o-mini-broken", "openai", None,
+         None, None),
+        ("chat gpt-4o-mini-badkey", "auth", "auth", "gpt-4o-mini-badkey", "openai", None,
+         None, None),
+    ],
     "openinference-openai": [
         ("ChatCompletion", "prompt", None, "gpt-4o-mini", "openai", 21, 8, ["stop"]),
         # An embedding call: its model is in embedding.model_name.
@@ -54,11 +68,43 @@ EXPECTED = {
 }
 
 
+# fixture -> {(span name, location, input | output | echo | ""): PII findings}: the SSN the
+# user typed, wherever it went ("log ..." for a log record of the span).
+CALL_FINDINGS = {
+    "openai-v2": {(name, "log body.content", "input"): 1 for name in (
+        "chat gpt-4o-mini", "chat gpt-4o-mini-ratelimit", "chat gpt-4o-mini-broken",
+        "chat gpt-4o-mini-badkey")},
+    "openinference-openai": {("ChatCompletion", "input.value", "input"): 4,
+                             ("ChatCompletion", "llm.input_messages.0.message.content",
+                              "input"): 4},
+    # Only the answered call carries its prompt (an attribute and an event).
+    "openlit": {("chat gpt-4o-mini", "gen_ai.prompt", "input"): 1,
+                ("chat gpt-4o-mini", "events[0].gen_ai.content.prompt:gen_ai.prompt",
+                 "input"): 1},
+}
+
+
+def pii_findings(conn) -> dict[tuple[str, str, str], int]:
+    """PII findings by (span name, location, side); each trace counts all of its own."""
+    found: dict[tuple[str, str, str], int] = {}
+    for name, location, side in conn.execute(
+            "SELECT s.name, iif(f.signal = 'log', 'log ', '') || f.location, "
+            "iif(f.echo, 'echo', f.direction) FROM findings AS f "
+            "JOIN spans AS s USING (trace_id, span_id) WHERE f.kind = 'pii'"):
+        found[name, location, side] = found.get((name, location, side), 0) + 1
+    assert conn.execute(  # the trace list's PII column and findings filter see them all
+        "SELECT count(*) FROM traces WHERE finding_count != "
+        "(SELECT count(*) FROM findings AS f WHERE f.trace_id = traces.trace_id)"
+    ).fetchone()[0] == 0
+    return found
+
+
 def replay(fixture: str, server) -> None:
     recorded = json.loads((COMPAT / f"{fixture}.json").read_text())
     assert recorded["versions"]  # which library versions emitted these shapes
-    request = parse_message("traces", recorded["request"])
-    call(server, TRACES, request.SerializeToString())
+    call(server, TRACES, parse_message("traces", recorded["request"]).SerializeToString())
+    if "logs" in recorded:  # GenAI events
+        call(server, LOGS, parse_message("logs", recorded["logs"]).SerializeToString())
 
 
 @pytest.mark.parametrize("fixture", sorted(EXPECTED))
@@ -67,10 +113,9 @@ def test_recorded_calls_are_read_as_an_engineer_reads_them(fixture, server, db_p
     conn = read_db(db_path)
     rows = conn.execute(
         "SELECT name, layer, failure, genai FROM spans ORDER BY start_ns, rowid").fetchall()
-    findings = conn.execute("SELECT pattern, location FROM findings").fetchall()
-    conn.close()
     # A local model server's address is nobody's PII.
-    assert [tuple(f) for f in findings if f[0] == "ipv4"] == []
+    assert pii_findings(conn) == CALL_FINDINGS[fixture]
+    conn.close()
     got = []
     for name, layer, failure, genai in rows:
         g = json.loads(genai) if genai else {}
@@ -212,12 +257,64 @@ def test_recorded_agents_are_read_as_an_engineer_reads_them(fixture, server, db_
                               for f in ("agent", "session"))
             got.append((name, layer, failure, own.get("model"), agent, session,
                         own.get("input_tokens"), own.get("output_tokens")))
-        findings = {}
-        for name, location, side in conn.execute(
-                "SELECT s.name, f.location, iif(f.echo, 'echo', f.direction) FROM findings "
-                "AS f JOIN spans AS s USING (trace_id, span_id) WHERE f.kind = 'pii'"):
-            findings[name, location, side] = findings.get((name, location, side), 0) + 1
+        findings = pii_findings(conn)
     finally:
         conn.close()
     assert got == AGENTS[fixture]
     assert findings == FINDINGS[fixture]
+
+
+# fixture -> {span name: [(conversation shown, its roles)]} for the first span of each name
+# that holds one: messages as the span detail shows them, wherever the library put them.
+MESSAGES = {
+    # As GenAI events (log records), one message each.
+    "openai-v2": {
+        "chat gpt-4o-mini": [("gen_ai.user.message (log)", ["user"]),
+                             ("gen_ai.choice (log)", ["assistant"])],
+        **{f"chat gpt-4o-mini-{m}": [("gen_ai.user.message (log)", ["user"])]
+           for m in ("ratelimit", "broken", "badkey")},
+    },
+    # Flattened into llm.input_messages.N.message.* keys.
+    "openinference-openai": {
+        "ChatCompletion": [("llm.input_messages", ["user"]),
+                           ("llm.output_messages", ["assistant"])],
+    },
+    "openlit": {},  # the prompt and completion as plain text
+    "langgraph-openinference": {
+        **{name: [("llm.input_messages", ["user"])]
+           for name in ("LangGraph", "retrieve", "agent", "route", "tools")},
+        "ChatOpenAI": [("llm.input_messages", ["user"]),
+                       ("llm.output_messages", ["assistant"])],
+    },
+    "langgraph-openllmetry": {
+        "ChatOpenAI.chat": [("gen_ai.input.messages", ["user"]),
+                            ("gen_ai.output.messages", ["assistant"])],
+    },
+    # The agent run holds the whole conversation: the tool's return is a user message.
+    "pydantic-ai": {
+        "invoke_agent support-agent": [
+            ("gen_ai.system_instructions", ["system"]),
+            ("pydantic_ai.all_messages", ["user", "assistant", "user", "assistant"])],
+        "chat gpt-4o-mini": [("gen_ai.system_instructions", ["system"]),
+                             ("gen_ai.input.messages", ["user"]),
+                             ("gen_ai.output.messages", ["assistant"])],
+    },
+    "mcp": {},
+}
+
+
+@pytest.mark.parametrize("fixture", sorted(MESSAGES))
+def test_recorded_conversations_show_as_messages(fixture, server, db_path):
+    replay(fixture, server)
+    conn = open_reader(db_path)
+    shown: dict[str, list] = {}
+    try:
+        for trace_id, span_id, name in conn.execute(
+                "SELECT trace_id, span_id, name FROM spans ORDER BY start_ns, rowid"):
+            found, _ = conversations(span_detail(conn, trace_id, span_id))
+            if found and name not in shown:
+                shown[name] = [(title, [role for role, _ in lines])
+                               for title, _, lines in found]
+    finally:
+        conn.close()
+    assert shown == MESSAGES[fixture]

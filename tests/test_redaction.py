@@ -106,8 +106,8 @@ def test_keep_pii_stores_values_as_received(make_server, db_path):
 
 
 def test_endpoint_attributes_keep_their_ip_addresses():
-    from agenttop.analysis.policy import ScanPolicy
     from agenttop.otlp.convert import Findings
+    from agenttop.store.redaction import ScanPolicy
 
     found = Findings(ScanPolicy(), 0)
     where = ("t" * 32, "s" * 16, "span", "svc", 0)

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from agenttop.analysis.policy import PII_KINDS
+from agenttop.store.redaction import PII_KINDS
 
 try:  # Optional C multi-pattern engine; everything works, slower, without it.
     import hyperscan as _hs
@@ -415,7 +415,7 @@ _N_PII = len(_PII_PATTERNS)
 #: Every pattern name -> (kind, redaction token, "" for injection).
 PATTERNS: dict[str, tuple[str, str]] = {p.name: (p.kind, p.token) for p in _ALL}
 if tuple(p.name for p in _PII_PATTERNS) != PII_KINDS:  # the command line names them
-    raise AssertionError("agenttop.analysis.policy.PII_KINDS is not the PII patterns")
+    raise AssertionError("agenttop.store.redaction.PII_KINDS is not the PII patterns")
 
 # bytes.translate table for the re engine's triggers: ASCII lower-case, digits -> "0".
 _NORM = bytes(

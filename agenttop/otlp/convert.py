@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 
 from agenttop.analysis.layers import classify, named_call, normalise
-from agenttop.analysis.policy import DEFAULT_POLICY, ScanPolicy, pii_digest
 from agenttop.analysis.quality import signals
 from agenttop.analysis.scan import Scanner, direction_of
+from agenttop.store.redaction import DEFAULT_POLICY, ScanPolicy, pii_digest
 from agenttop.store.rows import (
     OLDEST_PLAUSIBLE_NS,
     SKEW_TOLERANCE_NS,

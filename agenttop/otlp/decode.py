@@ -27,9 +27,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from agenttop.analysis.policy import DEFAULT_POLICY, ScanPolicy
 from agenttop.otlp.convert import MAX_VALUE_BYTES, logs_batch, metrics_batch, spans_batch
 from agenttop.otlp.otlp_json import read_request
+from agenttop.store.redaction import DEFAULT_POLICY, ScanPolicy
 from agenttop.store.rows import Batch
 
 DECODERS = {

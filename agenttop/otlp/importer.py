@@ -31,12 +31,12 @@ from typing import IO, Any
 
 import orjson
 
-from agenttop.analysis.policy import DEFAULT_POLICY, ScanPolicy
 from agenttop.otlp.convert import MAX_VALUE_BYTES, UNKNOWN_SERVICE
 from agenttop.otlp.decode import decode
 from agenttop.otlp.export import finding_row
 from agenttop.otlp.otlp_json import parse_message
 from agenttop.store import open_writer
+from agenttop.store.redaction import DEFAULT_POLICY, ScanPolicy
 from agenttop.store.rows import Batch, FindingRow
 from agenttop.store.transfer import replace_findings
 from agenttop.store.writer import Writer

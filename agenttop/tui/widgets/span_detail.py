@@ -187,6 +187,34 @@ def log_messages(event_name: str | None, body: str | None) -> list[tuple[str, st
     return lines
 
 
+# On spans, also pydantic-ai's whole conversation of an agent run.
+SPAN_MESSAGE_KEYS = (*MESSAGE_KEYS, "pydantic_ai.all_messages")
+
+
+def conversations(d: SpanDetail) -> tuple[list[tuple[str, str, list[tuple[str, str]]]],
+                                         set[str]]:
+    """A span's conversations, wherever its instrumentation put them, as (title, the
+    attribute holding it or "", (role, content) lines); and the attribute keys they came
+    from, which the detail then does not also list as raw attributes."""
+    out = []
+    used: set[str] = set()
+    for key in SPAN_MESSAGE_KEYS:
+        lines = message_lines(d.attributes[key]) if key in d.attributes else None
+        if lines is not None:
+            out.append((key, key, lines))
+            used.add(key)
+    for prefix, (messages, keys) in flattened_messages(d.attributes).items():
+        lines = message_lines(messages)
+        if lines is not None:
+            out.append((prefix, prefix, lines))
+            used.update(keys)
+    for log in d.logs:  # GenAI events sent as log records (content as events only)
+        lines = log_messages(log.event_name, log.body or event_messages(log.attributes))
+        if lines:
+            out.append((f"{log.event_name} (log)", "", lines))
+    return out, used
+
+
 def severity_name(number: int, text: str) -> str:
     if text:
         return text
@@ -283,26 +311,11 @@ class SpanDetailView(Static):
             ident.append((field, f"{value} (from {source})", ""))
         parts.append(self._table(ident))
 
-        # Conversations, wherever the instrumentation put them: (title, key, lines).
-        conversation = [(k, k, message_lines(d.attributes[k])) for k in MESSAGE_KEYS
-                        if k in d.attributes]
-        as_messages = {k for _, k, lines in conversation if lines is not None}
-        for prefix, (messages, keys) in flattened_messages(d.attributes).items():
-            lines = message_lines(messages)
-            if lines is not None:
-                conversation.append((prefix, prefix, lines))
-                as_messages.update(keys)
-        # GenAI events sent as log records (content captured as events only).
-        for log in d.logs:
-            lines = log_messages(log.event_name, log.body or event_messages(log.attributes))
-            if lines:
-                conversation.append((f"{log.event_name} (log)", "", lines))
+        conversation, as_messages = conversations(d)
         parts.append(self._heading("Attributes", len(d.attributes)))
         parts.append(self._table((self._marked(k, mark), v) for k, v in sorted(
             (k, v) for k, v in d.attributes.items() if k not in as_messages)))
         for title, key, lines in conversation:
-            if lines is None:
-                continue
             heading = self._heading(f"Messages · {title}", len(lines))
             if key and self._marked(key, mark) is not key:
                 heading.append("  ◀ finding", style=self._s("finding"))

@@ -1,8 +1,9 @@
-"""What the ingest scan looks for and how it keeps what it finds: the PII kinds a user may
-turn off, and the ``ScanPolicy`` the receiver hands its decoding workers.
+"""What the ingest scan lets reach the file: the PII kinds looked for (a user may turn
+some off), whether values are redacted, and the key of the digests stored with PII
+findings. The receiver hands its decoding workers one ``ScanPolicy``.
 
-Kept apart from ``scan`` (which compiles its patterns on import) so that the command line
-can name the kinds and build a policy without paying for that.
+Kept apart from ``agenttop.analysis.scan`` (which compiles its patterns on import) so that
+the command line can name the kinds and build a policy without paying for that.
 """
 
 from __future__ import annotations
