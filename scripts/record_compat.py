@@ -6,8 +6,9 @@ Each setup runs one library against a fake OpenAI-compatible server started on l
 429, 500 and 401 for the models named so), collects the spans in memory and writes them,
 with the library versions, to ``tests/compat/SETUP.json``.  The ``openai`` client setups
 make a chat, an embedding and three failing chats; the agent setups (pydantic-ai, a
-LangGraph graph under OpenInference or OpenLLMetry, the MCP SDK) run a small support agent
-whose user types an SSN, with a tool, a retriever, and a failing call or tool.
+LangGraph graph under OpenInference or OpenLLMetry, the OpenAI Agents SDK, the MCP SDK
+alone or under OpenLLMetry) run a small support agent whose user types an SSN, with a
+tool, a retriever, and a failing call or tool.
 
 Not run in CI: its dependencies are heavy, and the libraries disagree on the versions of
 what they share, so each setup gets a virtualenv of its own. To re-record one after a
@@ -20,11 +21,14 @@ library changes:
 where PACKAGES is, per setup: openai-v2: "openai<2" "wrapt<2"
 "opentelemetry-instrumentation-openai-v2==2.2b0" (later releases need a newer
 opentelemetry-util-genai than is published);
-openinference-openai: openai openinference-instrumentation-openai; openlit: openlit
+openinference-openai: openai openinference-instrumentation-openai; openllmetry-openai:
+openai opentelemetry-instrumentation-openai; openlit: openlit
 "openai<2" "opentelemetry-sdk<1.38"; pydantic-ai: "pydantic-ai-slim[openai]";
 langgraph-openinference: langgraph langchain-openai numpy
 openinference-instrumentation-langchain; langgraph-openllmetry: langgraph langchain-openai
-numpy opentelemetry-instrumentation-langchain; mcp: mcp. Then read the new fixture span by span
+numpy opentelemetry-instrumentation-langchain; openai-agents: openai-agents
+openinference-instrumentation-openai-agents; mcp: mcp; mcp-openllmetry: "mcp<2"
+opentelemetry-instrumentation-mcp. Then read the new fixture span by span
 and update its expectations in tests/test_compat.py where the library's shapes changed.
 """
 
@@ -121,6 +125,11 @@ def instrument(setup: str, provider, logger_provider) -> list[str]:
 
         OpenAIInstrumentor().instrument(tracer_provider=provider)
         return ["openinference-instrumentation-openai", "openai"]
+    if setup == "openllmetry-openai":
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        return ["opentelemetry-instrumentation-openai", "openai"]
     if setup == "openlit":
         import openlit
 
@@ -243,15 +252,52 @@ def langgraph_openllmetry(provider, base_url: str) -> list[str]:
     return ["opentelemetry-instrumentation-langchain", "langgraph", "langchain-openai"]
 
 
-def mcp_native(provider, base_url: str) -> list[str]:
-    """The MCP SDK's own spans: an in-process server and client, every kind of call."""
+def openai_agents(provider, base_url: str) -> list[str]:
+    """The OpenAI Agents SDK under OpenInference: an agent with a tool, then one whose
+    model is rate-limited."""
+    from agents import (
+        Agent,
+        Runner,
+        function_tool,
+        set_default_openai_api,
+        set_default_openai_client,
+        set_tracing_export_api_key,
+    )
+    from openai import AsyncOpenAI
+    from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
+
+    OpenAIAgentsInstrumentor().instrument(tracer_provider=provider)
+    set_default_openai_client(AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0),
+                              use_for_tracing=False)
+    set_tracing_export_api_key("")  # the SDK's own exporter to OpenAI stays idle
+    set_default_openai_api("chat_completions")
+
+    @function_tool
+    def order_status(order_id: str) -> str:
+        """Where an order is."""
+        return f"order {order_id}: shipped"
+
+    for model in ("gpt-4o-mini", "gpt-4o-mini-ratelimit"):
+        agent = Agent(name="support-agent", instructions="Answer questions about orders.",
+                      model=model, tools=[order_status])
+        with contextlib.suppress(Exception):  # the failure is what is recorded
+            Runner.run_sync(agent, QUESTION)
+    return ["openinference-instrumentation-openai-agents", "openai-agents", "openai"]
+
+
+def mcp_session() -> None:
+    """An in-process MCP server and client making every kind of call."""
     import asyncio
 
-    from opentelemetry import trace
+    try:  # MCP SDK 2
+        from mcp.client import Client
+        from mcp.server.mcpserver import MCPServer
+    except ImportError:  # MCP SDK 1, which OpenLLMetry's instrumentation still needs
+        from mcp.server.fastmcp import FastMCP as MCPServer
+        from mcp.shared.memory import create_connected_server_and_client_session
 
-    trace.set_tracer_provider(provider)  # the SDK traces through the global provider
-    from mcp.client import Client
-    from mcp.server.mcpserver import MCPServer
+        def Client(server):  # noqa: N802 - stands in for the SDK 2 class
+            return create_connected_server_and_client_session(server._mcp_server)
 
     server = MCPServer("orders")
 
@@ -285,7 +331,24 @@ def mcp_native(provider, base_url: str) -> list[str]:
             await client.read_resource("orders://1042")
 
     asyncio.run(session())
+
+
+def mcp_native(provider, base_url: str) -> list[str]:
+    """The MCP SDK's own spans."""
+    from opentelemetry import trace
+
+    trace.set_tracer_provider(provider)  # the SDK traces through the global provider
+    mcp_session()
     return ["mcp"]
+
+
+def mcp_openllmetry(provider, base_url: str) -> list[str]:
+    """OpenLLMetry's MCP instrumentation (the SDK's own spans go nowhere here)."""
+    from opentelemetry.instrumentation.mcp import McpInstrumentor
+
+    McpInstrumentor().instrument(tracer_provider=provider)
+    mcp_session()
+    return ["opentelemetry-instrumentation-mcp", "mcp"]
 
 
 # setup -> run it against the fake server with this tracer provider; the packages whose
@@ -294,9 +357,11 @@ AGENTS = {
     "pydantic-ai": pydantic_ai,
     "langgraph-openinference": langgraph_openinference,
     "langgraph-openllmetry": langgraph_openllmetry,
+    "openai-agents": openai_agents,
     "mcp": mcp_native,
+    "mcp-openllmetry": mcp_openllmetry,
 }
-SETUPS = ("openai-v2", "openinference-openai", "openlit", *AGENTS)
+SETUPS = ("openai-v2", "openinference-openai", "openllmetry-openai", "openlit", *AGENTS)
 
 
 def record(setup: str, base_url: str) -> Path:

@@ -52,6 +52,17 @@ EXPECTED = {
          None),
         ("ChatCompletion", "auth", "auth", "gpt-4o-mini-badkey", "openai", None, None, None),
     ],
+    # OpenLLMetry: GenAI attributes, spans named "openai.chat"; gen_ai.openai.api_base holds
+    # the local server's address, which is no finding.
+    "openllmetry-openai": [
+        ("openai.chat", "prompt", None, "gpt-4o-mini", "openai", 21, 8, ["stop"]),
+        ("openai.embeddings", "memory", None, "text-embedding-3-small", "openai", 5, None,
+         None),
+        ("openai.chat", "prompt", "rate_limit", "gpt-4o-mini-ratelimit", "openai", None, None,
+         None),
+        ("openai.chat", "prompt", "server", "gpt-4o-mini-broken", "openai", None, None, None),
+        ("openai.chat", "auth", "auth", "gpt-4o-mini-badkey", "openai", None, None, None),
+    ],
     "openlit": [
         ("chat gpt-4o-mini", "prompt", None, "gpt-4o-mini", "openai", 21, 8, ["stop"]),
         ("embeddings text-embedding-3-small", "memory", None, "text-embedding-3-small",
@@ -77,6 +88,7 @@ CALL_FINDINGS = {
     "openinference-openai": {("ChatCompletion", "input.value", "input"): 4,
                              ("ChatCompletion", "llm.input_messages.0.message.content",
                               "input"): 4},
+    "openllmetry-openai": {("openai.chat", "gen_ai.input.messages", "input"): 4},
     # Only the answered call carries its prompt (an attribute and an event).
     "openlit": {("chat gpt-4o-mini", "gen_ai.prompt", "input"): 1,
                 ("chat gpt-4o-mini", "events[0].gen_ai.content.prompt:gen_ai.prompt",
@@ -196,6 +208,25 @@ AGENTS = {
         ("chat gpt-4o-mini-ratelimit", "prompt", "rate_limit", "gpt-4o-mini-ratelimit",
          "support-agent", P2, None, None),
     ],
+    # The OpenAI Agents SDK under OpenInference: a workflow (an AGENT span with no name)
+    # around a CHAIN, the agent's span (agent.name), turns, generations and the tool. The
+    # SDK sends no session.
+    "openai-agents": [
+        ("Agent workflow", "runtime", None, None, None, None, None, None),
+        ("Agent workflow", "runtime", None, None, None, None, None, None),
+        ("support-agent", "runtime", None, None, "support-agent", None, None, None),
+        ("turn", "runtime", None, None, "support-agent", None, None, None),
+        ("generation", "prompt", None, "gpt-4o-mini", "support-agent", None, 21, 8),
+        ("order_status", "tool", None, None, "support-agent", None, None, None),
+        ("turn", "runtime", None, None, "support-agent", None, None, None),
+        ("generation", "prompt", None, "gpt-4o-mini", "support-agent", None, 21, 8),
+        ("Agent workflow", "runtime", None, None, None, None, None, None),
+        ("Agent workflow", "runtime", None, None, None, None, None, None),
+        ("support-agent", "runtime", "rate_limit", None, "support-agent", None, None, None),
+        ("turn", "runtime", None, None, "support-agent", None, None, None),
+        ("generation", "prompt", "rate_limit", "gpt-4o-mini-ratelimit", "support-agent",
+         None, None, None),
+    ],
     # The MCP SDK's own SERVER spans, one trace per request: tools/call is a tool,
     # prompts/get a prompt, resources/read memory, protocol housekeeping other.
     "mcp": [
@@ -206,12 +237,22 @@ AGENTS = {
         ("prompts/get support_prompt", "prompt", None, None, None, None, None, None),
         ("resources/read", "memory", None, None, None, None, None, None),
     ],
+    # OpenLLMetry's MCP spans (SDK 1): INTERNAL, named "{method}.mcp" with no method
+    # attribute, tools as traceloop tool spans.
+    "mcp-openllmetry": [
+        ("initialize.mcp", "other", None, None, None, None, None, None),
+        ("tools/list.mcp", "other", None, None, None, None, None, None),
+        ("order_status.tool", "tool", None, None, None, None, None, None),
+        ("cancel_order.tool", "tool", "tool_error", None, None, None, None, None),
+        ("prompts/get.mcp", "prompt", None, None, None, None, None, None),
+        ("resources/read.mcp", "memory", None, None, None, None, None, None),
+    ],
 }
 
 # fixture -> {(span name, location, input | output | echo | ""): PII findings}: the SSN the
 # user typed, wherever it went. Only the graph's final state repeats it as an output: an
 # echo, never PII the model produced.
-FINDINGS = {
+AGENT_FINDINGS = {
     "langgraph-openinference": {
         ("LangGraph", "input.value", "input"): 2,
         ("LangGraph", "llm.input_messages.0.message.content", "input"): 2,
@@ -238,7 +279,13 @@ FINDINGS = {
         ("chat gpt-4o-mini", "gen_ai.input.messages", "input"): 2,
         ("invoke_agent support-agent", "pydantic_ai.all_messages", ""): 2,
     },
+    # The endpoint in llm.invocation_parameters is no finding.
+    "openai-agents": {("generation", "input.value", "input"): 3,
+                      ("generation", "llm.input_messages.1.message.content", "input"): 3},
     "mcp": {},
+    # The prompt's text repeats the question it was given: an echo.
+    "mcp-openllmetry": {("prompts/get.mcp", "traceloop.entity.input", "input"): 1,
+                        ("prompts/get.mcp", "traceloop.entity.output", "echo"): 1},
 }
 
 
@@ -261,7 +308,7 @@ def test_recorded_agents_are_read_as_an_engineer_reads_them(fixture, server, db_
     finally:
         conn.close()
     assert got == AGENTS[fixture]
-    assert findings == FINDINGS[fixture]
+    assert findings == AGENT_FINDINGS[fixture]
 
 
 # fixture -> {span name: [(conversation shown, its roles)]} for the first span of each name
@@ -278,6 +325,12 @@ MESSAGES = {
     "openinference-openai": {
         "ChatCompletion": [("llm.input_messages", ["user"]),
                            ("llm.output_messages", ["assistant"])],
+    },
+    # The embedding's input text is sent as a user message.
+    "openllmetry-openai": {
+        "openai.chat": [("gen_ai.input.messages", ["user"]),
+                        ("gen_ai.output.messages", ["assistant"])],
+        "openai.embeddings": [("gen_ai.input.messages", ["user"])],
     },
     "openlit": {},  # the prompt and completion as plain text
     "langgraph-openinference": {
@@ -299,7 +352,12 @@ MESSAGES = {
                              ("gen_ai.input.messages", ["user"]),
                              ("gen_ai.output.messages", ["assistant"])],
     },
+    "openai-agents": {
+        "generation": [("llm.input_messages", ["system", "user"]),
+                       ("llm.output_messages", ["assistant"])],
+    },
     "mcp": {},
+    "mcp-openllmetry": {},
 }
 
 

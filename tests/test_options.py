@@ -45,7 +45,7 @@ def every_field_changed() -> ServeSettings:
     return ServeSettings(
         db=Path("/tmp/x.db"), grpc="127.0.0.1:5317", http="off", max_message_mb=8,
         max_inflight_mb=32, body_timeout_s=2.5, queue_spans=100, sync="normal", decoders=3,
-        keep_pii=True,
+        keep_pii=True, ignore_pii=("phone", "ipv4"),
         max_value_kb=8, retention_s=3600, max_db_mb=500, rules=Path("/tmp/rules.toml"),
         on_alert="notify-send alert", alert_interval_s=1.5, token=SecretStr("t0ken"),
         insecure=True, tls_cert=Path("/tmp/c.pem"), tls_key=Path("/tmp/k.pem"),

@@ -445,6 +445,17 @@ def _is_auth_operation(name: str, attributes: dict[str, object]) -> bool:
     return False
 
 
+def _mcp_named(name: str) -> str | None:
+    """OpenLLMetry names an MCP request "{method}.mcp" ("prompts/get.mcp") and gives it no
+    mcp.method.name: the method's layer, as for that attribute."""
+    if not name.endswith(".mcp"):
+        return None
+    method = name[:-4]
+    if "/" not in method and method not in ("initialize", "ping"):
+        return None
+    return _MCP_METHOD.get(method, "other")
+
+
 def classify(name: str, kind: int, is_root: bool, status_code: int,
              attributes: dict[str, object], events: list[dict],
              status_message: str = "") -> tuple[str, str | None]:
@@ -467,7 +478,8 @@ def classify(name: str, kind: int, is_root: bool, status_code: int,
             failure == "auth" or _is_auth_operation(name, attributes)):
         layer = "auth"
     if layer is None:
-        layer = _explicit_layer(attributes) or _inferred_layer(name, kind, is_root, attributes)
+        layer = (_explicit_layer(attributes) or _mcp_named(name)
+                 or _inferred_layer(name, kind, is_root, attributes))
 
     if failure == "error" and layer == "tool":
         failure = "tool_error"
