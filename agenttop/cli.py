@@ -37,6 +37,18 @@ DB_OPTION = option("db", UiSettings.model_fields["db"], with_default=True)
 RULES_OPTION = option("rules", UiSettings.model_fields["rules"])
 
 
+def _load_prices(path: Path | None) -> Any:
+    """The price book, or exit 2 with the file, line, entry and field of the first
+    problem."""
+    from agenttop.analysis.cost import PricesError, load_price_book
+
+    try:
+        return load_price_book(path)
+    except PricesError as e:
+        click.echo(f"agenttop: error: {e}", err=True)
+        sys.exit(2)
+
+
 def _load_rules(path: Path | None) -> list:
     """The rules, or exit 2 with the file, line, rule and field of the first problem."""
     from agenttop.analysis.rules import RulesError, load_rules
@@ -84,6 +96,7 @@ def serve(**values: Any) -> None:
         click.echo(f"agenttop: error: {problem}", err=True)
         sys.exit(2)
     alert_rules = _load_rules(settings.rules)
+    _load_prices(settings.prices)  # a bad file is reported before anything starts
     command = AlertCommand(settings.on_alert) if settings.on_alert else None
     try:
         asyncio.run(serve_forever(settings, alert_rules, command, settings.log_format))
@@ -243,8 +256,9 @@ def export(db: Path, trace_ids: tuple[str, ...], output: str, signal: str, targe
 @option("keep_pii", ServeSettings.model_fields["keep_pii"])
 @option("ignore_pii", ServeSettings.model_fields["ignore_pii"])
 @option("max_value_kb", ServeSettings.model_fields["max_value_kb"])
+@option("prices", ServeSettings.model_fields["prices"])
 def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, ignore_pii: tuple[str, ...],
-            max_value_kb: int | None) -> None:
+            max_value_kb: int | None, prices: Path | None) -> None:
     """Load OTLP/JSON files (FILE: one request, or JSON lines; - for standard input).
 
     Traces, metrics and logs go through the receiver's path: classification, PII and
@@ -262,7 +276,7 @@ def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, ignore_pii: tuple
     limits = build(ServeSettings, {"keep_pii": keep_pii, "ignore_pii": ignore_pii,
                                    "max_value_kb": max_value_kb})
     try:
-        importer = Importer(db, policy=limits.scan_policy,
+        importer = Importer(db, policy=limits.scan_policy, prices=_load_prices(prices),
                             max_value_bytes=limits.max_value_kb * 1024)
     except StoreError as e:
         click.echo(f"agenttop: error: {e}", err=True)

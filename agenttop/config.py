@@ -276,6 +276,13 @@ class ServeSettings(BaseModel):
         None, description="Alert rules (TOML). Default: the shipped rules: prompt failures "
         "> 5 %, tool errors > 2 %, any memory or auth failure, runtime p99 > 5 s, "
         "output_quality_score < 0.9.")
+    prices: Annotated[Path | None, Cli(metavar="FILE", exists=True)] = Field(
+        None, description="Your own model prices (TOML [[price]] tables: provider, model "
+        "or glob, USD per million input / output / cache_read / cache_write / reasoning "
+        "tokens, optional from / until dates), for self-hosted, fine-tuned or negotiated "
+        "models; they take precedence over the price database (genai-prices), whose "
+        "prices of the day a call started are used otherwise. A model with no price shows "
+        "as unpriced, never $0.")
     on_alert: Annotated[str | None, Cli(metavar="COMMAND")] = Field(
         None, description="Run COMMAND whenever an alert fires or resolves, with the alert "
         "as JSON on its standard input (no shell; at most 10 s each).")

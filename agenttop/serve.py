@@ -25,6 +25,7 @@ from pathlib import Path
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
+from agenttop.analysis.cost import load_price_book
 from agenttop.analysis.hooks import AlertCommand
 from agenttop.analysis.monitor import AlertMonitor
 from agenttop.analysis.rules import Rule, load_rules
@@ -159,6 +160,7 @@ class Service:
                  on_alert: AlertCommand | None = None) -> None:
         self.settings = settings
         self.rules = load_rules(settings.rules) if rules is None else rules
+        self.prices = load_price_book(settings.prices)
         self.on_alert = on_alert
         self.writer: Writer | None = None
         self.monitor: AlertMonitor | None = None
@@ -238,6 +240,7 @@ class Service:
             self.status_sources["retention"] = self.retention.status
             self._decoders = DecoderPool(self.settings.decoders,
                                          policy=self.settings.scan_policy,
+                                         prices=self.prices,
                                          max_value_bytes=self.settings.max_value_kb * 1024)
             await asyncio.to_thread(self._decoders.warm_up)
             self.audit = AuditLog(self.writer)

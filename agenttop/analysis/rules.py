@@ -7,28 +7,25 @@ A bad file is reported in one line naming the file, line, rule and field.
 
 from __future__ import annotations
 
-import difflib
 import importlib.resources
 import math
 import operator
 import os
-import re
-import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from agenttop.analysis.health import WINDOWS_S, LayerHealth
+from agenttop.analysis.tomlfile import parse_tables, read_text, where
 from agenttop.config import format_duration, parse_duration
 from agenttop.store.rows import FAILURES, LAYERS
 
@@ -223,8 +220,6 @@ class Rule(BaseModel):
                          f"(or {', '.join(f'{s}s' for s in WINDOWS_S)}), got {v!r}")
 
 
-_HEADER = re.compile(r"^\s*\[\[\s*(?:rule|\"rule\"|'rule')\s*\]\]")
-_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
 def default_rules_path() -> Path:
@@ -238,110 +233,21 @@ def load_rules(path: str | os.PathLike[str] | None) -> list[Rule]:
     Raises ``RulesError`` with one message naming the file, line, rule and field.
     """
     path = default_rules_path() if path is None else Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise RulesError(f"{path}: cannot read rules file: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise RulesError(f"{path}: not a UTF-8 text file") from None
-    return parse_rules(text, str(path))
+    return parse_rules(read_text(path, RulesError, "rules file"), str(path))
 
 
 def parse_rules(text: str, filename: str = "rules.toml") -> list[Rule]:
     """Validate the text of a rules file; ``filename`` is only used in error messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        # Python 3.11's TOMLDecodeError has no lineno attribute: the position is in the text.
-        message = str(e)
-        match = _TOML_POSITION.search(message)
-        if match:
-            raise RulesError(f"{filename}:{match[1]}: invalid TOML: "
-                             f"{message[:match.start()]} (column {match[2]})") from None
-        raise RulesError(f"{filename}: invalid TOML: {message}") from None
-
-    lines = text.splitlines()
-    headers = [i + 1 for i, line in enumerate(lines) if _HEADER.match(line)]
-    for key in data:
-        if key != "rule":
-            line = _key_line(lines, key, 1, len(lines)) or _table_line(lines, key)
-            hint = _did_you_mean(key, ["rule"])
-            raise RulesError(f"{_where(filename, line)}unknown top-level key {key!r}{hint}; "
-                             f"rules are [[rule]] tables")
-    entries = data.get("rule", [])
-    if not isinstance(entries, list):
-        line = _key_line(lines, "rule", 1, len(lines)) or _table_line(lines, "rule")
-        raise RulesError(f"{_where(filename, line)}'rule' must be [[rule]] tables")
-
     rules: list[Rule] = []
     first_line: dict[str, int | None] = {}
-    for n, entry in enumerate(entries):
-        start = headers[n] if n < len(headers) and len(headers) == len(entries) else None
-        end = headers[n + 1] - 1 if start is not None and n + 1 < len(headers) else len(lines)
-        name = entry.get("name") if isinstance(entry, dict) else None
-        label = f'rule "{name}"' if isinstance(name, str) else f"rule #{n + 1}"
-        if not isinstance(entry, dict):
-            raise RulesError(f"{_where(filename, start)}{label}: must be a table")
-        try:
-            rule = Rule.model_validate(entry)
-        except ValidationError as e:
-            errors = [((_key_line(lines, str(err["loc"][0]), start, end) if err["loc"]
-                        else None) or start, err) for err in e.errors()]
-            # The first problem in the file; but a misspelt key also makes its correct
-            # spelling "missing", so name the typo first.
-            line, first = min(errors, key=lambda item: (item[1]["type"] != "extra_forbidden",
-                                                        item[0] or 0))
-            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            raise RulesError(f"{_where(filename, line)}{label}: "
-                             f"{_describe(first, entry)}{more}") from None
-        line = _key_line(lines, "name", start, end) or start
+    for rule, line in parse_tables(text, filename, "rule", Rule, RulesError):
         if rule.name in first_line:
-            where = first_line[rule.name]
-            earlier = f" (first defined at line {where})" if where else ""
-            raise RulesError(f"{_where(filename, line)}{label}: name: duplicate rule "
-                             f"name{earlier}")
+            earlier = first_line[rule.name]
+            at = f" (first defined at line {earlier})" if earlier else ""
+            raise RulesError(f"{where(filename, line)}rule \"{rule.name}\": name: duplicate "
+                             f"rule name{at}")
         first_line[rule.name] = line
         rules.append(rule)
     return rules
 
 
-def _where(filename: str, line: int | None) -> str:
-    return f"{filename}:{line}: " if line else f"{filename}: "
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
-
-
-def _describe(error: Mapping[str, Any], entry: Mapping[str, Any]) -> str:
-    loc = error["loc"]
-    path = ".".join(str(part) for part in loc)
-    if error["type"] == "extra_forbidden":
-        known = [k for k in Rule.model_fields if k not in entry]
-        return f"{path}: unknown key{_did_you_mean(str(loc[0]), known)}"
-    if error["type"] == "missing":
-        return f"{path}: required key is missing"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{path}: {message}" if path else message
-
-
-def _key_line(lines: list[str], key: str, start: int | None, end: int) -> int | None:
-    """The line (1-based) of ``key = ...`` (or ``key.x = ...``, ``[rule.key]``) in a section."""
-    if start is None:
-        return None
-    pattern = re.compile(
-        rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*[=.]"""
-        rf"""|^\s*\[\s*rule\.{re.escape(key)}\s*\]""")
-    for number in range(start, end + 1):
-        if pattern.match(lines[number - 1]):
-            return number
-    return None
-
-
-def _table_line(lines: list[str], key: str) -> int | None:
-    pattern = re.compile(rf"^\s*\[\[?\s*{re.escape(key)}\s*[\].]")
-    for number, line in enumerate(lines, 1):
-        if pattern.match(line):
-            return number
-    return None

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from agenttop.analysis.cost import DEFAULT_PRICES, PriceBook, Tokens
 from agenttop.analysis.layers import classify, named_call, normalise
 from agenttop.analysis.quality import signals
 from agenttop.analysis.scan import Scanner, direction_of
@@ -222,10 +223,30 @@ def _scope_name(scope: Any) -> str:
     return scope.name if not scope.version else f"{scope.name}@{scope.version}"
 
 
+def _price(genai: dict[str, Any], prices: PriceBook, start_ns: int) -> float | None:
+    """A model call's cost, noted in its GenAI fields (``cost_usd`` and where the price
+    came from, or ``unpriced``); None when it has no model and tokens, or no price."""
+    model = genai.get("model")
+    get = genai.get
+    tokens = Tokens(get("input_tokens") or 0, get("output_tokens") or 0,
+                    get("cache_read_tokens") or 0, get("cache_write_tokens") or 0,
+                    get("reasoning_tokens") or 0)
+    if not model or not (tokens.input or tokens.output):
+        return None
+    cost = prices.cost(get("provider"), model, tokens, start_ns)
+    if cost is None:
+        genai["unpriced"] = True
+        return None
+    genai["cost_usd"] = cost.usd
+    genai["price_source"] = cost.source
+    return cost.usd
+
+
 def spans_batch(request: Any, received_ns: int, policy: ScanPolicy = DEFAULT_POLICY,
-                max_value_bytes: int = MAX_VALUE_BYTES) -> Batch:
+                max_value_bytes: int = MAX_VALUE_BYTES, prices: PriceBook = DEFAULT_PRICES
+                ) -> Batch:
     """Rows for an ExportTraceServiceRequest, clipped to the limits, then scanned for PII and
-    injection."""
+    injection; model calls priced with ``prices``."""
     limit = max_value_bytes
     batch = Batch("traces")
     ahead = received_ns + SKEW_TOLERANCE_NS
@@ -321,6 +342,7 @@ def spans_batch(request: Any, received_ns: int, policy: ScanPolicy = DEFAULT_POL
                 quality = signals(layer, attrs, events, genai)
                 if quality:
                     genai.update(quality)
+                cost = _price(genai, prices, start) if "model" in genai else None
                 trace_ids.add(trace_id)
                 rows.append(SpanRow(
                     trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name,
@@ -331,6 +353,7 @@ def spans_batch(request: Any, received_ns: int, policy: ScanPolicy = DEFAULT_POL
                     flags=span.flags, dropped_counts=dropped, received_ns=received_ns,
                     genai=genai or None, input_tokens=genai.get("input_tokens"),
                     output_tokens=genai.get("output_tokens"), finding_count=hits,
+                    cost_usd=cost,
                 ))
     return batch.seal("spans", rows, resources, found.rows)
 

@@ -27,6 +27,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from agenttop.analysis.cost import DEFAULT_PRICES, PriceBook
 from agenttop.otlp.convert import MAX_VALUE_BYTES, logs_batch, metrics_batch, spans_batch
 from agenttop.otlp.otlp_json import read_request
 from agenttop.store.redaction import DEFAULT_POLICY, ScanPolicy
@@ -63,13 +64,13 @@ def gunzip(data: bytes, limit: int) -> bytes:
 
 def decode(signal: str, data: bytes, received_ns: int, policy: ScanPolicy = DEFAULT_POLICY,
            max_value_bytes: int = MAX_VALUE_BYTES, *, json: bool = False,
-           gunzip_max: int | None = None) -> Batch:
+           gunzip_max: int | None = None, prices: PriceBook = DEFAULT_PRICES) -> Batch:
     """Decode one Export request body; raises protobuf's DecodeError when it is not OTLP.
 
     ``policy`` says how text is scanned for PII and injection; strings longer
     than ``max_value_bytes`` are truncated (with a marker) before anything else sees them.
     ``json``: the body is OTLP/JSON, not protobuf. ``gunzip_max``: the body is gzip, to be
-    inflated to at most that many bytes (else TooLarge).
+    inflated to at most that many bytes (else TooLarge). ``prices``: what model calls cost.
     """
     if gunzip_max is not None:
         data = gunzip(data, gunzip_max)
@@ -83,6 +84,8 @@ def decode(signal: str, data: bytes, received_ns: int, policy: ScanPolicy = DEFA
         request = request_type.FromString(data)
     if signal == "metrics":
         return convert(request, received_ns, max_value_bytes)
+    if signal == "traces":
+        return convert(request, received_ns, policy, max_value_bytes, prices)
     return convert(request, received_ns, policy, max_value_bytes)
 
 
@@ -121,9 +124,11 @@ class DecoderPool:
     """Worker processes for ``decode``, replaced if one of them dies."""
 
     def __init__(self, workers: int | None = None, *, policy: ScanPolicy = DEFAULT_POLICY,
-                 max_value_bytes: int = MAX_VALUE_BYTES) -> None:
+                 max_value_bytes: int = MAX_VALUE_BYTES,
+                 prices: PriceBook = DEFAULT_PRICES) -> None:
         self.workers = workers or default_workers()
         self.policy = policy
+        self.prices = prices
         self.max_value_bytes = max_value_bytes
         self._pool = self._new_pool()
 
@@ -152,7 +157,8 @@ class DecoderPool:
         pool = self._pool
         loop = asyncio.get_running_loop()
         call = functools.partial(decode, signal, data, received_ns, self.policy,
-                                 self.max_value_bytes, json=json, gunzip_max=gunzip_max)
+                                 self.max_value_bytes, json=json, gunzip_max=gunzip_max,
+                                 prices=self.prices)
         try:
             return await loop.run_in_executor(pool, call)
         except BrokenProcessPool:

@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import orjson
 
+from agenttop.analysis.cost import DEFAULT_PRICES, PriceBook
 from agenttop.otlp.convert import MAX_VALUE_BYTES, UNKNOWN_SERVICE
 from agenttop.otlp.decode import decode
 from agenttop.otlp.export import finding_row
@@ -157,8 +158,10 @@ class Importer:
     the findings set aside and closes the file."""
 
     def __init__(self, db: Path, *, policy: ScanPolicy = DEFAULT_POLICY,
-                 max_value_bytes: int = MAX_VALUE_BYTES) -> None:
+                 max_value_bytes: int = MAX_VALUE_BYTES,
+                 prices: PriceBook = DEFAULT_PRICES) -> None:
         self.policy = policy
+        self.prices = prices
         self.max_value_bytes = max_value_bytes
         self._writer = Writer(open_writer(db))  # StoreError: the file cannot be used
         self._writer.start()
@@ -198,7 +201,7 @@ class Importer:
         received_ns = time.time_ns()
         found = take_findings(request, received_ns) if signal == "logs" else []
         batch = decode(signal, request.SerializeToString(), received_ns, self.policy,
-                       self.max_value_bytes)
+                       self.max_value_bytes, prices=self.prices)
         self._findings += found
         result.findings += len(found)
         return batch

@@ -247,10 +247,15 @@ class TraceRow:
     services: tuple[str, ...]
     finding_count: int
     updated_ns: int
+    cost_usd: float | None = None  # of its priced model calls; None: none priced
+    unpriced: int = 0  # model calls with tokens but no price
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 _TRACE_COLUMNS = ("trace_id, root_span_id, root_name, service, start_ns, duration_ns, "
-                  "span_count, error_count, layers, services, finding_count, updated_ns")
+                  "span_count, error_count, layers, services, finding_count, updated_ns, "
+                  "cost_usd, unpriced, input_tokens, output_tokens")
 
 
 def _trace_row(row: tuple) -> TraceRow:

@@ -69,10 +69,39 @@ ON CONFLICT (minute, layer, service, bucket) DO UPDATE SET count = count + exclu
 """
 
 
+# Model calls (spans naming a model) per minute, provider, model and service.
+ROLLUP_MODELS = f"""
+INSERT INTO model_minutes (minute, provider, model, service, calls, failures, rate_limits,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+    cost_usd, priced, unpriced, duration_sum_ns, duration_max_ns)
+SELECT start_ns / {MINUTE_NS}, coalesce(genai ->> '$.provider', ''), genai ->> '$.model',
+    service, count(*), count(failure), count(CASE failure WHEN 'rate_limit' THEN 1 END),
+    total(input_tokens), total(output_tokens), total(genai ->> '$.cache_read_tokens'),
+    total(genai ->> '$.cache_write_tokens'), total(genai ->> '$.reasoning_tokens'),
+    total(cost_usd), count(cost_usd), count(genai ->> '$.unpriced'), sum(duration_ns),
+    max(duration_ns)
+{_NEW_SPANS} AND genai ->> '$.model' IS NOT NULL
+GROUP BY 1, 2, 3, 4
+ON CONFLICT (minute, provider, model, service) DO UPDATE SET
+    calls = calls + excluded.calls, failures = failures + excluded.failures,
+    rate_limits = rate_limits + excluded.rate_limits,
+    input_tokens = input_tokens + excluded.input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens,
+    cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+    cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+    cost_usd = cost_usd + excluded.cost_usd, priced = priced + excluded.priced,
+    unpriced = unpriced + excluded.unpriced,
+    duration_sum_ns = duration_sum_ns + excluded.duration_sum_ns,
+    duration_max_ns = max(duration_max_ns, excluded.duration_max_ns)
+"""
+
+
 def add_to_rollups(conn: apsw.Connection, mark: int) -> None:
     """Add the spans stored after rowid ``mark`` (in this transaction) to the rollups."""
     conn.execute(ROLLUP_MINUTES, {"mark": mark})
     conn.execute(ROLLUP_DURATIONS, {"mark": mark})
+    conn.execute(ROLLUP_MODELS, {"mark": mark})
 
 
 class RollupTotals(NamedTuple):
@@ -190,3 +219,47 @@ def minute_series(conn: apsw.Connection, now_ns: int, minutes: int = 15
         series[1][minute - first] = int(failures)
     return out
 
+
+
+class ModelSpend(NamedTuple):
+    provider: str  # "" when the spans name none
+    model: str
+    cost_usd: float
+    calls: int
+    unpriced: int
+
+
+class Spend(NamedTuple):
+    """What model calls cost over a window, and per minute over the last minutes."""
+
+    cost_usd: float
+    priced: int
+    unpriced: int  # calls with tokens but no known price: their cost is not in cost_usd
+    per_minute: list[float]  # oldest first, ending now
+    top: list[ModelSpend]  # the window's costliest models, then the unpriced ones
+
+
+def spend(conn: apsw.Connection, now_ns: int, window_s: int, minutes: int = 15,
+          top: int = 3) -> Spend:
+    """Spend from ``model_minutes``: a range of its primary key, all services together."""
+    last = now_ns // MINUTE_NS
+    since = (now_ns - window_s * 1_000_000_000) // MINUTE_NS
+    first = last - minutes + 1
+    per_minute = [0.0] * minutes
+    for minute, cost in conn.execute(
+            "SELECT minute, total(cost_usd) FROM model_minutes WHERE minute BETWEEN ? AND ? "
+            "GROUP BY minute", (first, last)):
+        per_minute[minute - first] = cost
+    cost = priced = unpriced = 0
+    models = []
+    for provider, model, usd, calls, n_priced, n_unpriced in conn.execute(
+            "SELECT provider, model, total(cost_usd), sum(calls), sum(priced), sum(unpriced) "
+            "FROM model_minutes WHERE minute BETWEEN ? AND ? GROUP BY provider, model "
+            "ORDER BY total(cost_usd) DESC, sum(unpriced) DESC, model", (since, last)):
+        cost += usd
+        priced += n_priced
+        unpriced += n_unpriced
+        models.append(ModelSpend(provider, model, usd, calls, n_unpriced))
+    ranked = [m for m in models if m.cost_usd > 0][:top]
+    ranked += [m for m in models if not m.cost_usd and m.unpriced][:max(0, top - len(ranked))]
+    return Spend(cost, priced, unpriced, per_minute, ranked)

@@ -62,6 +62,7 @@ class SpanRow(NamedTuple):
     input_tokens: int | None
     output_tokens: int | None
     finding_count: int
+    cost_usd: float | None = None  # a priced model call's cost (agenttop.analysis.cost)
 
 
 class PointRow(NamedTuple):

@@ -250,6 +250,37 @@ MIGRATIONS: list[str] = [
     ALTER TABLE findings ADD COLUMN echo INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX findings_digest ON findings (trace_id, digest) WHERE digest IS NOT NULL;
     """,
+    # 9: cost. A priced model call's cost in USD on its span (NULL: not a model call with
+    # tokens, or no price known), summed per trace with the calls that had no price, and a
+    # per-minute rollup by model, as layer_minutes is by layer.
+    """
+    ALTER TABLE spans ADD COLUMN cost_usd REAL;
+    ALTER TABLE traces ADD COLUMN cost_usd REAL;
+    ALTER TABLE traces ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE traces ADD COLUMN input_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE traces ADD COLUMN output_tokens INTEGER NOT NULL DEFAULT 0;
+
+    CREATE TABLE model_minutes (
+        minute             INTEGER NOT NULL,
+        provider           TEXT NOT NULL,
+        model              TEXT NOT NULL,
+        service            TEXT NOT NULL,
+        calls              INTEGER NOT NULL,
+        failures           INTEGER NOT NULL,
+        rate_limits        INTEGER NOT NULL,
+        input_tokens       INTEGER NOT NULL,
+        output_tokens      INTEGER NOT NULL,
+        cache_read_tokens  INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        reasoning_tokens   INTEGER NOT NULL,
+        cost_usd           REAL NOT NULL,
+        priced             INTEGER NOT NULL,
+        unpriced           INTEGER NOT NULL,
+        duration_sum_ns    INTEGER NOT NULL,
+        duration_max_ns    INTEGER NOT NULL,
+        PRIMARY KEY (minute, provider, model, service)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -83,7 +83,7 @@ INSERTS = {table: _bulk_insert(layout) for table, layout in LAYOUTS.items()}
 REFRESH_TRACES = """
 INSERT INTO traces (trace_id, root_span_id, root_name, service, start_ns, end_ns,
                     duration_ns, span_count, error_count, updated_ns, layers, finding_count,
-                    services)
+                    services, cost_usd, unpriced, input_tokens, output_tokens)
 SELECT a.trace_id, r.span_id, r.name,
        coalesce(r.service, (SELECT service FROM spans WHERE trace_id = a.trace_id
                             ORDER BY start_ns LIMIT 1)),
@@ -92,9 +92,12 @@ SELECT a.trace_id, r.span_id, r.name,
                                               WHERE trace_id = a.trace_id ORDER BY layer)),
        (SELECT count(*) FROM findings WHERE trace_id = a.trace_id),
        (SELECT group_concat(service, ',') FROM (SELECT DISTINCT service FROM spans
-                                                WHERE trace_id = a.trace_id ORDER BY service))
+                                                WHERE trace_id = a.trace_id ORDER BY service)),
+       a.cost_usd, a.unpriced, a.input_tokens, a.output_tokens
 FROM (SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
-             sum(status_code = 2 OR failure IS NOT NULL) AS errors
+             sum(status_code = 2 OR failure IS NOT NULL) AS errors, sum(cost_usd) AS cost_usd,
+             count(genai ->> '$.unpriced') AS unpriced,
+             total(input_tokens) AS input_tokens, total(output_tokens) AS output_tokens
       FROM spans WHERE trace_id IN (SELECT value FROM json_each(:ids))
       GROUP BY trace_id) AS a
 LEFT JOIN spans AS r ON r.rowid = (SELECT rowid FROM spans
@@ -107,7 +110,8 @@ ON CONFLICT (trace_id) DO UPDATE SET
     duration_ns = excluded.duration_ns, span_count = excluded.span_count,
     error_count = excluded.error_count, updated_ns = excluded.updated_ns,
     layers = excluded.layers, finding_count = excluded.finding_count,
-    services = excluded.services
+    services = excluded.services, cost_usd = excluded.cost_usd, unpriced = excluded.unpriced,
+    input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens
 """
 
 # Output PII is an echo when the value was first seen in an input of the same trace: an

@@ -141,3 +141,19 @@ def sparkline(values: list[int] | list[float], width: int) -> str:
             char = SPARK_CHARS[max(1, round(value / top * (len(SPARK_CHARS) - 1)))]
         out.append(char * cells)
     return "".join(out)
+
+
+def usd(value: float | None, unpriced: int = 0, partial: str = "+?") -> str:
+    """A cost: "$0.0042", "$1.23", "$1,234"; "no price" when nothing could be priced;
+    ``partial`` after it when some calls could not be."""
+    if value is None:
+        return "no price" if unpriced else "–"
+    if value == 0:
+        text = "$0"
+    elif value < 0.01:
+        text = f"${value:.4f}"
+    elif value < 100:
+        text = f"${value:.2f}"
+    else:
+        text = f"${value:,.0f}"
+    return text + (partial if unpriced else "")

@@ -1,5 +1,5 @@
 """The dashboard (key ``1``): five layer cards, the ingest summary, the receiver (where it
-listens, its forwarding, refused calls) and the firing alerts.
+listens, its forwarding, refused calls), what model calls cost, and the firing alerts.
 
 Figures come from ``layer_health`` (the writer's per-minute rollups, a few ms on a
 million spans), sparklines from ``layer_minutes``, alerts from the ``alerts`` table as
@@ -26,7 +26,7 @@ from agenttop.store.queries import (
     count_findings,
     latest_data_ns,
 )
-from agenttop.store.rollups import minute_series
+from agenttop.store.rollups import Spend, minute_series, spend
 from agenttop.store.rows import SECOND_NS
 from agenttop.tui import fmt
 from agenttop.tui.health_state import layer_state
@@ -53,6 +53,7 @@ class DashboardData:
     findings_total: int
     latest_ns: int | None
     refused: dict[str, int]  # refused calls in the window, by reason
+    spend: Spend
 
 
 def _value(measure: str, value: float | None) -> str:
@@ -63,6 +64,25 @@ def _value(measure: str, value: float | None) -> str:
     if measure.endswith("_ms"):
         return fmt.millis(value)
     return f"{value:.4g}"
+
+
+def spend_line(s: Spend, window_label: str) -> Text:
+    """"spend $1.23 in 5m · ▁▂▅ per min · gpt-4o $0.80 · my-llama no price (12 calls)"."""
+    line = Text("spend  ", style="dim", end="")
+    if not s.priced and not s.unpriced:
+        line.append(f"no model calls in {window_label}")
+        return line
+    line.append(fmt.usd(s.cost_usd if s.priced else None, s.unpriced), style="bold")
+    line.append(f" in {window_label}  ", style="dim")
+    line.append(fmt.sparkline(s.per_minute, len(s.per_minute)))
+    line.append(f" {len(s.per_minute)} min", style="dim")
+    for m in s.top:
+        line.append("  ·  ", style="dim")
+        line.append_text(safe(m.model, width=28))
+        line.append(" ")
+        line.append(fmt.usd(m.cost_usd) if m.cost_usd else f"no price ({m.unpriced} calls)",
+                    style="" if m.cost_usd else "dim")
+    return line
 
 
 class DashboardScreen(LiveScreen):
@@ -86,6 +106,7 @@ class DashboardScreen(LiveScreen):
                 yield LayerCard(layer)
             yield SummaryCard()
         yield ReceiverLine(id="receiver-line")
+        yield Static(id="spend-line")
         yield Static(id="alerts")
         yield Footer()
 
@@ -117,6 +138,7 @@ class DashboardScreen(LiveScreen):
                 findings_total=count_findings(conn),
                 latest_ns=latest_data_ns(conn),
                 refused=refused_by_reason(conn, now_ns - window_s * SECOND_NS),
+                spend=spend(conn, now_ns, window_s, SPARK_MINUTES),
             )
 
         return job
@@ -152,6 +174,8 @@ class DashboardScreen(LiveScreen):
             retention=part(receiver.status if receiver else None, "retention"))
         self.query_one(ReceiverLine).show(receiver, data.refused,
                                           format_duration(data.window_s))
+        self.query_one("#spend-line", Static).update(
+            spend_line(data.spend, format_duration(data.window_s)))
         self._show_alerts(data)
 
     def _show_alerts(self, data: DashboardData) -> None:

@@ -149,6 +149,13 @@ class TraceScreen(LiveScreen):
             first.append_text(safe(row.root_name, "bold", width=width // 2))
         first.append(f"  {fmt.duration(row.duration_ns)}  {row.span_count:,} spans  ")
         first.append(f"{row.error_count} failed" if row.error_count else "no failures")
+        if row.cost_usd is not None:
+            first.append(f"  {fmt.usd(row.cost_usd)}")
+        if row.unpriced:
+            first.append(f"  ({row.unpriced} call{'s' if row.unpriced > 1 else ''} with no "
+                         "price)" if row.cost_usd is not None else "  no price")
+        if row.input_tokens or row.output_tokens:
+            first.append(f"  {row.input_tokens:,} in / {row.output_tokens:,} out tokens")
         if row.finding_count:
             first.append(f"  ⚠ {row.finding_count} findings")
         first.truncate(width, overflow="ellipsis")

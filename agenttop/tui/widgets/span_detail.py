@@ -306,6 +306,13 @@ class SpanDetailView(Static):
             ("failure", d.failure or "none", error if d.failure else ""),
         ]
         if d.genai:
+            priced = d.genai.get("cost_usd")
+            if priced is not None:
+                ident.append(("cost", f"{fmt.usd(priced)} (price: "
+                                      f"{d.genai.get('price_source', '?')})", ""))
+            elif d.genai.get("unpriced"):
+                ident.append(("cost", "no price for this model (add it with --prices FILE)",
+                              ""))
             ident.append(("genai", d.genai, ""))
         for field, (value, source) in d.inherited.items():
             ident.append((field, f"{value} (from {source})", ""))

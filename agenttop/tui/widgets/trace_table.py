@@ -25,7 +25,8 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("duration", "Duration", 8),
     ("spans", "Spans", 5),
     ("errors", "Err", 3),
-    ("layers", "Layers", 25),
+    ("layers", "Layers", 21),
+    ("cost", "Cost", 8),  # "$0.0042", "no price"; "*": some calls had no price
     ("findings", "PII", 3),
 )
 ROOT_MIN_WIDTH = 16
@@ -79,6 +80,8 @@ class TraceTable(ListTable[TraceRow]):
                             end="") if row.error_count
                        else Text("·", style=dim, justify="right", end="")),
             "layers": layers,
+            "cost": Text(fmt.usd(row.cost_usd, row.unpriced, "*"), justify="right", end="",
+                         style=dim if row.cost_usd is None else ""),
             "findings": (Text(f"⚠{row.finding_count}", style=self._style("findings"), end="")
                          if row.finding_count else Text("", end="")),
         }

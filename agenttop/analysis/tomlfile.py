@@ -1,0 +1,131 @@
+"""Files of TOML array tables (``[[rule]]``, ``[[price]]``), each table validated by a
+pydantic model, a problem reported in one line naming the file, the line, the table and
+the field, as a user would want to find it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def read_text(path: Path, error: type[Exception], what: str) -> str:
+    """The file's text; ``error`` saying why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(f"{path}: cannot read {what}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a UTF-8 text file") from None
+
+
+def parse_tables(text: str, filename: str, table: str, model: type[M],
+                 error: type[Exception], *, label_key: str = "name") -> list[tuple[M, int | None]]:
+    """Each ``[[table]]`` of the text validated as ``model``, with its line (that of its
+    ``label_key``, else the table's first).
+
+    Raises ``error`` naming the file, line, table (by ``label_key`` or its number) and
+    field of the first problem.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        # Python 3.11's TOMLDecodeError has no lineno attribute: the position is in the text.
+        message = str(e)
+        match = _TOML_POSITION.search(message)
+        if match:
+            raise error(f"{filename}:{match[1]}: invalid TOML: "
+                        f"{message[:match.start()]} (column {match[2]})") from None
+        raise error(f"{filename}: invalid TOML: {message}") from None
+
+    lines = text.splitlines()
+    header = re.compile(rf"""^\s*\[\[\s*(?:{table}|"{table}"|'{table}')\s*\]\]""")
+    headers = [i + 1 for i, line in enumerate(lines) if header.match(line)]
+    for key in data:
+        if key != table:
+            line = _key_line(lines, key, 1, len(lines), table) or _table_line(lines, key)
+            hint = did_you_mean(key, [table])
+            raise error(f"{where(filename, line)}unknown top-level key {key!r}{hint}; "
+                        f"{table}s are [[{table}]] tables")
+    entries = data.get(table, [])
+    if not isinstance(entries, list):
+        line = _key_line(lines, table, 1, len(lines), table) or _table_line(lines, table)
+        raise error(f"{where(filename, line)}'{table}' must be [[{table}]] tables")
+
+    out: list[tuple[M, int | None]] = []
+    for n, entry in enumerate(entries):
+        start = headers[n] if n < len(headers) and len(headers) == len(entries) else None
+        end = headers[n + 1] - 1 if start is not None and n + 1 < len(headers) else len(lines)
+        name = entry.get(label_key) if isinstance(entry, dict) else None
+        label = f'{table} "{name}"' if isinstance(name, str) else f"{table} #{n + 1}"
+        if not isinstance(entry, dict):
+            raise error(f"{where(filename, start)}{label}: must be a table")
+        try:
+            item = model.model_validate(entry)
+        except ValidationError as e:
+            errors = [((_key_line(lines, str(err["loc"][0]), start, end, table)
+                        if err["loc"] else None) or start, err) for err in e.errors()]
+            # The first problem in the file; but a misspelt key also makes its correct
+            # spelling "missing", so name the typo first.
+            line, first = min(errors, key=lambda item: (item[1]["type"] != "extra_forbidden",
+                                                        item[0] or 0))
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise error(f"{where(filename, line)}{label}: "
+                        f"{_describe(first, entry, model)}{more}") from None
+        out.append((item, _key_line(lines, label_key, start, end, table) or start))
+    return out
+
+
+def where(filename: str, line: int | None) -> str:
+    return f"{filename}:{line}: " if line else f"{filename}: "
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _describe(error: Mapping[str, Any], entry: Mapping[str, Any], model: type[BaseModel]) -> str:
+    loc = error["loc"]
+    path = ".".join(str(part) for part in loc)
+    if error["type"] == "extra_forbidden":
+        known = [info.alias or k for k, info in model.model_fields.items()
+                 if (info.alias or k) not in entry]
+        return f"{path}: unknown key{did_you_mean(str(loc[0]), known)}"
+    if error["type"] == "missing":
+        return f"{path}: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{path}: {message}" if path else message
+
+
+def _key_line(lines: list[str], key: str, start: int | None, end: int,
+              table: str) -> int | None:
+    """The line (1-based) of ``key = ...`` (or ``key.x = ...``, ``[table.key]``) in a
+    section."""
+    if start is None:
+        return None
+    pattern = re.compile(
+        rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*[=.]"""
+        rf"""|^\s*\[\s*{re.escape(table)}\.{re.escape(key)}\s*\]""")
+    for number in range(start, end + 1):
+        if pattern.match(lines[number - 1]):
+            return number
+    return None
+
+
+def _table_line(lines: list[str], key: str) -> int | None:
+    pattern = re.compile(rf"^\s*\[\[?\s*{re.escape(key)}\s*[\].]")
+    for number, line in enumerate(lines, 1):
+        if pattern.match(line):
+            return number
+    return None
