@@ -34,6 +34,7 @@ from agenttop.otlp.forward import Forwarder
 from agenttop.otlp.receiver import BearerToken, BindError, Receiver
 from agenttop.store import StoreError, open_reader
 from agenttop.store.alerts import load_firing
+from agenttop.store.rollups import TOKEN_KINDS, model_totals
 from agenttop.store.writer import Writer
 
 
@@ -48,6 +49,34 @@ class LiveParts(Protocol):
 log = logging.getLogger(__name__)
 
 QUANTILES = (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("0.99", "p99_ms"))
+
+
+def _models(conn: apsw.Connection) -> Iterator[Metric]:
+    """Model calls, their cost and tokens by kind over each window, from the rollup."""
+    labels = ["provider", "model", "window"]
+    calls = GaugeMetricFamily("agenttop_model_calls", "Model calls started in the window",
+                              labels=labels)
+    cost = GaugeMetricFamily(
+        "agenttop_cost_usd", "What the window's model calls cost, in USD (the priced ones: "
+        "see agenttop_model_unpriced_calls)", labels=labels)
+    unpriced = GaugeMetricFamily(
+        "agenttop_model_unpriced_calls",
+        "Model calls in the window with tokens but no known price", labels=labels)
+    tokens = GaugeMetricFamily(
+        "agenttop_tokens", "Tokens of the window's model calls, by kind (input includes "
+        "cached input, output includes reasoning)", labels=[*labels, "kind"])
+    now_ns = time.time_ns()
+    for window_s in WINDOWS_S:
+        window = format_duration(window_s)
+        for m in model_totals(conn, now_ns, window_s):
+            key = [m.provider, m.model, window]
+            calls.add_metric(key, m.calls)
+            if m.priced:  # a model with no price has no cost sample, never 0
+                cost.add_metric(key, m.cost_usd)
+            unpriced.add_metric(key, m.unpriced)
+            for kind in TOKEN_KINDS:
+                tokens.add_metric([*key, kind], getattr(m, f"{kind}_tokens"))
+    yield from (calls, cost, unpriced, tokens)
 
 
 class HealthCollector(Collector):
@@ -116,6 +145,7 @@ class HealthCollector(Collector):
                 if value is not None:
                     latency.add_metric([layer, window, quantile], value / 1000)
         yield from (spans, failures, categories, ratio, latency)
+        yield from _models(conn)
 
         firing = load_firing(conn)
         alert = GaugeMetricFamily(

@@ -47,6 +47,7 @@ def every_field_changed() -> ServeSettings:
         max_inflight_mb=32, body_timeout_s=2.5, queue_spans=100, sync="normal", decoders=3,
         keep_pii=True, ignore_pii=("phone", "ipv4"),
         max_value_kb=8, retention_s=3600, max_db_mb=500, rules=Path("/tmp/rules.toml"),
+        prices=Path("/tmp/prices.toml"),
         on_alert="notify-send alert", alert_interval_s=1.5, token=SecretStr("t0ken"),
         insecure=True, tls_cert=Path("/tmp/c.pem"), tls_key=Path("/tmp/k.pem"),
         tls_client_ca=Path("/tmp/ca.pem"), log_format="json",
@@ -87,7 +88,10 @@ def test_run_passes_every_serve_option_on_and_secrets_through_the_environment():
 def test_what_run_passes_parses_back_into_the_same_settings(monkeypatch, tmp_path):
     rules = tmp_path / "rules.toml"
     rules.write_text("")
-    settings = every_field_changed().model_copy(update={"log_format": "text", "rules": rules})
+    prices = tmp_path / "prices.toml"
+    prices.write_text("")
+    settings = every_field_changed().model_copy(
+        update={"log_format": "text", "rules": rules, "prices": prices})
     args, env = serve_args(settings, exclude=RUN_DOES_NOT_PASS)
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
+from agenttop.analysis.cost import PriceBook, Tokens
 from agenttop.config import ServeSettings
 from agenttop.serve import exposure_problem
 from agenttop.store.status import read_status
@@ -54,9 +55,13 @@ def send(port: int) -> None:
     with tracer.start_as_current_span("checkpoint save") as memory:
         memory.set_attribute("db.system", "postgresql")
         memory.set_status(Status(StatusCode.ERROR, "checkpoint write failed"))
-    for _ in range(3):
-        with tracer.start_as_current_span("chat gpt-4o") as chat:
-            chat.set_attribute("gen_ai.request.model", "gpt-4o")
+    for model in ("gpt-4o", "gpt-4o", "my-finetune"):  # the last has no known price
+        with tracer.start_as_current_span(f"chat {model}") as chat:
+            chat.set_attribute("gen_ai.provider.name", "openai")
+            chat.set_attribute("gen_ai.request.model", model)
+            chat.set_attribute("gen_ai.usage.input_tokens", 1000)
+            chat.set_attribute("gen_ai.usage.cache_read.input_tokens", 200)
+            chat.set_attribute("gen_ai.usage.output_tokens", 100)
     provider.shutdown()
 
 
@@ -99,6 +104,17 @@ def test_scrape_has_layers_alerts_and_counters(make_server, db_path):
         assert value("agenttop_layer_failure_ratio", layer="auth", window=window) is None
         assert value("agenttop_layer_latency_seconds", layer="auth", window=window,
                      quantile="0.5") is None
+    gpt4o = PriceBook().cost("openai", "gpt-4o", Tokens(1000, 100, 200), time.time_ns())
+    for window in ("1m", "5m", "15m"):
+        model = {"provider": "openai", "model": "gpt-4o", "window": window}
+        assert value("agenttop_model_calls", **model) == 2
+        assert value("agenttop_cost_usd", **model) == pytest.approx(2 * gpt4o.usd)
+        assert value("agenttop_model_unpriced_calls", **model) == 0
+        assert value("agenttop_tokens", **model, kind="cache_read") == 400
+        assert value("agenttop_tokens", **model, kind="output") == 200
+        unknown = {"provider": "openai", "model": "my-finetune", "window": window}
+        assert value("agenttop_cost_usd", **unknown) is None  # no price is not $0
+        assert value("agenttop_model_unpriced_calls", **unknown) == 1
     assert value("agenttop_alert_firing", alert="memory-failures", layer="memory",
                  metric="") == 1
     assert value("agenttop_alerts_firing") == 1
@@ -120,7 +136,8 @@ def test_scrape_has_layers_alerts_and_counters(make_server, db_path):
         "agenttop_alert_firing", "agenttop_alerts_firing", "agenttop_ingested_items",
         "agenttop_refused_calls", "agenttop_forward_requests",
         "agenttop_forward_queued_requests", "agenttop_forward_queued_bytes",
-        "agenttop_forward_up", "agenttop_database_readable"}
+        "agenttop_forward_up", "agenttop_database_readable", "agenttop_model_calls",
+        "agenttop_cost_usd", "agenttop_model_unpriced_calls", "agenttop_tokens"}
     assert all(doc for _, doc in ours.values())
     assert families["agenttop_ingested_items"][0] == "counter"
     assert families["agenttop_layer_latency_seconds"][0] == "gauge"

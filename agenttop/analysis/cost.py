@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from agenttop.analysis.tomlfile import parse_tables, read_text
 
 DATABASE = "genai-prices"
-TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 _PER_MILLION = 1e-6
 
 

@@ -221,12 +221,38 @@ def minute_series(conn: apsw.Connection, now_ns: int, minutes: int = 15
 
 
 
-class ModelSpend(NamedTuple):
+class ModelTotals(NamedTuple):
+    """One model's calls summed over a range of minutes, all services together."""
+
     provider: str  # "" when the spans name none
     model: str
-    cost_usd: float
     calls: int
-    unpriced: int
+    failures: int
+    rate_limits: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+    priced: int
+    unpriced: int  # calls with tokens but no known price: their cost is not in cost_usd
+
+
+TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+
+def model_totals(conn: apsw.Connection, now_ns: int, window_s: int) -> list[ModelTotals]:
+    """Each model's totals over the window ending now, costliest first (then the most
+    calls with no price); a range of the ``model_minutes`` primary key."""
+    last = now_ns // MINUTE_NS
+    since = (now_ns - window_s * 1_000_000_000) // MINUTE_NS
+    tokens = ", ".join(f"sum({kind}_tokens)" for kind in TOKEN_KINDS)
+    return [ModelTotals(*row) for row in conn.execute(
+        f"SELECT provider, model, sum(calls), sum(failures), sum(rate_limits), {tokens}, "
+        "total(cost_usd), sum(priced), sum(unpriced) FROM model_minutes "
+        "WHERE minute BETWEEN ? AND ? GROUP BY provider, model "
+        "ORDER BY total(cost_usd) DESC, sum(unpriced) DESC, model", (since, last))]
 
 
 class Spend(NamedTuple):
@@ -236,30 +262,21 @@ class Spend(NamedTuple):
     priced: int
     unpriced: int  # calls with tokens but no known price: their cost is not in cost_usd
     per_minute: list[float]  # oldest first, ending now
-    top: list[ModelSpend]  # the window's costliest models, then the unpriced ones
+    top: list[ModelTotals]  # the window's costliest models, then the unpriced ones
 
 
 def spend(conn: apsw.Connection, now_ns: int, window_s: int, minutes: int = 15,
           top: int = 3) -> Spend:
-    """Spend from ``model_minutes``: a range of its primary key, all services together."""
+    """Spend from ``model_minutes``: ranges of its primary key, all services together."""
     last = now_ns // MINUTE_NS
-    since = (now_ns - window_s * 1_000_000_000) // MINUTE_NS
     first = last - minutes + 1
     per_minute = [0.0] * minutes
     for minute, cost in conn.execute(
             "SELECT minute, total(cost_usd) FROM model_minutes WHERE minute BETWEEN ? AND ? "
             "GROUP BY minute", (first, last)):
         per_minute[minute - first] = cost
-    cost = priced = unpriced = 0
-    models = []
-    for provider, model, usd, calls, n_priced, n_unpriced in conn.execute(
-            "SELECT provider, model, total(cost_usd), sum(calls), sum(priced), sum(unpriced) "
-            "FROM model_minutes WHERE minute BETWEEN ? AND ? GROUP BY provider, model "
-            "ORDER BY total(cost_usd) DESC, sum(unpriced) DESC, model", (since, last)):
-        cost += usd
-        priced += n_priced
-        unpriced += n_unpriced
-        models.append(ModelSpend(provider, model, usd, calls, n_unpriced))
+    models = model_totals(conn, now_ns, window_s)
     ranked = [m for m in models if m.cost_usd > 0][:top]
     ranked += [m for m in models if not m.cost_usd and m.unpriced][:max(0, top - len(ranked))]
-    return Spend(cost, priced, unpriced, per_minute, ranked)
+    return Spend(sum(m.cost_usd for m in models), sum(m.priced for m in models),
+                 sum(m.unpriced for m in models), per_minute, ranked)
