@@ -28,7 +28,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agenttop.analysis.health import WINDOWS_S, layer_health
+from agenttop.analysis.health import ALL, WINDOWS_S, layer_health
 from agenttop.config import format_address, format_duration, parse_address
 from agenttop.otlp.forward import Forwarder
 from agenttop.otlp.receiver import BearerToken, BindError, Receiver
@@ -133,6 +133,8 @@ class HealthCollector(Collector):
             "Span duration quantile in the window, by layer (absent without spans)",
             labels=[*labels, "quantile"])
         for (layer, window_s), h in sorted(health.items()):
+            if layer == ALL:  # the layers' sum: a series of its own would count twice
+                continue
             window = format_duration(window_s)
             spans.add_metric([layer, window], h.spans)
             failures.add_metric([layer, window], h.failures)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from opentelemetry.trace import Status, StatusCode
@@ -195,3 +196,40 @@ def test_check_and_scorecard_read_a_database_in_a_read_only_directory(read_only_
                                capture_output=True, text=True, timeout=120)
     assert scorecard.returncode == 0, scorecard.stderr
     assert "support" in scorecard.stdout or "Production Readiness" in scorecard.stdout
+
+
+def spend(db_path, output_tokens: int) -> None:
+    """20 runs, each one gpt-4o-mini call: 1,000 input and ``output_tokens`` output tokens."""
+    with BackgroundService(serve_settings(db_path)) as service:
+        provider = tracer_provider(service)
+        tracer = provider.get_tracer("agent")
+        for _ in range(20):
+            with tracer.start_as_current_span("invoke_agent support"), \
+                    tracer.start_as_current_span("chat gpt-4o-mini") as chat:
+                chat.set_attribute("gen_ai.operation.name", "chat")
+                chat.set_attribute("gen_ai.provider.name", "openai")
+                chat.set_attribute("gen_ai.request.model", "gpt-4o-mini")
+                chat.set_attribute("gen_ai.usage.input_tokens", 1000)
+                chat.set_attribute("gen_ai.usage.output_tokens", output_tokens)
+        provider.shutdown()
+
+
+@pytest.mark.parametrize(("output_tokens", "code", "verdict"), [
+    # $0.15 / $0.60 per 1M tokens: 1,000 in + 1,000 out is $0.00075 a run.
+    (1000, 0, "PASS"),
+    # 1,000 in + 100,000 out is $0.06015 a run, over the example's 5 cents.
+    (100_000, 1, "FAIL"),
+])
+def test_the_example_cost_per_run_rule(db_path, output_tokens, code, verdict):
+    spend(db_path, output_tokens)
+    rules = Path(__file__).parent.parent / "examples" / "cost.toml"
+    text = rules.read_text().replace('for = "2m"\n', "")  # check judges one window
+    result = run_check("--db", str(db_path), "--rules", rules_file(db_path.parent, text))
+    assert result.returncode == code, result.stdout + result.stderr
+    assert verdict in result.stdout
+    report = json.loads(run_check("--db", str(db_path), "--rules",
+                                  rules_file(db_path.parent, text), "--format", "json").stdout)
+    judged = {c["rule"]: c for c in report["rules"]}
+    expected = 1000 * 0.15e-6 + output_tokens * 0.6e-6
+    assert judged["cost-per-run"]["value"] == pytest.approx(expected)
+    assert judged["tokens-per-run"]["value"] == 1000 + output_tokens

@@ -32,6 +32,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
 
 from agenttop.analysis.health import (
+    ALL,
     WINDOWS_S,
     LayerHealth,
     MetricHealth,
@@ -220,9 +221,23 @@ def health(layer_db: Path) -> dict[tuple[str, int], LayerHealth]:
 # -------------------------------------------------------------------------- layer tests
 
 def test_every_layer_and_window_is_present(health):
-    assert set(health) == {(layer, w) for layer in LAYERS for w in WINDOWS_S}
+    assert set(health) == {(layer, w) for layer in (*LAYERS, ALL) for w in WINDOWS_S}
     for (layer, window_s), h in health.items():
         assert (h.layer, h.window_s) == (layer, window_s)
+
+
+def test_all_is_every_layer_together(health):
+    for w in WINDOWS_S:
+        every = health[(ALL, w)]
+        layers = [health[(layer, w)] for layer in LAYERS]
+        assert every.spans == sum(h.spans for h in layers)
+        assert every.failures == sum(h.failures for h in layers)
+        for category in {c for h in layers for c in h.by_failure}:
+            assert every.by_failure[category] == sum(h.by_failure.get(category, 0)
+                                                     for h in layers)
+        assert every.max_ms == max((h.max_ms for h in layers if h.max_ms is not None),
+                                   default=None)
+        assert every.input_tokens == sum(h.input_tokens for h in layers)
 
 
 def test_counts_failures_and_categories(health):
@@ -296,7 +311,7 @@ def test_service_filter(layer_db):
     assert (billing[("tool", 60)].spans, billing[("tool", 60)].failures) == (5, 0)
     assert billing[("tool", 60)].max_ms == pytest.approx(40)
     assert billing[("runtime", 60)].spans == 0 and shop[("runtime", 60)].spans == 100
-    assert all(h.spans == 0 for h in nobody.values()) and len(nobody) == len(LAYERS)
+    assert all(h.spans == 0 for h in nobody.values()) and len(nobody) == len(LAYERS) + 1
 
 
 def test_reads_rollups_only_in_two_queries(layer_db):

@@ -40,6 +40,7 @@ from agenttop.analysis.health import LayerHealth, MetricHealth, empty_layer
 from agenttop.analysis.rules import (
     LAYER_MEASURE_FNS,
     OPS,
+    PER_RUN_MEASURES,
     RATE_MEASURES,
     Rule,
     attr_text,
@@ -258,7 +259,8 @@ def observe(
         if health is None:
             health = empty_layer(rule.layer, rule.window_s)
         value = LAYER_MEASURE_FNS[rule.measure](health)
-        unit = "retrievals" if rule.measure == "empty_retrieval_rate" else "spans"
+        unit = ("retrievals" if rule.measure == "empty_retrieval_rate"
+                else "runs" if rule.measure in PER_RUN_MEASURES else "spans")
         yield AlertKey(rule.name), Observation(rule.layer, _number(value),
                                      layer_samples(rule.measure, health), unit)
         return
@@ -355,6 +357,8 @@ def _format(rule: Rule, value: float) -> str:
     if rule.layer is not None and rule.measure in RATE_MEASURES:
         return f"{value * 100:.3g}%"
     text = f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    if rule.measure.startswith("cost"):
+        return f"${text}"
     if rule.measure.endswith("_ms"):
         return f"{text} ms"
     if rule.measure == "throughput" or rule.measure == "rate":

@@ -24,10 +24,12 @@ import orjson
 
 from agenttop.analysis.buckets import quantile_ns
 from agenttop.store.metrics import field_getter, points_between
-from agenttop.store.rollups import RollupTotals, window_totals
+from agenttop.store.rollups import RollupTotals, add_totals, window_totals
 from agenttop.store.rows import LAYERS, MINUTE_NS, SECOND_NS
 
 WINDOWS_S = (60, 300, 900)  # 1 m, 5 m, 15 m
+# Every layer together, a subject of rules like a layer: what a run costs, in all.
+ALL = "all"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class LayerHealth:
     retrievals: int = 0  # memory: retrievals with a known result count
     empty_retrievals: int = 0  # memory: of those, how many returned nothing
     top_score: float | None = None  # memory: mean top retrieval score
+    runs: int = 0  # root spans: an agent run, a request
+    cost_usd: float = 0.0  # what the priced model calls cost
+    unpriced: int = 0  # model calls with tokens but no known price
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ def layer_health(
 
     Every layer of ``LAYERS`` is present for every window, with zeros (and None for rates,
     latencies and means) when it had no spans; a layer outside ``LAYERS`` found in the
-    rollups is reported too. ``service`` restricts to one service; None sums all of them.
+    rollups is reported too, and ``ALL``, every layer together (runs, cost, the whole
+    system's failure rate). ``service`` restricts to one service; None sums all of them.
     Latency quantiles come from the log-scale duration buckets (within about 9 % above the
     exact value), capped at the window's exact maximum.
     """
@@ -114,10 +120,19 @@ def layer_health(
     layers = list(LAYERS) + sorted(set(totals) - set(LAYERS))
     for i, (window_s, first) in enumerate(zip(windows, firsts, strict=True)):
         covered_s = (now_ns - first * MINUTE_NS) / SECOND_NS
+        every: RollupTotals | None = None
+        every_counts: dict[int, int] = {}
         for layer in layers:
             sums = totals.get(layer, [None] * len(windows))[i]
+            counts = buckets.get(layer, [{}] * len(windows))[i]
             out[(layer, window_s)] = empty_layer(layer, window_s) if sums is None else _layer(
-                layer, window_s, covered_s, sums, buckets.get(layer, [{}] * len(windows))[i])
+                layer, window_s, covered_s, sums, counts)
+            if sums is not None:
+                every = sums if every is None else add_totals(every, sums)
+                for bucket, n in counts.items():
+                    every_counts[bucket] = every_counts.get(bucket, 0) + n
+        out[(ALL, window_s)] = empty_layer(ALL, window_s) if every is None else _layer(
+            ALL, window_s, covered_s, every, every_counts)
     return out
 
 
@@ -159,6 +174,9 @@ def _layer(layer: str, window_s: int, covered_s: float, sums: RollupTotals,
         retrievals=sums.retrievals,
         empty_retrievals=sums.empty_retrievals,
         top_score=_mean(sums.top_score_sum, sums.top_score_count),
+        runs=sums.runs,
+        cost_usd=sums.cost_usd,
+        unpriced=sums.unpriced,
     )
 
 

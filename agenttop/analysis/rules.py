@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from agenttop.analysis.health import WINDOWS_S, LayerHealth
+from agenttop.analysis.health import ALL, WINDOWS_S, LayerHealth
 from agenttop.analysis.tomlfile import parse_tables, read_text, where
 from agenttop.config import format_duration, parse_duration
 from agenttop.store.rows import FAILURES, LAYERS
@@ -61,7 +61,14 @@ LAYER_MEASURE_FNS: dict[str, Callable[[LayerHealth], float | None]] = {
     "empty_retrieval_rate": lambda h: _ratio(h.empty_retrievals, h.retrievals),
     "top_score": lambda h: h.top_score,
     **{f"failures.{c}": (lambda h, c=c: h.by_failure.get(c, 0)) for c in FAILURES},
+    # Spend: what the window's priced model calls cost (None when calls had tokens but none
+    # could be priced: unknown is not $0), per run (root span), and tokens per run.
+    "cost_usd": lambda h: None if h.unpriced and not h.cost_usd else h.cost_usd,
+    "cost_per_run": lambda h: None if h.unpriced and not h.cost_usd else _ratio(
+        h.cost_usd, h.runs),
+    "tokens_per_run": lambda h: _ratio(h.input_tokens + h.output_tokens, h.runs),
 }
+PER_RUN_MEASURES = frozenset(("cost_per_run", "tokens_per_run"))
 RATE_MEASURES = frozenset(("failure_rate", "truncated_rate", "empty_retrieval_rate"))
 METRIC_MEASURES = ("last", "rate", "count", "p50", "p95", "p99")
 LAYER_MEASURES = tuple(LAYER_MEASURE_FNS)
@@ -69,7 +76,9 @@ LAYER_MEASURES = tuple(LAYER_MEASURE_FNS)
 
 def layer_samples(measure: str, h: LayerHealth) -> int:
     """What ``min_samples`` counts for a layer measure."""
-    return h.retrievals if measure == "empty_retrieval_rate" else h.spans
+    if measure == "empty_retrieval_rate":
+        return h.retrievals
+    return h.runs if measure in PER_RUN_MEASURES else h.spans
 
 
 def attr_text(value: object) -> str:
@@ -133,8 +142,9 @@ class Rule(BaseModel):
     @field_validator("layer")
     @classmethod
     def _layer(cls, v: str | None) -> str | None:
-        if v is not None and v not in LAYERS:
-            raise ValueError(f"unknown layer {v!r}; expected one of {', '.join(LAYERS)}")
+        if v is not None and v not in LAYERS and v != ALL:
+            raise ValueError(f"unknown layer {v!r}; expected one of {', '.join(LAYERS)}, "
+                             f"or {ALL!r} for every layer together")
         return v
 
     @field_validator("metric")

@@ -23,7 +23,8 @@ ROLLUP_MINUTES = f"""
 INSERT INTO layer_minutes (minute, layer, service, spans, failures, f_auth, f_rate_limit,
     f_timeout, f_schema, f_tool_error, f_server, f_error, duration_sum_ns, duration_max_ns,
     input_tokens, output_tokens, truncated, content_filtered, retrievals, empty_retrievals,
-    top_score_sum, top_score_count, eval_score_sum, eval_score_count)
+    top_score_sum, top_score_count, eval_score_sum, eval_score_count, runs, cost_usd,
+    unpriced)
 SELECT start_ns / {MINUTE_NS}, layer, service, count(*), count(failure),
     count(CASE failure WHEN 'auth' THEN 1 END), count(CASE failure WHEN 'rate_limit' THEN 1 END),
     count(CASE failure WHEN 'timeout' THEN 1 END), count(CASE failure WHEN 'schema' THEN 1 END),
@@ -34,7 +35,9 @@ SELECT start_ns / {MINUTE_NS}, layer, service, count(*), count(failure),
     count(genai ->> '$.retrieval_count'),
     count(CASE WHEN genai ->> '$.retrieval_count' = 0 THEN 1 END),
     total(genai ->> '$.top_score'), count(genai ->> '$.top_score'),
-    total(genai ->> '$.eval_score'), count(genai ->> '$.eval_score')
+    total(genai ->> '$.eval_score'), count(genai ->> '$.eval_score'),
+    count(CASE WHEN parent_span_id IS NULL THEN 1 END), total(cost_usd),
+    count(genai ->> '$.unpriced')
 {_NEW_SPANS}
 GROUP BY 1, 2, 3
 ON CONFLICT (minute, layer, service) DO UPDATE SET
@@ -54,7 +57,9 @@ ON CONFLICT (minute, layer, service) DO UPDATE SET
     top_score_sum = top_score_sum + excluded.top_score_sum,
     top_score_count = top_score_count + excluded.top_score_count,
     eval_score_sum = eval_score_sum + excluded.eval_score_sum,
-    eval_score_count = eval_score_count + excluded.eval_score_count
+    eval_score_count = eval_score_count + excluded.eval_score_count,
+    runs = runs + excluded.runs, cost_usd = cost_usd + excluded.cost_usd,
+    unpriced = unpriced + excluded.unpriced
 """
 # The buckets of agenttop.analysis.buckets.duration_bucket, computed in SQL.
 ROLLUP_DURATIONS = f"""
@@ -121,13 +126,16 @@ class RollupTotals(NamedTuple):
     top_score_count: int
     eval_score_sum: float
     eval_score_count: int
+    runs: int = 0  # root spans
+    cost_usd: float = 0.0  # of the priced model calls
+    unpriced: int = 0  # model calls with tokens but no known price
 
 
 _FAILURE_COLUMNS = tuple(f"f_{category}" for category in FAILURES)
 _COUNTS = ("input_tokens", "output_tokens", "truncated", "content_filtered", "retrievals",
-           "empty_retrievals")
+           "empty_retrievals", "runs", "unpriced")
 _SUMMED = ("spans", "failures", *_FAILURE_COLUMNS, *_COUNTS, "top_score_sum",
-           "top_score_count", "eval_score_sum", "eval_score_count")
+           "top_score_count", "eval_score_sum", "eval_score_count", "cost_usd")
 
 
 def _totals(values: Sequence) -> RollupTotals:
@@ -142,7 +150,20 @@ def _totals(values: Sequence) -> RollupTotals:
         **{c: int(named[c]) for c in _COUNTS},
         top_score_sum=named["top_score_sum"], top_score_count=int(named["top_score_count"]),
         eval_score_sum=named["eval_score_sum"], eval_score_count=int(named["eval_score_count"]),
+        cost_usd=named["cost_usd"],
     )
+
+
+def add_totals(a: RollupTotals, b: RollupTotals) -> RollupTotals:
+    """Two layers' (or services') totals together."""
+    by_failure = dict(a.by_failure)
+    for category, n in b.by_failure.items():
+        by_failure[category] = by_failure.get(category, 0) + n
+    longest = [d for d in (a.duration_max_ns, b.duration_max_ns) if d is not None]
+    return RollupTotals(*(
+        by_failure if name == "by_failure" else (max(longest) if longest else None)
+        if name == "duration_max_ns" else getattr(a, name) + getattr(b, name)
+        for name in RollupTotals._fields))
 
 
 @cache

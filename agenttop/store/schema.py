@@ -251,14 +251,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX findings_digest ON findings (trace_id, digest) WHERE digest IS NOT NULL;
     """,
     # 9: cost. A priced model call's cost in USD on its span (NULL: not a model call with
-    # tokens, or no price known), summed per trace with the calls that had no price, and a
-    # per-minute rollup by model, as layer_minutes is by layer.
+    # tokens, or no price known), summed per trace and per layer minute with the calls that
+    # had no price (and the runs, root spans, a minute started), and a per-minute rollup by
+    # model, as layer_minutes is by layer.
     """
     ALTER TABLE spans ADD COLUMN cost_usd REAL;
     ALTER TABLE traces ADD COLUMN cost_usd REAL;
     ALTER TABLE traces ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE traces ADD COLUMN input_tokens INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE traces ADD COLUMN output_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE layer_minutes ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE layer_minutes ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+    ALTER TABLE layer_minutes ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
 
     CREATE TABLE model_minutes (
         minute             INTEGER NOT NULL,
