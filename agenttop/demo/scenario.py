@@ -8,10 +8,13 @@ returns a ``RunPlan``, a tree of ``SpanPlan`` with times relative to the run's s
 The system, after lesson 8's support agent:
 
 - ``support-agent`` authenticates the user (HTTP call to an auth service), retrieves
-  knowledge-base articles, plans with an LLM, calls tools, answers with an LLM and
-  writes a LangGraph-style checkpoint. Product questions are delegated to
-- ``research-agent`` (its own service, same trace), which searches the web and
-  summarises with a second provider's model, and billing tools are served over MCP by
+  knowledge-base articles, plans with a small model (gpt-4o-mini), calls tools, answers
+  with a larger one (gpt-4o) and writes a LangGraph-style checkpoint. Later turns of a
+  conversation read most of their prompt from the provider's cache. Product questions
+  are delegated to
+- ``research-agent`` (its own service, same trace), which plans with a self-hosted
+  fine-tune no price database knows, searches the web and summarises with a second
+  provider's model, and billing tools are served over MCP by
 - ``billing-mcp``.
 
 Failures are drawn per opportunity (each tool call, chat call, checkpoint, retrieval,
@@ -78,7 +81,12 @@ OPENER: dict[int, tuple[str, ...]] = {
 TOOL_TIMEOUT_S = 3.0
 MAX_TOKENS = 1024
 SUPPORT_MODEL = ("openai", "gpt-4o")
+# The support agent plans its tool calls with a cheaper model.
+PLAN_MODEL = ("openai", "gpt-4o-mini")
 RESEARCH_MODEL = ("anthropic", "claude-sonnet-4-5")
+# The research agent plans with a self-hosted fine-tune no price database knows: its calls
+# show "no price" until a --prices file names it.
+LOCAL_MODEL = ("vllm", "acme-research-8b-ft")
 
 
 @dataclass(slots=True)
@@ -384,7 +392,7 @@ class _Run:
         plan_out = [{"role": "assistant", "finish_reason": "tool_calls", "parts": [
             {"type": "tool_call", "id": cid, "name": tool, "arguments": args}
             for tool, cid in calls]}]
-        t = self._chat(root, t, SUPPORT, SUPPORT_MODEL, system, history, plan_out,
+        t = self._chat(root, t, SUPPORT, PLAN_MODEL, system, history, plan_out,
                        (0.3, 1.2), user_event=True)
 
         degraded = False
@@ -528,6 +536,10 @@ class _Run:
             "gen_ai.input.messages": input_json,
             "gen_ai.usage.input_tokens": 180 + _tokens(input_json) + self.rng.randint(0, 400),
         }
+        if len(history) > 1:
+            # A conversation that goes on: the provider caches the prompt's earlier turns.
+            base["gen_ai.usage.cache_read.input_tokens"] = (
+                base["gen_ai.usage.input_tokens"] * 3 // 4)
         if failure:
             self.injected.append(failure)
             attrs = dict(base)
@@ -733,7 +745,7 @@ class _Run:
         plan_out = [{"role": "assistant", "finish_reason": "tool_use", "parts": [
             {"type": "tool_call", "id": search_id, "name": "web_search",
              "arguments": {"query": f"{product} WPA3 review"}}]}]
-        cur = self._chat(server, cur, RESEARCH, RESEARCH_MODEL, system, history, plan_out,
+        cur = self._chat(server, cur, RESEARCH, LOCAL_MODEL, system, history, plan_out,
                          (0.3, 0.8))
         ok = True
         for tool, cid, args in (("web_search", search_id, {"query": f"{product} WPA3 review"}),

@@ -283,7 +283,7 @@ class Spend(NamedTuple):
     priced: int
     unpriced: int  # calls with tokens but no known price: their cost is not in cost_usd
     per_minute: list[float]  # oldest first, ending now
-    top: list[ModelTotals]  # the window's costliest models, then the unpriced ones
+    top: list[ModelTotals]  # the window's costliest models, then one with no price
 
 
 def spend(conn: apsw.Connection, now_ns: int, window_s: int, minutes: int = 15,
@@ -297,7 +297,9 @@ def spend(conn: apsw.Connection, now_ns: int, window_s: int, minutes: int = 15,
             "GROUP BY minute", (first, last)):
         per_minute[minute - first] = cost
     models = model_totals(conn, now_ns, window_s)
+    # The costliest models, and the busiest model with no price: unknown cost is news.
     ranked = [m for m in models if m.cost_usd > 0][:top]
-    ranked += [m for m in models if not m.cost_usd and m.unpriced][:max(0, top - len(ranked))]
+    ranked += sorted((m for m in models if not m.cost_usd and m.unpriced),
+                     key=lambda m: -m.unpriced)[:1]
     return Spend(sum(m.cost_usd for m in models), sum(m.priced for m in models),
                  sum(m.unpriced for m in models), per_minute, ranked)
