@@ -5,7 +5,8 @@
 The database is built through the real decode + writer path (``tests/tui/fixtures.py``)
 and the app runs with a frozen clock in UTC at 120x36, so the SVGs are the same on every
 run. One file per mode in the app's ``SCREENS`` (``dashboard.svg``, ``traces.svg``, ...)
-plus ``trace.svg`` (a trace with a failed tool span selected).
+plus ``trace.svg`` (a trace with a failed tool span selected) and ``transcript.svg`` (a
+conversation, turn by turn).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ os.environ["TZ"] = "UTC"
 time.tzset()
 
 from agenttop.tui.app import SCREENS, make_app  # noqa: E402
+from agenttop.tui.screens.conversations import TranscriptScreen  # noqa: E402
 from agenttop.tui.screens.trace import TraceScreen  # noqa: E402
 from tests.tui.fixtures import build_demo_db, frozen_clock, hex_span, hex_trace  # noqa: E402
 
 SIZE = (120, 36)
 TRACE = "run-10"  # a tool timeout, and an e-mail address in the prompt
+CONVERSATION = "s-2"  # its turns include that trace
 
 
 async def _settle(app, pilot, done=lambda: True) -> None:
@@ -65,6 +68,11 @@ async def shoot(db: Path, out: Path) -> list[Path]:
             await pilot.pause(0.02)
         await pilot.pause(0.1)
         saved.append(Path(app.save_screenshot("trace.svg", str(out))))
+        await app.switch_mode("conversations")
+        transcript = TranscriptScreen(CONVERSATION)
+        await app.push_screen(transcript)
+        await _settle(app, pilot, lambda: bool(transcript.turns))
+        saved.append(Path(app.save_screenshot("transcript.svg", str(out))))
     return saved
 
 

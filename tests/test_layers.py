@@ -557,12 +557,12 @@ def test_normalise_langchain_langgraph():
 def test_normalise_mcp():
     attrs = {"mcp.method.name": "tools/call", "gen_ai.tool.name": "lookup_order",
              "mcp.session.id": "m-1"}
+    # An MCP session is a transport connection, not a conversation: a field of its own.
     assert normalise(attrs) == {"operation": "execute_tool", "tool": "lookup_order",
-                                "session": "m-1"}
+                                "mcp_session": "m-1"}
     assert normalise({"mcp.method.name": "resources/read"}) == {"operation": "resources/read"}
-    # The conversation, not the transport session, is the session when both are given.
     assert normalise({"mcp.session.id": "m", "gen_ai.conversation.id": "c"}) == {
-        "session": "c"}
+        "session": "c", "mcp_session": "m"}
 
 
 def test_normalise_lesson_thread_id_is_the_session():

@@ -511,11 +511,13 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "reasoning_tokens": ("gen_ai.usage.reasoning.output_tokens",),
     "tool": ("gen_ai.tool.name", "tool.name"),
     "agent": ("gen_ai.agent.name", "agent.name"),
-    # thread_id is the lesson's own session attribute; the MCP session is a transport
-    # session, so it comes last.
+    # thread_id is the lesson's own session attribute. The session is the conversation:
+    # an MCP session is a transport connection, which many conversations may share, so it
+    # is a field of its own.
     "session": ("gen_ai.conversation.id", "session.id", "thread_id",
                 "traceloop.association.properties.session_id",
-                "traceloop.association.properties.thread_id", "mcp.session.id"),
+                "traceloop.association.properties.thread_id"),
+    "mcp_session": ("mcp.session.id",),
     "user": ("user.id", "enduser.id"),
     "finish_reasons": ("gen_ai.response.finish_reasons", "llm.response.finish_reason",
                        "llm.response.finish_reasons", "llm.finish_reason"),
@@ -526,7 +528,7 @@ _TEXT, _ID, _LOWER, _TOKENS, _LIST = range(5)
 _CONVERSION = {"input_tokens": _TOKENS, "output_tokens": _TOKENS, "total_tokens": _TOKENS,
                "cache_read_tokens": _TOKENS, "cache_write_tokens": _TOKENS,
                "reasoning_tokens": _TOKENS,
-               "finish_reasons": _LIST, "session": _ID, "user": _ID,
+               "finish_reasons": _LIST, "session": _ID, "mcp_session": _ID, "user": _ID,
                # OpenLLMetry sends gen_ai.system="OpenAI" where OTel GenAI says "openai".
                "provider": _LOWER, "operation": _LOWER}
 _ALIAS: dict[str, tuple[str, int, int]] = {

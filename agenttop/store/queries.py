@@ -175,7 +175,8 @@ def _layer_problem(layer: str) -> list[str]:
     return [] if layer in LAYERS else [f"no layer {layer!r} (layers: {', '.join(LAYERS)})"]
 
 
-def _like(value: str, prefix_only: bool = False) -> str:
+def like(value: str, prefix_only: bool = False) -> str:
+    """A LIKE pattern (ESCAPE '\\') matching ``value`` anywhere, or as a prefix."""
     escaped = value.translate(_LIKE_ESCAPE)
     return f"{escaped}%" if prefix_only else f"%{escaped}%"
 
@@ -187,12 +188,12 @@ def _trace_where(f: TraceFilter) -> tuple[str, dict[str, object]]:
     parts: list[str] = ["0"] if f.problems else []
     bindings: dict[str, object] = {}
     for i, word in enumerate(f.words):
-        bindings[f"w{i}"] = _like(word)
-        bindings[f"p{i}"] = _like(word.lower(), prefix_only=True)
+        bindings[f"w{i}"] = like(word)
+        bindings[f"p{i}"] = like(word.lower(), prefix_only=True)
         parts.append(f"(root_name LIKE :w{i} ESCAPE '\\' OR services LIKE :w{i} ESCAPE '\\' "
                      f"OR trace_id LIKE :p{i} ESCAPE '\\')")
     for i, service in enumerate(f.services):
-        bindings[f"s{i}"] = _like(service)
+        bindings[f"s{i}"] = like(service)
         parts.append(f"services LIKE :s{i} ESCAPE '\\'")
     for i, layer in enumerate(f.layers):
         # layers is a sorted comma-separated list: match one whole element.
@@ -537,11 +538,11 @@ def _finding_where(f: FindingFilter) -> tuple[str, dict[str, object]]:
     if f.services:
         alternatives = []
         for i, service in enumerate(f.services):
-            bindings[f"s{i}"] = _like(service)
+            bindings[f"s{i}"] = like(service)
             alternatives.append(f"service LIKE :s{i} ESCAPE '\\'")
         parts.append("(" + " OR ".join(alternatives) + ")")
     for i, word in enumerate(f.words):
-        bindings[f"w{i}"] = _like(word)
+        bindings[f"w{i}"] = like(word)
         parts.append(f"(location LIKE :w{i} ESCAPE '\\' OR excerpt LIKE :w{i} ESCAPE '\\')")
     return (" AND ".join(parts) or "1"), bindings
 
@@ -645,7 +646,7 @@ def _log_where(min_severity: int, text: str) -> tuple[str, dict[str, object]]:
         bindings["sev"] = min_severity
     for i, word in enumerate(w for quoted, bare in _TOKEN.findall(text) for w in (quoted or bare,)
                              if w):
-        bindings[f"t{i}"] = _like(word)
+        bindings[f"t{i}"] = like(word)
         parts.append(f"(body LIKE :t{i} ESCAPE '\\' OR event_name LIKE :t{i} ESCAPE '\\' "
                      f"OR service LIKE :t{i} ESCAPE '\\' "
                      f"OR ({_NO_BODY} AND attributes LIKE :t{i} ESCAPE '\\'))")

@@ -34,6 +34,7 @@ from typing import TypeVar
 
 import apsw
 
+from agenttop.store.conversations import refresh_conversations, sessions_of
 from agenttop.store.db import BUSY_TIMEOUT_MS, scalar
 from agenttop.store.rows import MINUTE_NS
 from agenttop.store.writer import Writer
@@ -89,10 +90,12 @@ def _delete_traces(conn: apsw.Connection, rows: list[tuple[str, int]], max_spans
     step = Step(traces=len(ids))
     if ids:
         id_list = json.dumps(ids)
+        sessions = sessions_of(conn, ids)
         for table in ("spans", "logs", "findings", "traces"):
             conn.execute(f"DELETE FROM {table} "
                          "WHERE trace_id IN (SELECT value FROM json_each(?))", (id_list,))
             step.rows += conn.changes()
+        refresh_conversations(conn, sessions)  # fewer turns, or gone
     return step
 
 

@@ -250,16 +250,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE findings ADD COLUMN echo INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX findings_digest ON findings (trace_id, digest) WHERE digest IS NOT NULL;
     """,
-    # 9: cost. A priced model call's cost in USD on its span (NULL: not a model call with
-    # tokens, or no price known), summed per trace and per layer minute with the calls that
-    # had no price (and the runs, root spans, a minute started), and a per-minute rollup by
-    # model, as layer_minutes is by layer.
+    # 9: cost and conversations. A priced model call's cost in USD on its span (NULL: not a
+    # model call with tokens, or no price known), summed per trace and per layer minute
+    # with the calls that had no price (and the runs, root spans, a minute started), and a
+    # per-minute rollup by model, as layer_minutes is by layer. A trace's session (the
+    # conversation it is a turn of) and agents, and one row per conversation.
     """
     ALTER TABLE spans ADD COLUMN cost_usd REAL;
     ALTER TABLE traces ADD COLUMN cost_usd REAL;
     ALTER TABLE traces ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE traces ADD COLUMN input_tokens INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE traces ADD COLUMN output_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE traces ADD COLUMN session TEXT;
+    ALTER TABLE traces ADD COLUMN agents TEXT NOT NULL DEFAULT '';
+    CREATE INDEX traces_session ON traces (session, start_ns) WHERE session IS NOT NULL;
     ALTER TABLE layer_minutes ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE layer_minutes ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
     ALTER TABLE layer_minutes ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
@@ -284,6 +288,23 @@ MIGRATIONS: list[str] = [
         duration_max_ns    INTEGER NOT NULL,
         PRIMARY KEY (minute, provider, model, service)
     ) WITHOUT ROWID;
+
+    CREATE TABLE conversations (
+        session       TEXT PRIMARY KEY,
+        turns         INTEGER NOT NULL,
+        first_ns      INTEGER NOT NULL,
+        last_ns       INTEGER NOT NULL,
+        agents        TEXT NOT NULL,
+        services      TEXT NOT NULL,
+        input_tokens  INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cost_usd      REAL,
+        unpriced      INTEGER NOT NULL,
+        failed_turns  INTEGER NOT NULL,
+        findings      INTEGER NOT NULL,
+        updated_ns    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX conversations_last ON conversations (last_ns);
     """,
 ]
 

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import apsw
 
+from agenttop.store.conversations import refresh_conversations, sessions_of
 from agenttop.store.db import scalar
 from agenttop.store.rollups import add_to_rollups
 from agenttop.store.rows import LAYOUTS, Batch, Layout
@@ -83,7 +84,8 @@ INSERTS = {table: _bulk_insert(layout) for table, layout in LAYOUTS.items()}
 REFRESH_TRACES = """
 INSERT INTO traces (trace_id, root_span_id, root_name, service, start_ns, end_ns,
                     duration_ns, span_count, error_count, updated_ns, layers, finding_count,
-                    services, cost_usd, unpriced, input_tokens, output_tokens)
+                    services, cost_usd, unpriced, input_tokens, output_tokens, session,
+                    agents)
 SELECT a.trace_id, r.span_id, r.name,
        coalesce(r.service, (SELECT service FROM spans WHERE trace_id = a.trace_id
                             ORDER BY start_ns LIMIT 1)),
@@ -93,7 +95,16 @@ SELECT a.trace_id, r.span_id, r.name,
        (SELECT count(*) FROM findings WHERE trace_id = a.trace_id),
        (SELECT group_concat(service, ',') FROM (SELECT DISTINCT service FROM spans
                                                 WHERE trace_id = a.trace_id ORDER BY service)),
-       a.cost_usd, a.unpriced, a.input_tokens, a.output_tokens
+       a.cost_usd, a.unpriced, a.input_tokens, a.output_tokens,
+       -- The conversation: the root's session if it has one, else the earliest span's
+       -- (a span without one belongs to its trace's).
+       (SELECT genai ->> '$.session' FROM spans WHERE trace_id = a.trace_id
+          AND genai ->> '$.session' IS NOT NULL
+        ORDER BY parent_span_id IS NOT NULL, start_ns LIMIT 1),
+       coalesce((SELECT group_concat(agent, ',') FROM (
+            SELECT DISTINCT genai ->> '$.agent' AS agent FROM spans
+            WHERE trace_id = a.trace_id AND genai ->> '$.agent' IS NOT NULL ORDER BY agent)),
+            '')
 FROM (SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
              sum(status_code = 2 OR failure IS NOT NULL) AS errors, sum(cost_usd) AS cost_usd,
              count(genai ->> '$.unpriced') AS unpriced,
@@ -111,8 +122,10 @@ ON CONFLICT (trace_id) DO UPDATE SET
     error_count = excluded.error_count, updated_ns = excluded.updated_ns,
     layers = excluded.layers, finding_count = excluded.finding_count,
     services = excluded.services, cost_usd = excluded.cost_usd, unpriced = excluded.unpriced,
-    input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens
+    input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
+    session = excluded.session, agents = excluded.agents
 """
+
 
 # Output PII is an echo when the value was first seen in an input of the same trace: an
 # input is seen when its span starts, an output when its span ends (a log, at its time).
@@ -372,7 +385,9 @@ class Writer:
             # A log's findings count in its trace's summary too.
             trace_ids = set().union(*(b.trace_ids for b in batches)) | found_in
             if trace_ids:
-                conn.execute(REFRESH_TRACES, {"ids": _json_list(trace_ids), "now": self._clock()})
+                touched = {"ids": _json_list(trace_ids), "now": self._clock()}
+                conn.execute(REFRESH_TRACES, touched)
+                refresh_conversations(conn, sessions_of(conn, trace_ids))
                 add_to_rollups(conn, mark)
 
 

@@ -51,6 +51,7 @@ from agenttop.tui.commands import AgentTopCommands
 from agenttop.tui.receiver import ReceiverView, change_notice, receiver_view
 from agenttop.tui.screens.alerts import AlertsScreen, AlertTable
 from agenttop.tui.screens.base import Job, LiveScreen
+from agenttop.tui.screens.conversations import ConversationsScreen
 from agenttop.tui.screens.dashboard import DashboardScreen
 from agenttop.tui.screens.help import HelpScreen, bindings_by_id
 from agenttop.tui.screens.logs import LogsScreen, LogTable
@@ -68,7 +69,7 @@ log = logging.getLogger(__name__)
 
 HEADER_CHROME = 18  # cells of the header that are not its title: the icon and clock space
 
-# (key, mode, screen class, title). Keys 3-6 (alerts, security, metrics, logs) come next.
+# (key, mode, screen class, title).
 SCREENS: tuple[tuple[str, str, type[LiveScreen], str], ...] = (
     ("1", "dashboard", DashboardScreen, "Dashboard"),
     ("2", "traces", TracesScreen, "Traces"),
@@ -76,6 +77,7 @@ SCREENS: tuple[tuple[str, str, type[LiveScreen], str], ...] = (
     ("4", "security", SecurityScreen, "Security"),
     ("5", "metrics", MetricsScreen, "Metrics"),
     ("6", "logs", LogsScreen, "Logs"),
+    ("7", "conversations", ConversationsScreen, "Conversations"),
 )
 
 
