@@ -35,11 +35,15 @@ def _text(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words))
 
 
+CONVERSATIONS = 20_000
+
+
 def _span_attrs(rng: random.Random, role: str, i: int) -> tuple[str, int, dict]:
     if role == "root":
         return "invoke_agent support", Span.SPAN_KIND_SERVER, {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support",
-            "gen_ai.conversation.id": f"conv-{rng.randrange(10**6)}",
+            # 20,000 conversations: a million spans (100,000 traces) make ~5 turns each.
+            "gen_ai.conversation.id": f"conv-{rng.randrange(CONVERSATIONS)}",
             "thread_id": f"t-{rng.randrange(10**6)}", "user.id": f"u{rng.randrange(1000)}",
         }
     if role == "chat":

@@ -142,9 +142,6 @@ class PriceBook:
         self.rules = rules
         self.database = database
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.rules, self.database))
-
     def cost(self, provider: str | None, model: str, tokens: Tokens, at_ns: int) -> Cost | None:
         """The call's cost, or None when no price is known for its model."""
         day = datetime.fromtimestamp(at_ns / 1e9, UTC).date()
@@ -157,10 +154,6 @@ class PriceBook:
 
 
 DEFAULT_PRICES = PriceBook()
-
-
-def _rebuild(rules: tuple[PriceRule, ...], database: bool) -> PriceBook:
-    return PriceBook(rules, database=database)
 
 
 # --- the database -------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``scripts/screenshots.py`` writes one SVG per screen of the app, and the trace screen."""
+"""``scripts/screenshots.py`` writes one SVG per screen of the app, the trace screen and
+a conversation's transcript."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ def test_script_saves_one_svg_per_screen(tmp_path):
                              "--out", str(out)], capture_output=True, text=True, timeout=120,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    expected = {f"{mode}.svg" for _, mode, _, _ in SCREENS} | {"trace.svg"}
+    expected = {f"{mode}.svg" for _, mode, _, _ in SCREENS} | {"trace.svg", "transcript.svg"}
     assert {p.name for p in out.iterdir()} == expected
     for name in expected:
         svg = (out / name).read_text()
         assert svg.startswith("<svg") and "agenttop.db" in svg
     assert "request_latency" in (out / "metrics.svg").read_text()
+    assert "1002?" in (out / "transcript.svg").read_text()  # a turn's question
