@@ -78,7 +78,7 @@ def clock_skew(conn: apsw.Connection) -> ClockSkew:
 
 # Filter tokens the trace list understands; anything else is free text.
 FILTER_HELP = ("text · service:NAME · layer:LAYER · errors · findings · failed:LAYER[:CATEGORY] "
-               "· slow:LAYER>5s · skewed")
+               "· slow:LAYER>5s · agent:NAME · model:NAME · session:ID · skewed")
 _SLOW = re.compile(r"([a-z_]+)>(\d+(?:\.\d+)?)(ms|s)?\Z")
 _TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
 _LIKE_ESCAPE = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
@@ -96,6 +96,11 @@ class TraceFilter:
     # failed:LAYER[:CATEGORY]: a span of that layer failed (in that category)
     failed: tuple[tuple[str, str | None], ...] = ()
     slow: tuple[tuple[str, int], ...] = ()  # slow:LAYER>5s: a span of it took longer (ns)
+    # Exact names: a span of the trace names this agent / model; the trace is a turn of
+    # this conversation.
+    agents: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    sessions: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()  # tokens that cannot match, said in words
     since_ns: int | None = None  # traces started at or after (set by a jump, not typed)
     until_ns: int | None = None  # traces started at or before
@@ -108,7 +113,8 @@ class TraceFilter:
     @property
     def empty(self) -> bool:
         return not (self.words or self.services or self.layers or self.errors or self.findings
-                    or self.failed or self.slow or self.skewed or self.problems
+                    or self.failed or self.slow or self.agents or self.models or self.sessions
+                    or self.skewed or self.problems
                     or self.since_ns is not None or self.until_ns is not None)
 
 
@@ -124,6 +130,7 @@ def parse_trace_filter(query: str) -> TraceFilter:
     problems: list[str] = []
     failed: list[tuple[str, str | None]] = []
     slow: list[tuple[str, int]] = []
+    exact: dict[str, list[str]] = {"agent": [], "model": [], "session": []}
     errors = findings = skewed = False
     for match in _TOKEN.finditer(query):
         quoted, bare = match.groups()
@@ -157,6 +164,8 @@ def parse_trace_filter(query: str) -> TraceFilter:
             if category and category not in FAILURES:
                 problems.append(f"no failure category {category!r} (categories: "
                                 f"{', '.join(FAILURES)})")
+        elif key in exact and value:
+            exact[key].append(value)
         elif key == "slow" and value:
             slow_match = _SLOW.match(value.lower())
             if slow_match is None:
@@ -168,7 +177,9 @@ def parse_trace_filter(query: str) -> TraceFilter:
         else:
             words.append(bare)
     return TraceFilter(tuple(words), tuple(services), tuple(layers), errors, findings,
-                       tuple(failed), tuple(slow), tuple(problems), skewed=skewed)
+                       tuple(failed), tuple(slow), tuple(exact["agent"]),
+                       tuple(exact["model"]), tuple(exact["session"]), tuple(problems),
+                       skewed=skewed)
 
 
 def _layer_problem(layer: str) -> list[str]:
@@ -199,6 +210,14 @@ def _trace_where(f: TraceFilter) -> tuple[str, dict[str, object]]:
         # layers is a sorted comma-separated list: match one whole element.
         bindings[f"l{i}"] = f",{layer},"
         parts.append(f"instr(',' || layers || ',', :l{i}) > 0")
+    for column, values in (("agents", f.agents), ("models", f.models)):
+        for i, name in enumerate(values):
+            # A sorted comma-separated list: match one whole element.
+            bindings[f"{column}{i}"] = f",{name},"
+            parts.append(f"instr(',' || {column} || ',', :{column}{i}) > 0")
+    for i, session in enumerate(f.sessions):
+        bindings[f"session{i}"] = session
+        parts.append(f"session = :session{i}")
     if f.errors:
         parts.append("error_count > 0")
     if f.findings:

@@ -263,6 +263,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE traces ADD COLUMN output_tokens INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE traces ADD COLUMN session TEXT;
     ALTER TABLE traces ADD COLUMN agents TEXT NOT NULL DEFAULT '';
+    ALTER TABLE traces ADD COLUMN models TEXT NOT NULL DEFAULT '';
     CREATE INDEX traces_session ON traces (session, start_ns) WHERE session IS NOT NULL;
     ALTER TABLE layer_minutes ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE layer_minutes ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;

@@ -85,7 +85,7 @@ REFRESH_TRACES = """
 INSERT INTO traces (trace_id, root_span_id, root_name, service, start_ns, end_ns,
                     duration_ns, span_count, error_count, updated_ns, layers, finding_count,
                     services, cost_usd, unpriced, input_tokens, output_tokens, session,
-                    agents)
+                    agents, models)
 SELECT a.trace_id, r.span_id, r.name,
        coalesce(r.service, (SELECT service FROM spans WHERE trace_id = a.trace_id
                             ORDER BY start_ns LIMIT 1)),
@@ -104,6 +104,10 @@ SELECT a.trace_id, r.span_id, r.name,
        coalesce((SELECT group_concat(agent, ',') FROM (
             SELECT DISTINCT genai ->> '$.agent' AS agent FROM spans
             WHERE trace_id = a.trace_id AND genai ->> '$.agent' IS NOT NULL ORDER BY agent)),
+            ''),
+       coalesce((SELECT group_concat(model, ',') FROM (
+            SELECT DISTINCT genai ->> '$.model' AS model FROM spans
+            WHERE trace_id = a.trace_id AND genai ->> '$.model' IS NOT NULL ORDER BY model)),
             '')
 FROM (SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
              sum(status_code = 2 OR failure IS NOT NULL) AS errors, sum(cost_usd) AS cost_usd,
@@ -123,7 +127,7 @@ ON CONFLICT (trace_id) DO UPDATE SET
     layers = excluded.layers, finding_count = excluded.finding_count,
     services = excluded.services, cost_usd = excluded.cost_usd, unpriced = excluded.unpriced,
     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
-    session = excluded.session, agents = excluded.agents
+    session = excluded.session, agents = excluded.agents, models = excluded.models
 """
 
 

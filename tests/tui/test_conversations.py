@@ -9,10 +9,12 @@ import json
 from agenttop.otlp.decode import decode
 from agenttop.store import open_reader, open_writer
 from agenttop.store.conversations import conversation_turns, list_conversations
+from agenttop.store.queries import list_traces, parse_trace_filter
 from agenttop.store.retention import prune_by_age
 from agenttop.store.writer import Writer
 from agenttop.tui.screens.conversations import ConversationsScreen, TranscriptScreen
 from agenttop.tui.screens.trace import TraceScreen
+from agenttop.tui.screens.traces import TracesScreen
 from tests.tui.conftest import SIZE, screen_text, wait_for
 from tests.tui.fixtures import (
     NOW,
@@ -151,3 +153,35 @@ async def test_a_transcript_from_content_sent_only_as_log_events(tmp_path):
                        and app.screen.turns, what="the transcript")
         text = screen_text(app)
     assert "user: Cancel my plan" in text and "agent: Your plan is cancelled." in text
+
+
+def test_the_trace_list_filters_exactly_by_agent_model_and_session(tmp_path):
+    db = tmp_path / "a.db"
+    build(db)
+    conn = open_reader(db)
+    try:
+        def found(query: str) -> set[str]:
+            return {t.trace_id for t in list_traces(conn, parse_trace_filter(query))}
+
+        every = {hex_trace(t) for t in ("t1", "t2", "t3", "t4")}
+        assert found("session:c-1") == {hex_trace("t1"), hex_trace("t2")}
+        assert found("agent:support") == every
+        assert found("model:gpt-4o") == every
+        assert found("model:gpt-4") == set() and found("agent:supp") == set()  # exact names
+        assert found("session:c-2 model:gpt-4o") == {hex_trace("t3")}
+    finally:
+        conn.close()
+
+
+async def test_t_shows_a_conversations_traces(tmp_path):
+    db = tmp_path / "a.db"
+    build(db)
+    app = app_for(db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_screen(pilot, "7", ConversationsScreen)
+        await wait_for(pilot, lambda: screen.table.row_count == 2, what="two conversations")
+        screen.table.move_cursor(row=1)  # c-1
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TracesScreen)
+                       and app.screen.table.row_count == 2, what="its two turns")
+        assert app.screen.query_text == "session:c-1"

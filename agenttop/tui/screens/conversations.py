@@ -2,7 +2,8 @@
 and a conversation's transcript.
 
 The list (a ``LiveListScreen``: ``/`` filters by session id, agent or service, ``f``
-follows) reads the ``conversations`` rows the writer keeps. ``enter`` opens the transcript:
+follows, ``t`` shows the conversation's traces in the trace list, ``session:ID``) reads the
+``conversations`` rows the writer keeps. ``enter`` opens the transcript:
 each turn (trace) with what the user said and what the agent answered, then one line per
 tool call and per failure; ``enter`` on a turn opens its trace, ``escape`` goes back.
 Messages come from wherever the instrumentation put them (OTel GenAI attributes,
@@ -67,6 +68,8 @@ class ConversationTable(ListTable[ConversationRow]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Open transcript", id="conversations.open"),
+        Binding("t", "screen.show_traces", "Its traces", id="conversations.traces",
+                tooltip="The trace list filtered to this conversation's turns"),
     ]
 
     today_ns: int | None = None
@@ -138,6 +141,13 @@ class ConversationsScreen(LiveListScreen):
     def _open(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
             self.app.push_screen(TranscriptScreen(event.row_key.value))
+
+    async def action_show_traces(self) -> None:
+        table = self.table
+        if table.row_count:
+            key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            if key is not None and not any(c.isspace() or c == '"' for c in key):
+                await self.agenttop.show_traces(f"session:{key}")
 
 
 # --- the transcript -------------------------------------------------------------------------
