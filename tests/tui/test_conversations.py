@@ -103,15 +103,20 @@ def test_retention_takes_a_conversations_turns_with_its_traces(tmp_path):
     assert left == {"c-2": 1}
 
 
+async def on_first_conversation(pilot) -> None:
+    """The conversations screen of ``build``'s file, the cursor on c-1 (the older one)."""
+    screen = await open_screen(pilot, "7", ConversationsScreen)
+    await wait_for(pilot, lambda: screen.table.row_count == 2, what="two conversations")
+    screen.table.move_cursor(row=1)
+
+
 async def test_the_list_opens_a_transcript_and_a_turn_opens_its_trace(tmp_path):
     db = tmp_path / "a.db"
     build(db)
     app = app_for(db)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_screen(pilot, "7", ConversationsScreen)
-        await wait_for(pilot, lambda: screen.table.row_count == 2, what="two conversations")
+        await on_first_conversation(pilot)
         assert "c-1" in screen_text(app) and "support" in screen_text(app)
-        screen.table.move_cursor(row=1)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TranscriptScreen)
                        and app.screen.turns, what="the transcript")
@@ -178,9 +183,7 @@ async def test_t_shows_a_conversations_traces(tmp_path):
     build(db)
     app = app_for(db)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_screen(pilot, "7", ConversationsScreen)
-        await wait_for(pilot, lambda: screen.table.row_count == 2, what="two conversations")
-        screen.table.move_cursor(row=1)  # c-1
+        await on_first_conversation(pilot)
         await pilot.press("t")
         await wait_for(pilot, lambda: isinstance(app.screen, TracesScreen)
                        and app.screen.table.row_count == 2, what="its two turns")
