@@ -54,7 +54,7 @@ def parse_tables(text: str, filename: str, table: str, model: type[M],
     for key in data:
         if key != table:
             line = _key_line(lines, key, 1, len(lines), table) or _table_line(lines, key)
-            hint = did_you_mean(key, [table])
+            hint = _did_you_mean(key, [table])
             raise error(f"{where(filename, line)}unknown top-level key {key!r}{hint}; "
                         f"{table}s are [[{table}]] tables")
     entries = data.get(table, [])
@@ -90,7 +90,7 @@ def where(filename: str, line: int | None) -> str:
     return f"{filename}:{line}: " if line else f"{filename}: "
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
 
@@ -101,7 +101,7 @@ def _describe(error: Mapping[str, Any], entry: Mapping[str, Any], model: type[Ba
     if error["type"] == "extra_forbidden":
         known = [info.alias or k for k, info in model.model_fields.items()
                  if (info.alias or k) not in entry]
-        return f"{path}: unknown key{did_you_mean(str(loc[0]), known)}"
+        return f"{path}: unknown key{_did_you_mean(str(loc[0]), known)}"
     if error["type"] == "missing":
         return f"{path}: required key is missing"
     message = str(error["msg"]).removeprefix("Value error, ")

@@ -144,12 +144,15 @@ _MESSAGE_ATTRS = ("gen_ai.input.messages", "gen_ai.output.messages", "input.valu
 
 def conversation_turns(conn: apsw.Connection, session: str, *, limit: int = 500
                        ) -> list[Turn]:
-    """The conversation's turns (traces), oldest first, each with the spans a transcript
-    needs: model calls (their messages), tool calls and failures, and GenAI log events."""
+    """The conversation's last ``limit`` turns (traces), oldest first, each with the spans
+    a transcript needs: model calls (their messages), tool calls and failures, and GenAI
+    log events."""
     turns = [Turn(trace_id, start, duration, root, errors, cost, [])
              for trace_id, start, duration, root, errors, cost in conn.execute(
                  "SELECT trace_id, start_ns, duration_ns, root_name, error_count, cost_usd "
-                 "FROM traces WHERE session = ? ORDER BY start_ns LIMIT ?", (session, limit))]
+                 "FROM traces WHERE session = ? ORDER BY start_ns DESC LIMIT ?",
+                 (session, limit))]
+    turns.reverse()
     if not turns:
         return []
     by_id = {t.trace_id: t for t in turns}

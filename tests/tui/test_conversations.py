@@ -81,6 +81,7 @@ def test_traces_group_by_the_session_on_their_root(tmp_path):
     try:
         rows = {r.session: r for r in list_conversations(conn)}
         turns = conversation_turns(conn, "c-1")
+        last = conversation_turns(conn, "c-1", limit=1)
     finally:
         conn.close()
     assert list(rows) == ["c-2", "c-1"]  # the most recently active first; t4 has none
@@ -88,6 +89,7 @@ def test_traces_group_by_the_session_on_their_root(tmp_path):
     assert (c1.turns, c1.agents, c1.failed_turns) == (2, ("support",), 1)
     assert (c1.input_tokens, c1.output_tokens) == (200, 40)
     assert [t.trace_id for t in turns] == [hex_trace("t1"), hex_trace("t2")]
+    assert [t.trace_id for t in last] == [hex_trace("t2")]  # a long one shows its last turns
 
 
 def test_retention_takes_a_conversations_turns_with_its_traces(tmp_path):
