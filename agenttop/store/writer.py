@@ -98,21 +98,16 @@ SELECT a.trace_id, r.span_id, r.name,
        a.cost_usd, a.unpriced, a.input_tokens, a.output_tokens,
        -- The conversation: the root's session if it has one, else the earliest span's
        -- (a span without one belongs to its trace's).
-       (SELECT genai ->> '$.session' FROM spans WHERE trace_id = a.trace_id
-          AND genai ->> '$.session' IS NOT NULL
-        ORDER BY parent_span_id IS NOT NULL, start_ns LIMIT 1),
-       coalesce((SELECT group_concat(agent, ',') FROM (
-            SELECT DISTINCT genai ->> '$.agent' AS agent FROM spans
-            WHERE trace_id = a.trace_id AND genai ->> '$.agent' IS NOT NULL ORDER BY agent)),
-            ''),
-       coalesce((SELECT group_concat(model, ',') FROM (
-            SELECT DISTINCT genai ->> '$.model' AS model FROM spans
-            WHERE trace_id = a.trace_id AND genai ->> '$.model' IS NOT NULL ORDER BY model)),
-            '')
+       coalesce(r.genai ->> '$.session',
+                (SELECT genai ->> '$.session' FROM spans WHERE trace_id = a.trace_id
+                   AND genai ->> '$.session' IS NOT NULL ORDER BY start_ns LIMIT 1)),
+       coalesce(a.agents, ''), coalesce(a.models, '')
 FROM (SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
              sum(status_code = 2 OR failure IS NOT NULL) AS errors, sum(cost_usd) AS cost_usd,
              count(genai ->> '$.unpriced') AS unpriced,
-             total(input_tokens) AS input_tokens, total(output_tokens) AS output_tokens
+             total(input_tokens) AS input_tokens, total(output_tokens) AS output_tokens,
+             group_concat(DISTINCT genai ->> '$.agent') AS agents,
+             group_concat(DISTINCT genai ->> '$.model') AS models
       FROM spans WHERE trace_id IN (SELECT value FROM json_each(:ids))
       GROUP BY trace_id) AS a
 LEFT JOIN spans AS r ON r.rowid = (SELECT rowid FROM spans
