@@ -172,5 +172,7 @@ def test_costs_are_stored_with_their_calls_traces_and_minutes(tmp_path: Path):
         assert minutes["gpt-4o-mini"][:4] == (1, pytest.approx(expected), 1, 0)
         assert minutes["gpt-4o-mini"][4] == 200
         assert minutes["my-finetune"][:4] == (2, 0.0, 0, 2)
+        # One agent run: the lone chat's root span is a model call, not a run.
+        assert conn.execute("SELECT sum(runs) FROM layer_minutes").fetchone()[0] == 1
     finally:
         conn.close()

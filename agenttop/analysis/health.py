@@ -56,7 +56,7 @@ class LayerHealth:
     retrievals: int = 0  # memory: retrievals with a known result count
     empty_retrievals: int = 0  # memory: of those, how many returned nothing
     top_score: float | None = None  # memory: mean top retrieval score
-    runs: int = 0  # root spans: an agent run, a request
+    runs: int = 0  # root spans of the runtime layer: agent runs, workflows
     cost_usd: float = 0.0  # what the priced model calls cost
     unpriced: int = 0  # model calls with tokens but no known price
 

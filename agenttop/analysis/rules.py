@@ -62,7 +62,8 @@ LAYER_MEASURE_FNS: dict[str, Callable[[LayerHealth], float | None]] = {
     "top_score": lambda h: h.top_score,
     **{f"failures.{c}": (lambda h, c=c: h.by_failure.get(c, 0)) for c in FAILURES},
     # Spend: what the window's priced model calls cost (None when calls had tokens but none
-    # could be priced: unknown is not $0), per run (root span), and tokens per run.
+    # could be priced: unknown is not $0), per agent run (a runtime root span), and tokens
+    # per run.
     "cost_usd": lambda h: None if h.unpriced and not h.cost_usd else h.cost_usd,
     "cost_per_run": lambda h: None if h.unpriced and not h.cost_usd else _ratio(
         h.cost_usd, h.runs),

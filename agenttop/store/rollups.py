@@ -36,7 +36,7 @@ SELECT start_ns / {MINUTE_NS}, layer, service, count(*), count(failure),
     count(CASE WHEN genai ->> '$.retrieval_count' = 0 THEN 1 END),
     total(genai ->> '$.top_score'), count(genai ->> '$.top_score'),
     total(genai ->> '$.eval_score'), count(genai ->> '$.eval_score'),
-    count(CASE WHEN parent_span_id IS NULL THEN 1 END), total(cost_usd),
+    count(CASE WHEN parent_span_id IS NULL AND layer = 'runtime' THEN 1 END), total(cost_usd),
     count(genai ->> '$.unpriced')
 {_NEW_SPANS}
 GROUP BY 1, 2, 3
@@ -126,7 +126,7 @@ class RollupTotals(NamedTuple):
     top_score_count: int
     eval_score_sum: float
     eval_score_count: int
-    runs: int = 0  # root spans
+    runs: int = 0  # root spans of the runtime layer: agent runs, workflows
     cost_usd: float = 0.0  # of the priced model calls
     unpriced: int = 0  # model calls with tokens but no known price
 
