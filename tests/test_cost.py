@@ -176,3 +176,29 @@ def test_costs_are_stored_with_their_calls_traces_and_minutes(tmp_path: Path):
         assert conn.execute("SELECT sum(runs) FROM layer_minutes").fetchone()[0] == 1
     finally:
         conn.close()
+
+
+def test_inconsistent_counts_are_priced_as_they_can_be_and_never_fail_ingest(tmp_path):
+    """Cached input over the input (which the database's own calculation refuses), negative
+    counts, a model name no pattern expects: the request is stored whatever the price."""
+    assert Tokens.reported(300_000, -5, 400_000, 10, 7) == Tokens(300_000, 0, 300_000, 0, 0)
+    db = tmp_path / "a.db"
+    llm = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic"}
+    write(db, ("traces", traces_request([("svc", [
+        span("t", "chat big", kind=3, attributes={
+            **llm, "gen_ai.request.model": "claude-sonnet-4-5",
+            "gen_ai.usage.input_tokens": 300_000,
+            "gen_ai.usage.cache_read.input_tokens": 400_000,
+            "gen_ai.usage.output_tokens": 10}),
+        span("t", "chat odd", kind=3, start_ms=1, attributes={
+            **llm, "gen_ai.request.model": "claude(*[", "gen_ai.usage.input_tokens": -3,
+            "gen_ai.usage.output_tokens": 5}),
+    ])])))
+    conn = open_reader(db)
+    try:
+        costs = dict(conn.execute("SELECT name, cost_usd FROM spans"))
+    finally:
+        conn.close()
+    # All 300k input read from cache, above the 200k tier: $0.6 per 1M; output $22.5.
+    assert costs["chat big"] == pytest.approx(300_000 * 0.6e-6 + 10 * 22.5e-6)
+    assert costs["chat odd"] is None

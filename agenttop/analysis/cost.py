@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.metadata
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -25,6 +26,8 @@ from typing import Annotated, Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from agenttop.analysis.tomlfile import parse_tables, read_text
+
+log = logging.getLogger(__name__)
 
 DATABASE = "genai-prices"
 _PER_MILLION = 1e-6
@@ -105,6 +108,16 @@ class Tokens(NamedTuple):
     cache_write: int = 0
     reasoning: int = 0
 
+    @classmethod
+    def reported(cls, input: int, output: int, cache_read: int, cache_write: int,  # noqa: A002
+                 reasoning: int) -> Tokens:
+        """Counts as a client reported them, made consistent: none negative, cached input
+        within the input, reasoning within the output."""
+        input, output = max(input, 0), max(output, 0)  # noqa: A001
+        cache_read = min(max(cache_read, 0), input)
+        cache_write = min(max(cache_write, 0), input - cache_read)
+        return cls(input, output, cache_read, cache_write, min(max(reasoning, 0), output))
+
 
 def load_prices(path: Path) -> tuple[PriceRule, ...]:
     """Read and validate a prices file; ``PricesError`` names the file, line and field."""
@@ -150,7 +163,12 @@ class PriceBook:
                 return Cost(rule.cost(tokens), rule.source)
         if not self.database:
             return None
-        return _database_cost(provider, model, tokens, day)
+        try:
+            return _database_cost(provider, model, tokens, day)
+        except Exception:  # noqa: BLE001 - a price is never worth a rejected request
+            log.debug("no price for %r: the price database failed on it", model,
+                      exc_info=True)
+            return None
 
 
 DEFAULT_PRICES = PriceBook()

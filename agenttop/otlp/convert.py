@@ -228,9 +228,8 @@ def _price(genai: dict[str, Any], prices: PriceBook, start_ns: int) -> float | N
     came from, or ``unpriced``); None when it has no model and tokens, or no price."""
     model = genai.get("model")
     get = genai.get
-    tokens = Tokens(get("input_tokens") or 0, get("output_tokens") or 0,
-                    get("cache_read_tokens") or 0, get("cache_write_tokens") or 0,
-                    get("reasoning_tokens") or 0)
+    tokens = Tokens.reported(*(get(f"{kind}_tokens") or 0 for kind in (
+        "input", "output", "cache_read", "cache_write", "reasoning")))
     if not model or not (tokens.input or tokens.output):
         return None
     cost = prices.cost(get("provider"), model, tokens, start_ns)
