@@ -271,11 +271,12 @@ class TraceRow:
     unpriced: int = 0  # model calls with tokens but no price
     input_tokens: int = 0
     output_tokens: int = 0
+    session: str | None = None  # the conversation it is a turn of
 
 
 _TRACE_COLUMNS = ("trace_id, root_span_id, root_name, service, start_ns, duration_ns, "
                   "span_count, error_count, layers, services, finding_count, updated_ns, "
-                  "cost_usd, unpriced, input_tokens, output_tokens")
+                  "cost_usd, unpriced, input_tokens, output_tokens, session")
 
 
 def _trace_row(row: tuple) -> TraceRow:

@@ -128,8 +128,10 @@ async def test_the_list_opens_a_transcript_and_a_turn_opens_its_trace(tmp_path):
         assert "✓ tool lookup_order" in text
         assert "✗ tool lookup_order  tool_error" in text
         await pilot.press("down", "enter")  # the second turn
-        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace")
+        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen)
+                       and app.screen.loaded, what="the trace")
         assert app.screen.trace_id == hex_trace("t2")
+        assert "conversation c-1" in screen_text(app)  # the header names it
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, TranscriptScreen), what="back")
         await pilot.press("escape")

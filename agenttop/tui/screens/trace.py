@@ -159,9 +159,10 @@ class TraceScreen(LiveScreen):
         if row.finding_count:
             first.append(f"  ⚠ {row.finding_count} findings")
         first.truncate(width, overflow="ellipsis")
-        second = safe(f"trace {row.trace_id}  started {fmt.clock(row.start_ns)}  services "
-                      + ", ".join(row.services) + "  layers " + ", ".join(row.layers),
-                      width=width)
+        second = safe(f"trace {row.trace_id}  started {fmt.clock(row.start_ns)}"
+                      + (f"  conversation {row.session}" if row.session else "")
+                      + "  services " + ", ".join(row.services)
+                      + "  layers " + ", ".join(row.layers), width=width)
         return Text("\n", end="").join([first, second])
 
     # --- detail -------------------------------------------------------------------------
