@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import apsw
 
-from agenttop.store.queries import like
+from agenttop.store.queries import count_capped, like
 
 # Recomputed from its turns (traces) for each conversation a transaction touched; a
 # conversation whose turns are all gone (retention) goes too.
@@ -104,10 +104,8 @@ def list_conversations(conn: apsw.Connection, text: str = "", *, limit: int = 20
 
 
 def count_conversations(conn: apsw.Connection, text: str = "", *, cap: int = 10_000) -> int:
-    where, bound = _where(text)
-    return int(conn.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM conversations WHERE {where} LIMIT :cap)",
-        {**bound, "cap": cap}).fetchone()[0])
+    """How many conversations match, counting no further than ``cap``."""
+    return count_capped(conn, "conversations", *_where(text), cap)
 
 
 @dataclass(frozen=True, slots=True)

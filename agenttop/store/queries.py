@@ -299,10 +299,10 @@ def list_traces(conn: apsw.Connection, f: TraceFilter | None = None, *, limit: i
 def count_traces(conn: apsw.Connection, f: TraceFilter | None = None, *,
                  cap: int = 10_000) -> int:
     """How many traces match, counting no further than ``cap`` (a filter scans rows)."""
-    return _count_capped(conn, "traces", *_trace_where(f or TraceFilter()), cap)
+    return count_capped(conn, "traces", *_trace_where(f or TraceFilter()), cap)
 
 
-def _count_capped(conn: apsw.Connection, table: str, where: str, bindings: dict,
+def count_capped(conn: apsw.Connection, table: str, where: str, bindings: dict,
                   cap: int) -> int:
     """How many rows of ``table`` match ``where``, counting no further than ``cap``."""
     sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT :cap)"
@@ -587,7 +587,7 @@ class FindingListRow:
 def count_matching_findings(conn: apsw.Connection, f: FindingFilter | None = None, *,
                             cap: int = 10_000) -> int:
     """How many findings match, counting no further than ``cap``."""
-    return _count_capped(conn, "findings", *_finding_where(f or FindingFilter()), cap)
+    return count_capped(conn, "findings", *_finding_where(f or FindingFilter()), cap)
 
 
 def list_findings(conn: apsw.Connection, f: FindingFilter | None = None, *,
@@ -689,7 +689,7 @@ def list_logs(conn: apsw.Connection, *, min_severity: int = 0, text: str = "",
 def count_logs(conn: apsw.Connection, *, min_severity: int = 0, text: str = "",
                cap: int = 10_000) -> int:
     """How many logs match, counting no further than ``cap``."""
-    return _count_capped(conn, "logs", *_log_where(min_severity, text), cap)
+    return count_capped(conn, "logs", *_log_where(min_severity, text), cap)
 
 
 def find_trace_ids(conn: apsw.Connection, prefix: str, limit: int = 2) -> list[str]:
