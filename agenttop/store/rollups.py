@@ -8,6 +8,7 @@ service). Health over any window then reads a few hundred rollup rows, never ``s
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from functools import cache
 from typing import NamedTuple
@@ -19,6 +20,21 @@ from agenttop.store.rows import FAILURES, MINUTE_NS
 # Spans this transaction added: rowid above the mark taken before the insert, so spans
 # ignored as duplicates are never counted twice.
 _NEW_SPANS = "FROM spans WHERE rowid > :mark"
+_FAILURE_COLUMNS = tuple(f"f_{category}" for category in FAILURES)
+_COUNTS = ("input_tokens", "output_tokens", "truncated", "content_filtered", "retrievals",
+           "empty_retrievals", "runs", "unpriced")
+# The layer_minutes columns a window sums (reads), in RollupTotals' order of reading.
+_SUMMED = ("spans", "failures", *_FAILURE_COLUMNS, *_COUNTS, "top_score_sum",
+           "top_score_count", "eval_score_sum", "eval_score_count", "cost_usd")
+
+
+def _add_up(summed: Sequence[str]) -> str:
+    """The DO UPDATE SET of a rollup upsert: each summed column plus the new rows' sum (and
+    the duration sum), the duration maximum the larger of the two."""
+    return ",\n    ".join(
+        [f"{c} = {c} + excluded.{c}" for c in (*summed, "duration_sum_ns")]
+        + ["duration_max_ns = max(duration_max_ns, excluded.duration_max_ns)"])
+
 ROLLUP_MINUTES = f"""
 INSERT INTO layer_minutes (minute, layer, service, spans, failures, f_auth, f_rate_limit,
     f_timeout, f_schema, f_tool_error, f_server, f_error, duration_sum_ns, duration_max_ns,
@@ -41,25 +57,7 @@ SELECT start_ns / {MINUTE_NS}, layer, service, count(*), count(failure),
 {_NEW_SPANS}
 GROUP BY 1, 2, 3
 ON CONFLICT (minute, layer, service) DO UPDATE SET
-    spans = spans + excluded.spans, failures = failures + excluded.failures,
-    f_auth = f_auth + excluded.f_auth, f_rate_limit = f_rate_limit + excluded.f_rate_limit,
-    f_timeout = f_timeout + excluded.f_timeout, f_schema = f_schema + excluded.f_schema,
-    f_tool_error = f_tool_error + excluded.f_tool_error,
-    f_server = f_server + excluded.f_server, f_error = f_error + excluded.f_error,
-    duration_sum_ns = duration_sum_ns + excluded.duration_sum_ns,
-    duration_max_ns = max(duration_max_ns, excluded.duration_max_ns),
-    input_tokens = input_tokens + excluded.input_tokens,
-    output_tokens = output_tokens + excluded.output_tokens,
-    truncated = truncated + excluded.truncated,
-    content_filtered = content_filtered + excluded.content_filtered,
-    retrievals = retrievals + excluded.retrievals,
-    empty_retrievals = empty_retrievals + excluded.empty_retrievals,
-    top_score_sum = top_score_sum + excluded.top_score_sum,
-    top_score_count = top_score_count + excluded.top_score_count,
-    eval_score_sum = eval_score_sum + excluded.eval_score_sum,
-    eval_score_count = eval_score_count + excluded.eval_score_count,
-    runs = runs + excluded.runs, cost_usd = cost_usd + excluded.cost_usd,
-    unpriced = unpriced + excluded.unpriced
+    {_add_up(_SUMMED)}
 """
 # The buckets of agenttop.analysis.buckets.duration_bucket, computed in SQL.
 ROLLUP_DURATIONS = f"""
@@ -74,6 +72,26 @@ ON CONFLICT (minute, layer, service, bucket) DO UPDATE SET count = count + exclu
 """
 
 
+class ModelTotals(NamedTuple):
+    """One model's calls summed over a range of minutes, all services together."""
+
+    provider: str  # "" when the spans name none
+    model: str
+    calls: int
+    failures: int
+    rate_limits: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+    priced: int
+    unpriced: int  # calls with tokens but no known price: their cost is not in cost_usd
+
+
+# The model_minutes columns summed, written and read: ModelTotals after its key.
+_MODEL_SUMMED = ModelTotals._fields[2:]
 # Model calls (spans naming a model) per minute, provider, model and service.
 ROLLUP_MODELS = f"""
 INSERT INTO model_minutes (minute, provider, model, service, calls, failures, rate_limits,
@@ -88,17 +106,7 @@ SELECT start_ns / {MINUTE_NS}, coalesce(genai ->> '$.provider', ''), genai ->> '
 {_NEW_SPANS} AND genai ->> '$.model' IS NOT NULL
 GROUP BY 1, 2, 3, 4
 ON CONFLICT (minute, provider, model, service) DO UPDATE SET
-    calls = calls + excluded.calls, failures = failures + excluded.failures,
-    rate_limits = rate_limits + excluded.rate_limits,
-    input_tokens = input_tokens + excluded.input_tokens,
-    output_tokens = output_tokens + excluded.output_tokens,
-    cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
-    cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-    cost_usd = cost_usd + excluded.cost_usd, priced = priced + excluded.priced,
-    unpriced = unpriced + excluded.unpriced,
-    duration_sum_ns = duration_sum_ns + excluded.duration_sum_ns,
-    duration_max_ns = max(duration_max_ns, excluded.duration_max_ns)
+    {_add_up(_MODEL_SUMMED)}
 """
 
 
@@ -131,13 +139,6 @@ class RollupTotals(NamedTuple):
     unpriced: int = 0  # model calls with tokens but no known price
 
 
-_FAILURE_COLUMNS = tuple(f"f_{category}" for category in FAILURES)
-_COUNTS = ("input_tokens", "output_tokens", "truncated", "content_filtered", "retrievals",
-           "empty_retrievals", "runs", "unpriced")
-_SUMMED = ("spans", "failures", *_FAILURE_COLUMNS, *_COUNTS, "top_score_sum",
-           "top_score_count", "eval_score_sum", "eval_score_count", "cost_usd")
-
-
 def _totals(values: Sequence) -> RollupTotals:
     """``values``: the sums of ``_SUMMED`` in order (total(): floats), then the max."""
     named = dict(zip(_SUMMED, values, strict=False))
@@ -156,14 +157,12 @@ def _totals(values: Sequence) -> RollupTotals:
 
 def add_totals(a: RollupTotals, b: RollupTotals) -> RollupTotals:
     """Two layers' (or services') totals together."""
-    by_failure = dict(a.by_failure)
-    for category, n in b.by_failure.items():
-        by_failure[category] = by_failure.get(category, 0) + n
-    longest = [d for d in (a.duration_max_ns, b.duration_max_ns) if d is not None]
-    return RollupTotals(*(
-        by_failure if name == "by_failure" else (max(longest) if longest else None)
-        if name == "duration_max_ns" else getattr(a, name) + getattr(b, name)
-        for name in RollupTotals._fields))
+    summed = {name: getattr(a, name) + getattr(b, name) for name in RollupTotals._fields
+              if name not in ("by_failure", "duration_max_ns")}
+    longest = max((d for d in (a.duration_max_ns, b.duration_max_ns) if d is not None),
+                  default=None)
+    return RollupTotals(**summed, by_failure=dict(Counter(a.by_failure) + Counter(b.by_failure)),
+                        duration_max_ns=longest)
 
 
 @cache
@@ -241,25 +240,7 @@ def minute_series(conn: apsw.Connection, now_ns: int, minutes: int = 15
     return out
 
 
-
-class ModelTotals(NamedTuple):
-    """One model's calls summed over a range of minutes, all services together."""
-
-    provider: str  # "" when the spans name none
-    model: str
-    calls: int
-    failures: int
-    rate_limits: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    cost_usd: float
-    priced: int
-    unpriced: int  # calls with tokens but no known price: their cost is not in cost_usd
-
-
+# The token kinds of ModelTotals (``{kind}_tokens``).
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 
@@ -268,10 +249,9 @@ def model_totals(conn: apsw.Connection, now_ns: int, window_s: int) -> list[Mode
     calls with no price); a range of the ``model_minutes`` primary key."""
     last = now_ns // MINUTE_NS
     since = (now_ns - window_s * 1_000_000_000) // MINUTE_NS
-    tokens = ", ".join(f"sum({kind}_tokens)" for kind in TOKEN_KINDS)
+    sums = ", ".join(f"total({c})" if c == "cost_usd" else f"sum({c})" for c in _MODEL_SUMMED)
     return [ModelTotals(*row) for row in conn.execute(
-        f"SELECT provider, model, sum(calls), sum(failures), sum(rate_limits), {tokens}, "
-        "total(cost_usd), sum(priced), sum(unpriced) FROM model_minutes "
+        f"SELECT provider, model, {sums} FROM model_minutes "
         "WHERE minute BETWEEN ? AND ? GROUP BY provider, model "
         "ORDER BY total(cost_usd) DESC, sum(unpriced) DESC, model", (since, last))]
 
