@@ -42,6 +42,7 @@ from agenttop.tui.widgets.span_detail import (
     flattened_messages,
     log_messages,
     message_lines,
+    message_words,
 )
 
 CELL_CHARS = 200
@@ -163,9 +164,7 @@ def _said(span: TurnSpan, side: str) -> list[tuple[str, str]]:
         flat = flattened_messages(attrs).get(f"llm.{side}_messages")
         lines = (message_lines(flat[0]) or []) if flat else []
     # The finish reason is for the span detail; a transcript shows the words.
-    return [(role, " ".join(line for line in content.split("\n")
-                            if not line.startswith("(finish: ")))
-            for role, content in lines]
+    return [(role, " ".join(message_words(content))) for role, content in lines]
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from agenttop.tui.screens.live_list import LiveListScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
 from agenttop.tui.widgets.list_table import ListTable
-from agenttop.tui.widgets.span_detail import log_messages, severity_name
+from agenttop.tui.widgets.span_detail import log_messages, message_words, severity_name
 
 CELL_CHARS = 300
 def severity_class(number: int) -> str:
@@ -89,8 +89,7 @@ class LogTable(ListTable[LogListRow]):
         if lines:
             for i, (role, content) in enumerate(lines):
                 # The finish reason is for the detail pane; the list shows the words.
-                content = "\n".join(line for line in content.split("\n")
-                                     if not line.startswith("(finish: "))
+                content = "\n".join(message_words(content))
                 if i:
                     body.append("  ")
                 body.append_text(safe(role + ":", self._style("role"), width=20))

@@ -62,6 +62,14 @@ def _part_text(part: Any) -> str:
     return _compact(part)
 
 
+FINISH_PREFIX = "(finish: "  # the last line of a message that says why the model stopped
+
+
+def message_words(content: str) -> list[str]:
+    """A message's lines without its finish reason: what a list or a transcript shows."""
+    return [line for line in content.split("\n") if not line.startswith(FINISH_PREFIX)]
+
+
 def message_lines(value: Any) -> list[tuple[str, str]] | None:
     """A GenAI messages attribute as (role, content) pairs; None if it is not one.
 
@@ -96,7 +104,7 @@ def message_lines(value: Any) -> list[tuple[str, str]] | None:
                          f"({_compact(function.get('arguments', ''))})")
         reason = message.get("finish_reason")
         if reason:
-            texts.append(f"(finish: {reason})")
+            texts.append(f"{FINISH_PREFIX}{reason})")
         out.append((role, "\n".join(texts)))
     return out
 
