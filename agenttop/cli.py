@@ -40,7 +40,7 @@ RULES_OPTION = option("rules", UiSettings.model_fields["rules"])
 def _load_prices(path: Path | None) -> Any:
     """The price book, or exit 2 with the file, line, entry and field of the first
     problem."""
-    from agenttop.analysis.cost import PricesError, load_price_book
+    from agenttop.analysis.prices import PricesError, load_price_book
 
     try:
         return load_price_book(path)

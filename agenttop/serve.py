@@ -25,9 +25,9 @@ from pathlib import Path
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
-from agenttop.analysis.cost import load_price_book
 from agenttop.analysis.hooks import AlertCommand
 from agenttop.analysis.monitor import AlertMonitor
+from agenttop.analysis.prices import load_price_book
 from agenttop.analysis.rules import Rule, load_rules
 from agenttop.config import (
     ServeSettings,

@@ -11,14 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agenttop.analysis.cost import (
-    PriceBook,
-    PricesError,
-    Tokens,
-    database_version,
-    load_prices,
-    parse_prices,
-)
+from agenttop.analysis.cost import PriceBook, Tokens, database_version
+from agenttop.analysis.prices import PricesError, load_prices, parse_prices
 from agenttop.cli import main
 from agenttop.store import open_reader
 from agenttop.store.queries import get_trace

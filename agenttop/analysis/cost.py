@@ -1,10 +1,11 @@
 """What a model call cost, from its provider, model, token counts and time.
 
-Prices come from a user's prices file first (``--prices FILE``: self-hosted, fine-tuned or
-negotiated models), then from ``genai-prices``, the price database the Pydantic team
-keeps: 2,000+ models of ~50 providers, with the dates prices changed, bundled in the
-package (no network) and pinned to one release, so the same file gives the same figures
-next month. A call is priced at the prices of the day it started. A model neither knows
+Prices come from a user's prices file first (``--prices FILE``, read by
+``agenttop.analysis.prices``: self-hosted, fine-tuned or negotiated models), then from
+``genai-prices``, the price database the Pydantic team keeps: 2,000+ models of ~50
+providers, with the dates prices changed, bundled in the package (no network) and pinned
+to one release, so the same file gives the same figures next month. A call is priced at
+the prices of the day it started. A model neither knows
 has no price: never $0.
 
 Token counts follow the OTel GenAI conventions: ``input_tokens`` includes cached input
@@ -20,12 +21,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from pathlib import Path
-from typing import Annotated, Any, NamedTuple
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-
-from agenttop.analysis.tomlfile import parse_tables, read_text
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -33,37 +29,9 @@ DATABASE = "genai-prices"
 _PER_MILLION = 1e-6
 
 
-class PricesError(Exception):
-    """A prices file cannot be used; the message names the file, line, entry and field."""
-
-
 class Cost(NamedTuple):
     usd: float
     source: str  # "genai-prices 0.2.3" or "prices.toml:12"
-
-
-class _Entry(BaseModel):
-    """One ``[[price]]`` table: USD per million tokens of each kind."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
-
-    provider: str | None = None  # a glob; any provider when absent
-    model: str  # a glob: "ft:gpt-4o-mini:*", "llama-3*"
-    input: Annotated[float, Field(ge=0)]
-    output: Annotated[float, Field(ge=0)]
-    cache_read: Annotated[float | None, Field(ge=0)] = None  # default: the input price
-    cache_write: Annotated[float | None, Field(ge=0)] = None  # default: the input price
-    reasoning: Annotated[float | None, Field(ge=0)] = None  # default: the output price
-    valid_from: Annotated[date | None, Field(alias="from")] = None
-    valid_until: Annotated[date | None, Field(alias="until")] = None  # exclusive
-
-    @field_validator("valid_until")
-    @classmethod
-    def _after_from(cls, until: date | None, info: ValidationInfo) -> date | None:
-        since = info.data.get("valid_from")
-        if until is not None and since is not None and until <= since:
-            raise ValueError("must be after from")
-        return until
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,27 +85,6 @@ class Tokens(NamedTuple):
         cache_read = min(max(cache_read, 0), input)
         cache_write = min(max(cache_write, 0), input - cache_read)
         return cls(input, output, cache_read, cache_write, min(max(reasoning, 0), output))
-
-
-def load_prices(path: Path) -> tuple[PriceRule, ...]:
-    """Read and validate a prices file; ``PricesError`` names the file, line and field."""
-    text = read_text(path, PricesError, "prices file")
-    return parse_prices(text, str(path))
-
-
-def load_price_book(path: Path | None) -> PriceBook:
-    """The prices file's rules before the database (``None``: the database alone)."""
-    return PriceBook(load_prices(path)) if path is not None else DEFAULT_PRICES
-
-
-def parse_prices(text: str, filename: str = "prices.toml") -> tuple[PriceRule, ...]:
-    return tuple(
-        PriceRule(entry.provider, entry.model,
-                  (entry.input, entry.output, entry.cache_read, entry.cache_write,
-                   entry.reasoning),
-                  entry.valid_from, entry.valid_until, f"{Path(filename).name}:{line}")
-        for entry, line in parse_tables(text, filename, "price", _Entry, PricesError,
-                                        label_key="model"))
 
 
 @lru_cache(maxsize=1)
