@@ -22,6 +22,7 @@ from agenttop.analysis.layers import classify, named_call, normalise
 from agenttop.analysis.quality import signals
 from agenttop.analysis.scan import Scanner, direction_of
 from agenttop.store.redaction import DEFAULT_POLICY, ScanPolicy, pii_digest
+from agenttop.store.rollups import TOKEN_KINDS
 from agenttop.store.rows import (
     OLDEST_PLAUSIBLE_NS,
     SKEW_TOLERANCE_NS,
@@ -227,12 +228,10 @@ def _price(genai: dict[str, Any], prices: PriceBook, start_ns: int) -> float | N
     """A model call's cost, noted in its GenAI fields (``cost_usd`` and where the price
     came from, or ``unpriced``); None when it has no model and tokens, or no price."""
     model = genai.get("model")
-    get = genai.get
-    tokens = Tokens.reported(*(get(f"{kind}_tokens") or 0 for kind in (
-        "input", "output", "cache_read", "cache_write", "reasoning")))
+    tokens = Tokens.reported(*(genai.get(f"{kind}_tokens") or 0 for kind in TOKEN_KINDS))
     if not model or not (tokens.input or tokens.output):
         return None
-    cost = prices.cost(get("provider"), model, tokens, start_ns)
+    cost = prices.cost(genai.get("provider"), model, tokens, start_ns)
     if cost is None:
         genai["unpriced"] = True
         return None
