@@ -521,13 +521,15 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "user": ("user.id", "enduser.id"),
     "finish_reasons": ("gen_ai.response.finish_reasons", "llm.response.finish_reason",
                        "llm.response.finish_reasons", "llm.finish_reason"),
+    # Time to first token, in seconds, where the instrumentation measures it (openlit).
+    "ttft_s": ("gen_ai.server.time_to_first_token", "gen_ai.response.time_to_first_chunk"),
 }
 # How a field's value is converted. Small ints rather than functions: normalise() runs
 # per span and an inline branch is several times cheaper than a call.
-_TEXT, _ID, _LOWER, _TOKENS, _LIST = range(5)
+_TEXT, _ID, _LOWER, _TOKENS, _LIST, _SECONDS = range(6)
 _CONVERSION = {"input_tokens": _TOKENS, "output_tokens": _TOKENS, "total_tokens": _TOKENS,
                "cache_read_tokens": _TOKENS, "cache_write_tokens": _TOKENS,
-               "reasoning_tokens": _TOKENS,
+               "reasoning_tokens": _TOKENS, "ttft_s": _SECONDS,
                "finish_reasons": _LIST, "session": _ID, "mcp_session": _ID, "user": _ID,
                # OpenLLMetry sends gen_ai.system="OpenAI" where OTel GenAI says "openai".
                "provider": _LOWER, "operation": _LOWER}
@@ -570,6 +572,18 @@ def _finish_reasons(value: object) -> list[str] | None:
                 return [v if isinstance(v, str) else str(v) for v in parsed]
         return [value]
     return None
+
+
+def _seconds(value: object) -> float | None:
+    """A non-negative finite number of seconds (numeric strings accepted), else None."""
+    if value.__class__ is str:
+        try:
+            value = float(value)  # type: ignore[arg-type]
+        except ValueError:
+            return None
+    if value.__class__ not in (int, float) or not 0 <= value < 1e9:  # type: ignore[operator]
+        return None
+    return float(value)  # type: ignore[arg-type]
 
 
 def _lower_str(value: object) -> str | None:
@@ -665,7 +679,7 @@ def _plan(attributes: dict[str, object]) -> _Plan:
 def normalise(attributes: dict[str, object]) -> dict[str, object]:
     """Small dict with only the fields found among: provider, model, operation,
     input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
-    reasoning_tokens, tool, agent, session, user, finish_reasons.
+    reasoning_tokens, tool, agent, session, mcp_session, user, finish_reasons, ttft_s.
 
     Where several conventions give a field, the current OTel GenAI name wins, then its
     deprecated name, then OpenInference, OpenLLMetry, LangSmith metadata and MCP; a value
@@ -696,6 +710,10 @@ def normalise(attributes: dict[str, object]) -> dict[str, object]:
                         continue
             elif conversion == _LIST:
                 value = _finish_reasons(value)
+                if value is None:
+                    continue
+            elif conversion == _SECONDS:
+                value = _seconds(value)
                 if value is None:
                     continue
             elif cls is str:

@@ -96,11 +96,12 @@ class TraceFilter:
     # failed:LAYER[:CATEGORY]: a span of that layer failed (in that category)
     failed: tuple[tuple[str, str | None], ...] = ()
     slow: tuple[tuple[str, int], ...] = ()  # slow:LAYER>5s: a span of it took longer (ns)
-    # Exact names: a span of the trace names this agent / model; the trace is a turn of
+    # Exact names: a span of the trace names this agent / model / tool; the trace is a turn of
     # this conversation.
     agents: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     sessions: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()  # tokens that cannot match, said in words
     since_ns: int | None = None  # traces started at or after (set by a jump, not typed)
     until_ns: int | None = None  # traces started at or before
@@ -114,7 +115,7 @@ class TraceFilter:
     def empty(self) -> bool:
         return not (self.words or self.services or self.layers or self.errors or self.findings
                     or self.failed or self.slow or self.agents or self.models or self.sessions
-                    or self.skewed or self.problems
+                    or self.tools                    or self.skewed or self.problems
                     or self.since_ns is not None or self.until_ns is not None)
 
 
@@ -130,7 +131,7 @@ def parse_trace_filter(query: str) -> TraceFilter:
     problems: list[str] = []
     failed: list[tuple[str, str | None]] = []
     slow: list[tuple[str, int]] = []
-    exact: dict[str, list[str]] = {"agent": [], "model": [], "session": []}
+    exact: dict[str, list[str]] = {"agent": [], "model": [], "session": [], "tool": []}
     errors = findings = skewed = False
     for match in _TOKEN.finditer(query):
         quoted, bare = match.groups()
@@ -178,8 +179,8 @@ def parse_trace_filter(query: str) -> TraceFilter:
             words.append(bare)
     return TraceFilter(tuple(words), tuple(services), tuple(layers), errors, findings,
                        tuple(failed), tuple(slow), tuple(exact["agent"]),
-                       tuple(exact["model"]), tuple(exact["session"]), tuple(problems),
-                       skewed=skewed)
+                       tuple(exact["model"]), tuple(exact["session"]), tuple(exact["tool"]),
+                       tuple(problems), skewed=skewed)
 
 
 def _layer_problem(layer: str) -> list[str]:
@@ -210,7 +211,7 @@ def _trace_where(f: TraceFilter) -> tuple[str, dict[str, object]]:
         # layers is a sorted comma-separated list: match one whole element.
         bindings[f"l{i}"] = f",{layer},"
         parts.append(f"instr(',' || layers || ',', :l{i}) > 0")
-    for column, values in (("agents", f.agents), ("models", f.models)):
+    for column, values in (("agents", f.agents), ("models", f.models), ("tools", f.tools)):
         for i, name in enumerate(values):
             # A sorted comma-separated list: match one whole element.
             bindings[f"{column}{i}"] = f",{name},"

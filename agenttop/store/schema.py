@@ -307,6 +307,56 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX conversations_last ON conversations (last_ns);
     """,
+    # 10: agents, tools and models. Per minute, each agent run, tool call and model call
+    # counted under the agent that made it (the nearest ancestor span naming an agent; ''
+    # for none), with a duration histogram per agent / tool / model. A call whose ancestors
+    # have not all arrived is counted under '' and listed in pending_calls until they do
+    # (then moved to its agent) or for an hour. A trace's tools, as its agents.
+    """
+    CREATE TABLE call_minutes (
+        minute             INTEGER NOT NULL,
+        kind               TEXT NOT NULL,
+        caller             TEXT NOT NULL,
+        provider           TEXT NOT NULL,
+        name               TEXT NOT NULL,
+        calls              INTEGER NOT NULL,
+        failures           INTEGER NOT NULL,
+        f_auth             INTEGER NOT NULL,
+        f_rate_limit       INTEGER NOT NULL,
+        f_timeout          INTEGER NOT NULL,
+        f_schema           INTEGER NOT NULL,
+        f_tool_error       INTEGER NOT NULL,
+        f_server           INTEGER NOT NULL,
+        f_error            INTEGER NOT NULL,
+        input_tokens       INTEGER NOT NULL,
+        output_tokens      INTEGER NOT NULL,
+        cache_read_tokens  INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        reasoning_tokens   INTEGER NOT NULL,
+        cost_usd           REAL NOT NULL,
+        unpriced           INTEGER NOT NULL,
+        ttft_sum_s         REAL NOT NULL,
+        ttft_count         INTEGER NOT NULL,
+        PRIMARY KEY (minute, kind, caller, provider, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE call_minute_durations (
+        minute   INTEGER NOT NULL,
+        kind     TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        name     TEXT NOT NULL,
+        bucket   INTEGER NOT NULL,
+        count    INTEGER NOT NULL,
+        PRIMARY KEY (minute, kind, provider, name, bucket)
+    ) WITHOUT ROWID;
+    CREATE TABLE pending_calls (
+        trace_id    TEXT NOT NULL,
+        span_id     TEXT NOT NULL,
+        received_ns INTEGER NOT NULL,
+        PRIMARY KEY (trace_id, span_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX pending_calls_received ON pending_calls (received_ns);
+    ALTER TABLE traces ADD COLUMN tools TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

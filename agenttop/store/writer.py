@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import apsw
 
+from agenttop.store.calls import add_calls
 from agenttop.store.conversations import refresh_conversations, sessions_of
 from agenttop.store.db import scalar
 from agenttop.store.rollups import add_to_rollups
@@ -85,7 +86,7 @@ REFRESH_TRACES = """
 INSERT INTO traces (trace_id, root_span_id, root_name, service, start_ns, end_ns,
                     duration_ns, span_count, error_count, updated_ns, layers, finding_count,
                     services, cost_usd, unpriced, input_tokens, output_tokens, session,
-                    agents, models)
+                    agents, models, tools)
 SELECT a.trace_id, r.span_id, r.name,
        coalesce(r.service, (SELECT service FROM spans WHERE trace_id = a.trace_id
                             ORDER BY start_ns LIMIT 1)),
@@ -101,13 +102,16 @@ SELECT a.trace_id, r.span_id, r.name,
        coalesce(r.genai ->> '$.session',
                 (SELECT genai ->> '$.session' FROM spans WHERE trace_id = a.trace_id
                    AND genai ->> '$.session' IS NOT NULL ORDER BY start_ns LIMIT 1)),
-       coalesce(a.agents, ''), coalesce(a.models, '')
+       coalesce(a.agents, ''), coalesce(a.models, ''), coalesce(a.tools, '')
 FROM (SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
              sum(status_code = 2 OR failure IS NOT NULL) AS errors, sum(cost_usd) AS cost_usd,
              count(genai ->> '$.unpriced') AS unpriced,
              total(input_tokens) AS input_tokens, total(output_tokens) AS output_tokens,
              group_concat(DISTINCT genai ->> '$.agent') AS agents,
-             group_concat(DISTINCT genai ->> '$.model') AS models
+             group_concat(DISTINCT genai ->> '$.model') AS models,
+             -- Named as the agents screen names tool calls (agenttop.store.calls).
+             group_concat(DISTINCT CASE WHEN layer = 'tool' AND genai ->> '$.model' IS NULL
+                                        THEN coalesce(genai ->> '$.tool', name) END) AS tools
       FROM spans WHERE trace_id IN (SELECT value FROM json_each(:ids))
       GROUP BY trace_id) AS a
 LEFT JOIN spans AS r ON r.rowid = (SELECT rowid FROM spans
@@ -122,7 +126,8 @@ ON CONFLICT (trace_id) DO UPDATE SET
     layers = excluded.layers, finding_count = excluded.finding_count,
     services = excluded.services, cost_usd = excluded.cost_usd, unpriced = excluded.unpriced,
     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
-    session = excluded.session, agents = excluded.agents, models = excluded.models
+    session = excluded.session, agents = excluded.agents, models = excluded.models,
+    tools = excluded.tools
 """
 
 
@@ -388,6 +393,7 @@ class Writer:
                 conn.execute(REFRESH_TRACES, touched)
                 refresh_conversations(conn, sessions_of(conn, trace_ids))
                 add_to_rollups(conn, mark)
+                add_calls(conn, mark, touched["ids"], touched["now"])
 
 
 def _json_list(ids: set[str]) -> str:

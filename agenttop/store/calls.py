@@ -1,0 +1,252 @@
+"""Agents, tools and models: who calls what, counted per minute by the writer, and every read
+the agents screen makes.
+
+A *call* is an agent run, a tool call or a model call. Its *caller* is the agent of its
+parent: the nearest ancestor span that names an agent (``genai.agent``), or '' when none
+does. A span naming an agent its parent is not already in is a run of that agent (so a
+LangGraph node, whose agent name sits on every span inside it, is one run, not one per
+span). A model or tool span inside an agent is that agent's call.
+
+Children usually arrive before their parents (a span is exported when it ends). A call
+whose ancestors are not all stored yet is counted under '' and kept in ``pending_calls``;
+each later transaction touching its trace walks up again, and once the chain is complete
+the call moves to its agent (minus under the provisional caller, plus under the real one).
+Calls still pending after an hour stay where they are: a parent that never came.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import apsw
+
+from agenttop.store.rows import FAILURES, MINUTE_NS
+
+KINDS = ("agent", "tool", "model")
+PENDING_NS = 3600 * 10**9  # how long a call waits for its ancestors
+MAX_DEPTH = 64  # ancestors walked at most (a parent cycle ends there)
+_FAILURE_COLUMNS = tuple(f"f_{category}" for category in FAILURES)
+_SUMMED = ("calls", "failures", *_FAILURE_COLUMNS, "input_tokens", "output_tokens",
+           "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
+           "unpriced", "ttft_sum_s", "ttft_count")
+
+# Each candidate's parent agent: walk up from its parent to the first span naming an
+# agent ('found'), the root ('root': no agent), or a parent not stored yet ('missing').
+_RESOLVE = f"""
+CREATE TEMP TABLE IF NOT EXISTS call_resolved (
+    trace_id TEXT, span_id TEXT, pending INTEGER, state TEXT, agent TEXT);
+DELETE FROM temp.call_resolved;
+INSERT INTO temp.call_resolved
+WITH RECURSIVE
+cand (trace_id, span_id, parent, pending) AS (
+    SELECT trace_id, span_id, parent_span_id, 0 FROM spans
+    WHERE rowid > :mark AND (genai ->> '$.agent' IS NOT NULL
+                             OR genai ->> '$.model' IS NOT NULL OR layer = 'tool')
+    UNION ALL
+    SELECT s.trace_id, s.span_id, s.parent_span_id, 1
+    FROM pending_calls AS p JOIN spans AS s USING (trace_id, span_id)
+    WHERE p.trace_id IN (SELECT value FROM json_each(:ids)) AND s.rowid <= :mark
+),
+up (trace_id, span_id, pending, next, agent, state, depth) AS (
+    SELECT trace_id, span_id, pending, parent, NULL, iif(parent IS NULL, 'root', 'walk'), 0
+    FROM cand
+    UNION ALL
+    SELECT u.trace_id, u.span_id, u.pending, p.parent_span_id, p.genai ->> '$.agent',
+           CASE WHEN p.span_id IS NULL THEN 'missing'
+                WHEN p.genai ->> '$.agent' IS NOT NULL THEN 'found'
+                WHEN p.parent_span_id IS NULL OR u.depth >= {MAX_DEPTH} THEN 'root'
+                ELSE 'walk' END,
+           u.depth + 1
+    FROM up AS u LEFT JOIN spans AS p ON p.trace_id = u.trace_id AND p.span_id = u.next
+    WHERE u.state = 'walk'
+)
+SELECT trace_id, span_id, pending, state, coalesce(agent, '') FROM up WHERE state != 'walk';
+"""
+# What to add: new calls under their parent agent ('' while missing); pending calls now
+# resolved to an agent move from '' to it.
+_DELTAS = """
+CREATE TEMP TABLE IF NOT EXISTS call_delta (trace_id TEXT, span_id TEXT, p TEXT, sign INTEGER);
+DELETE FROM temp.call_delta;
+INSERT INTO temp.call_delta
+SELECT trace_id, span_id, iif(state = 'missing', '', agent), 1
+FROM temp.call_resolved WHERE NOT pending
+UNION ALL
+SELECT trace_id, span_id, '', -1
+FROM temp.call_resolved WHERE pending AND state != 'missing' AND agent != ''
+UNION ALL
+SELECT trace_id, span_id, agent, 1
+FROM temp.call_resolved WHERE pending AND state != 'missing' AND agent != '';
+DELETE FROM pending_calls
+WHERE (trace_id, span_id) IN (SELECT trace_id, span_id FROM temp.call_resolved
+                              WHERE pending AND state != 'missing');
+INSERT OR IGNORE INTO pending_calls (trace_id, span_id, received_ns)
+SELECT trace_id, span_id, :now FROM temp.call_resolved WHERE NOT pending AND state = 'missing';
+DELETE FROM pending_calls WHERE received_ns < :now - :wait;
+"""
+# Each delta as the rows it adds to: a run of the span's own agent when its parent is in
+# another (or none), a model call or a tool call under the span's agent (own or inherited).
+_CALLS = f"""
+CREATE TEMP TABLE IF NOT EXISTS call_rows AS SELECT * FROM (SELECT
+    0 AS minute, '' AS kind, '' AS caller, '' AS provider, '' AS name, 0 AS sign,
+    '' AS failure, 0 AS duration_ns, '' AS genai, 0.0 AS cost_usd) WHERE 0;
+DELETE FROM temp.call_rows;
+INSERT INTO temp.call_rows
+WITH c AS (
+    SELECT s.start_ns / {MINUTE_NS} AS minute, d.p, d.sign, s.genai ->> '$.agent' AS own,
+           s.genai ->> '$.model' AS model, s.layer, s.name, s.failure, s.duration_ns,
+           s.genai, s.cost_usd
+    FROM temp.call_delta AS d JOIN spans AS s USING (trace_id, span_id)
+)
+SELECT minute, 'agent', p, '', own, sign, failure, duration_ns, NULL, NULL FROM c
+WHERE own IS NOT NULL AND own != p
+UNION ALL
+SELECT minute, 'model', coalesce(own, p), coalesce(genai ->> '$.provider', ''), model, sign,
+       failure, duration_ns, genai, cost_usd FROM c
+WHERE model IS NOT NULL
+UNION ALL
+SELECT minute, 'tool', coalesce(own, p), '', coalesce(genai ->> '$.tool', name), sign,
+       failure, duration_ns, NULL, NULL FROM c
+WHERE model IS NULL AND layer = 'tool';
+
+INSERT INTO call_minutes (minute, kind, caller, provider, name, {", ".join(_SUMMED)})
+SELECT minute, kind, caller, provider, name, sum(sign), sum(sign * (failure IS NOT NULL)),
+    {", ".join(f"sum(sign * (failure IS '{c}'))" for c in FAILURES)},
+    sum(sign * coalesce(genai ->> '$.input_tokens', 0)),
+    sum(sign * coalesce(genai ->> '$.output_tokens', 0)),
+    sum(sign * coalesce(genai ->> '$.cache_read_tokens', 0)),
+    sum(sign * coalesce(genai ->> '$.cache_write_tokens', 0)),
+    sum(sign * coalesce(genai ->> '$.reasoning_tokens', 0)),
+    total(sign * cost_usd), sum(sign * (genai ->> '$.unpriced' IS NOT NULL)),
+    total(sign * (genai ->> '$.ttft_s')), sum(sign * (genai ->> '$.ttft_s' IS NOT NULL))
+FROM temp.call_rows
+GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT (minute, kind, caller, provider, name) DO UPDATE SET
+    {", ".join(f"{c} = {c} + excluded.{c}" for c in _SUMMED)};
+
+INSERT INTO call_minute_durations (minute, kind, provider, name, bucket, count)
+SELECT minute, kind, provider, name,
+    CASE WHEN duration_ns > 1000 THEN CAST(ceil(8 * log2(duration_ns / 1000.0)) AS INTEGER)
+         ELSE 0 END,
+    sum(sign)
+FROM temp.call_rows
+GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT (minute, kind, provider, name, bucket) DO UPDATE SET count = count + excluded.count;
+"""
+
+
+def add_calls(conn: apsw.Connection, mark: int, trace_ids: str, now_ns: int) -> None:
+    """Count the calls stored after rowid ``mark`` and move the pending calls of the touched
+    traces (``trace_ids``, a JSON list) whose ancestors have arrived."""
+    conn.execute(_RESOLVE, {"mark": mark, "ids": trace_ids})
+    conn.execute(_DELTAS, {"now": now_ns, "wait": PENDING_NS})
+    conn.execute(_CALLS)
+
+
+class Subject(NamedTuple):
+    """What a row of the agents screen is about."""
+
+    kind: str  # agent, tool or model
+    name: str
+    provider: str = ""  # models only
+
+
+@dataclass
+class CallStats:
+    """One agent, tool or model summed over a window."""
+
+    subject: Subject
+    calls: int = 0  # runs, for an agent
+    failures: int = 0
+    by_failure: dict[str, int] = field(default_factory=dict)
+    durations: Counter[int] = field(default_factory=Counter)  # bucket -> count
+    tokens: dict[str, int] = field(default_factory=dict)  # kind -> count, models only
+    cost_usd: float = 0.0
+    unpriced: int = 0
+    ttft_sum_s: float = 0.0
+    ttft_count: int = 0
+    callers: Counter[str] = field(default_factory=Counter)  # agent -> calls ('' none)
+
+
+TOKEN_COLUMNS = {"input": "input_tokens", "output": "output_tokens",
+                 "cache_read": "cache_read_tokens", "cache_write": "cache_write_tokens",
+                 "reasoning": "reasoning_tokens"}
+
+
+@dataclass
+class Edge:
+    """The calls one agent made to one agent, tool or model in a window."""
+
+    callee: Subject
+    calls: int = 0
+    failures: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+
+
+@dataclass
+class CallsWindow:
+    """Everything the agents screen shows for one window."""
+
+    stats: dict[Subject, CallStats]
+    edges: dict[str, list[Edge]]  # caller ('' for none) -> what it called
+
+    def of_kind(self, kind: str) -> list[CallStats]:
+        return [s for s in self.stats.values() if s.subject.kind == kind]
+
+    def made_by(self, agent: str, kind: str) -> list[Edge]:
+        return [e for e in self.edges.get(agent, ()) if e.callee.kind == kind]
+
+
+def calls_window(conn: apsw.Connection, first_minute: int) -> CallsWindow:
+    """Agents, tools and models from ``first_minute`` on, with who called what."""
+    stats: dict[Subject, CallStats] = {}
+    edges: dict[str, list[Edge]] = defaultdict(list)
+    rows = conn.execute(
+        f"SELECT kind, caller, provider, name, {', '.join(f'sum({c})' for c in _SUMMED)} "
+        "FROM call_minutes WHERE minute >= ? GROUP BY kind, caller, provider, name "
+        "HAVING sum(calls) > 0", (first_minute,))
+    for kind, caller, provider, name, *values in rows:
+        v = dict(zip(_SUMMED, values, strict=True))
+        subject = Subject(kind, name, provider)
+        s = stats.get(subject)
+        if s is None:
+            s = stats[subject] = CallStats(subject)
+        s.calls += v["calls"]
+        s.failures += v["failures"]
+        for category, column in zip(FAILURES, _FAILURE_COLUMNS, strict=True):
+            if v[column]:
+                s.by_failure[category] = s.by_failure.get(category, 0) + v[column]
+        for token_kind, column in TOKEN_COLUMNS.items():
+            if v[column]:
+                s.tokens[token_kind] = s.tokens.get(token_kind, 0) + v[column]
+        s.cost_usd += v["cost_usd"]
+        s.unpriced += v["unpriced"]
+        s.ttft_sum_s += v["ttft_sum_s"]
+        s.ttft_count += v["ttft_count"]
+        s.callers[caller] += v["calls"]
+        edges[caller].append(Edge(subject, v["calls"], v["failures"], v["input_tokens"],
+                                  v["output_tokens"], v["cost_usd"], v["unpriced"]))
+    for kind, provider, name, bucket, count in conn.execute(
+            "SELECT kind, provider, name, bucket, sum(count) FROM call_minute_durations "
+            "WHERE minute >= ? GROUP BY kind, provider, name, bucket HAVING sum(count) > 0",
+            (first_minute,)):
+        s = stats.get(Subject(kind, name, provider))
+        if s is not None:
+            s.durations[bucket] = count
+    return CallsWindow(stats, dict(edges))
+
+
+def pending_count(conn: apsw.Connection) -> int:
+    """Calls counted under no agent while their ancestors have not arrived."""
+    return conn.execute("SELECT count(*) FROM pending_calls").fetchall()[0][0]
+
+
+def callers_of(window: CallsWindow, subjects: Iterable[Subject]) -> dict[Subject, list[str]]:
+    """The agents calling each subject, most calls first ('' left out)."""
+    return {s: [a for a, _ in window.stats[s].callers.most_common() if a]
+            for s in subjects if s in window.stats}
