@@ -80,7 +80,8 @@ def clock_skew(conn: apsw.Connection) -> ClockSkew:
 FILTER_HELP = ("text · service:NAME · layer:LAYER · errors · findings · failed:LAYER[:CATEGORY] "
                "· slow:LAYER>5s · agent:NAME · model:NAME · session:ID · skewed")
 _SLOW = re.compile(r"([a-z_]+)>(\d+(?:\.\d+)?)(ms|s)?\Z")
-_TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
+# "quoted words", key:"quoted value" (a name with spaces), or a bare token.
+_TOKEN = re.compile(r'"([^"]*)"?|(\w+:"[^"]*"?|\S+)')
 _LIKE_ESCAPE = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
 
@@ -143,6 +144,8 @@ def parse_trace_filter(query: str) -> TraceFilter:
             continue
         key, sep, value = bare.partition(":")
         key = key.lower()
+        if value.startswith('"'):
+            value = value[1:].removesuffix('"')
         if not sep:
             if key in ("errors", "error", "err"):
                 errors = True
@@ -181,6 +184,13 @@ def parse_trace_filter(query: str) -> TraceFilter:
                        tuple(failed), tuple(slow), tuple(exact["agent"]),
                        tuple(exact["model"]), tuple(exact["session"]), tuple(exact["tool"]),
                        tuple(problems), skewed=skewed)
+
+
+def exact_token(key: str, value: str) -> str:
+    """The filter token matching ``value`` exactly (``agent:NAME``), quoted when the value
+    has spaces."""
+    return f'{key}:"{value}"' if not value or any(c.isspace() for c in value) else \
+        f"{key}:{value}"
 
 
 def _layer_problem(layer: str) -> list[str]:

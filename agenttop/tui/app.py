@@ -49,9 +49,10 @@ from agenttop.store.status import ReceiverStatus, read_status
 from agenttop.tui import fmt
 from agenttop.tui.commands import AgentTopCommands
 from agenttop.tui.receiver import ReceiverView, change_notice, receiver_view
+from agenttop.tui.screens.agents import AgentsScreen, AgentTable
 from agenttop.tui.screens.alerts import AlertsScreen, AlertTable
 from agenttop.tui.screens.base import Job, LiveScreen
-from agenttop.tui.screens.conversations import ConversationsScreen
+from agenttop.tui.screens.conversations import ConversationsScreen, ConversationTable
 from agenttop.tui.screens.dashboard import DashboardScreen
 from agenttop.tui.screens.help import HelpScreen, bindings_by_id
 from agenttop.tui.screens.logs import LogsScreen, LogTable
@@ -78,6 +79,7 @@ SCREENS: tuple[tuple[str, str, type[LiveScreen], str], ...] = (
     ("5", "metrics", MetricsScreen, "Metrics"),
     ("6", "logs", LogsScreen, "Logs"),
     ("7", "conversations", ConversationsScreen, "Conversations"),
+    ("8", "agents", AgentsScreen, "Agents"),
 )
 
 
@@ -401,6 +403,8 @@ class AgentTopApp(App[None]):
             ("Trace", (TraceScreen, SpanTree)), ("Alerts", (AlertsScreen, AlertTable)),
             ("Security", (SecurityScreen, FindingTable)),
             ("Metrics", (MetricsScreen, MetricTable)), ("Logs", (LogsScreen, LogTable)),
+            ("Conversations", (ConversationsScreen, ConversationTable)),
+            ("Agents", (AgentsScreen, AgentTable)),
         ]
         everywhere = bindings_by_id(type(self))
         shared = {i: b for cls in (TraceTable, SpanTree)

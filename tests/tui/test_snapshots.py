@@ -7,6 +7,7 @@ the SVGs in ``tests/tui/__snapshots__/`` before committing them.
 from __future__ import annotations
 
 from agenttop.tui.app import make_app
+from agenttop.tui.screens.agents import AgentsScreen
 from agenttop.tui.screens.trace import TraceScreen
 from agenttop.tui.screens.traces import TracesScreen
 from agenttop.tui.widgets.span_tree import SpanTree
@@ -52,5 +53,14 @@ def test_trace_with_a_failed_tool_span_selected(snap_compare, demo_db):
         target = hex_span(trace, "execute_tool lookup_order")
         tree.move_cursor(tree._by_key[target])
         await wait_for(pilot, lambda: screen.detail_span_id == target)
+
+    assert snap_compare(app_for(demo_db), terminal_size=SIZE, run_before=loaded)
+
+
+def test_agents(snap_compare, demo_db):
+    async def loaded(pilot):
+        await pilot.press("8")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, AgentsScreen))
+        await refreshed(pilot)
 
     assert snap_compare(app_for(demo_db), terminal_size=SIZE, run_before=loaded)
