@@ -144,12 +144,14 @@ def sparkline(values: list[int] | list[float], width: int) -> str:
 
 
 def usd(value: float | None, unpriced: int = 0, partial: str = "+?") -> str:
-    """A cost: "$0.0042", "$1.23", "$1,234"; "no price" when nothing could be priced;
+    """A cost: "<$0.0001", "$0.0042", "$1.23", "$1,234"; "no price" when nothing could be priced;
     ``partial`` after it when some calls could not be."""
     if value is None:
         return "no price" if unpriced else "–"
     if value == 0:
         text = "$0"
+    elif value < 0.0001:
+        text = "<$0.0001"
     elif value < 0.01:
         text = f"${value:.4f}"
     elif value < 100:

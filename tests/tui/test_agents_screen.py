@@ -33,6 +33,19 @@ def build(db: Path) -> None:
     write(db, ("traces", traces_request([("svc", spans)])))
 
 
+def graph(screen: AgentsScreen) -> list[str]:
+    """The calls pane's labels, indented by depth."""
+    out: list[str] = []
+
+    def walk(node, depth: int) -> None:
+        out.append("  " * depth + node.label.plain)
+        for child in node.children:
+            walk(child, depth + 1)
+
+    walk(screen.query_one("#agent-calls").root, 0)
+    return out
+
+
 def names(table) -> list[str]:
     return [table.items[key].values["name"] for key in table.keys]
 
@@ -47,8 +60,15 @@ async def test_window_sort_and_the_calls_of_the_selected_agent(tmp_path):
         await wait_for(pilot, lambda: agents.row_count == 2, what="the 5m window's agents")
         assert names(agents) == ["planner", "researcher"]  # equal runs: by name
         assert names(tools) == ["search"]
-        text = screen_text(app)
-        assert "researcher  ×2" in text and "model openai/gpt-4o  ×2  100% failed" in text
+        assert graph(screen) == [
+            "planner",
+            "  agent researcher  ×2",
+            "    tool search  ×2",
+            # 2 x (100 input tokens at $2.50 and 10 output at $10 per million)
+            "    model openai/gpt-4o  ×2  100% failed  $0.0007",
+            "  tool search  ×2",
+            "  model openai/gpt-4o-mini  ×2  <$0.0001",
+        ]
         # Half an hour back, the billing agent's failed run.
         for _ in range(2):  # 5m → 15m → 1h
             await pilot.press("w")
@@ -66,8 +86,8 @@ async def test_window_sort_and_the_calls_of_the_selected_agent(tmp_path):
         assert names(agents) == ["planner", "researcher", "billing"]
         await pilot.press("down", "down")
         await wait_for(pilot, lambda: screen.graph_of == "billing", what="billing's calls")
-        text = screen_text(app)
-        assert "tool refund  ×1  100% failed" in text and "researcher  ×2" not in text
+        assert graph(screen) == ["billing", "  tool refund  ×1  100% failed",
+                                 "  model openai/gpt-4o-mini  ×1  <$0.0001"]
 
 
 async def open_row(pilot, screen, table_cls, name: str) -> TracesScreen:
