@@ -34,7 +34,9 @@ from agenttop.otlp.forward import Forwarder
 from agenttop.otlp.receiver import BearerToken, BindError, Receiver
 from agenttop.store import StoreError, open_reader
 from agenttop.store.alerts import load_firing
-from agenttop.store.rollups import TOKEN_KINDS, model_totals
+from agenttop.store.calls import calls_window
+from agenttop.store.rollups import TOKEN_KINDS
+from agenttop.store.rows import MINUTE_NS, SECOND_NS
 from agenttop.store.writer import Writer
 
 
@@ -52,8 +54,9 @@ QUANTILES = (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("0.99", "p99_ms"))
 
 
 def _models(conn: apsw.Connection) -> Iterator[Metric]:
-    """Model calls, their cost and tokens by kind over each window, from the rollup."""
-    labels = ["provider", "model", "window"]
+    """Model calls, their cost and tokens by kind over each window, per model and the agent
+    that made them ('' for none), from the call rollup."""
+    labels = ["provider", "model", "agent", "window"]
     calls = GaugeMetricFamily("agenttop_model_calls", "Model calls started in the window",
                               labels=labels)
     cost = GaugeMetricFamily(
@@ -66,16 +69,21 @@ def _models(conn: apsw.Connection) -> Iterator[Metric]:
         "agenttop_tokens", "Tokens of the window's model calls, by kind (input includes "
         "cached input, output includes reasoning)", labels=[*labels, "kind"])
     now_ns = time.time_ns()
+    last = now_ns // MINUTE_NS
     for window_s in WINDOWS_S:
         window = format_duration(window_s)
-        for m in model_totals(conn, now_ns, window_s):
-            key = [m.provider, m.model, window]
-            calls.add_metric(key, m.calls)
-            if m.priced:  # a model with no price has no cost sample, never 0
-                cost.add_metric(key, m.cost_usd)
-            unpriced.add_metric(key, m.unpriced)
-            for kind in TOKEN_KINDS:
-                tokens.add_metric([*key, kind], getattr(m, f"{kind}_tokens"))
+        calls_in = calls_window(conn, (now_ns - window_s * SECOND_NS) // MINUTE_NS, last)
+        for agent, edges in calls_in.edges.items():
+            for e in edges:
+                if e.callee.kind != "model":
+                    continue
+                key = [e.callee.provider, e.callee.name, agent, window]
+                calls.add_metric(key, e.calls)
+                if e.priced:  # a model with no price has no cost sample, never 0
+                    cost.add_metric(key, e.cost_usd)
+                unpriced.add_metric(key, e.unpriced)
+                for kind in TOKEN_KINDS:
+                    tokens.add_metric([*key, kind], e.tokens.get(kind, 0))
     yield from (calls, cost, unpriced, tokens)
 
 

@@ -36,12 +36,26 @@ def _text(rng: random.Random, words: int) -> str:
 
 
 CONVERSATIONS = 20_000
+# A fleet: 50 agents, each with its own ten of 500 tools and two of 20 models.
+AGENTS = 50
+TOOLS_PER_AGENT = 10
+MODELS = (
+    *(("openai", m) for m in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini",
+                                "gpt-4.1-nano", "o3", "o4-mini", "gpt-5", "gpt-5-mini")),
+    *(("anthropic", m) for m in ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1",
+                                   "claude-3-5-haiku-latest")),
+    *(("google", m) for m in ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.0-flash")),
+    ("mistral", "mistral-large-latest"), ("mistral", "mistral-small-latest"),
+    ("vllm", "acme-support-8b-ft"), ("vllm", "acme-research-70b-ft"),
+)
 
 
-def _span_attrs(rng: random.Random, role: str, i: int) -> tuple[str, int, dict]:
+def _span_attrs(rng: random.Random, role: str, i: int, agent: int = 0
+                ) -> tuple[str, int, dict]:
     if role == "root":
-        return "invoke_agent support", Span.SPAN_KIND_SERVER, {
-            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support",
+        name = f"agent-{agent:02d}"
+        return f"invoke_agent {name}", Span.SPAN_KIND_SERVER, {
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name,
             # 20,000 conversations: a million spans (100,000 traces) make ~5 turns each.
             "gen_ai.conversation.id": f"conv-{rng.randrange(CONVERSATIONS)}",
             "thread_id": f"t-{rng.randrange(10**6)}", "user.id": f"u{rng.randrange(1000)}",
@@ -50,9 +64,10 @@ def _span_attrs(rng: random.Random, role: str, i: int) -> tuple[str, int, dict]:
         messages = [{"role": "user", "parts": [{"type": "text", "content": _text(rng, 60)}]}]
         output = [{"role": "assistant", "parts": [{"type": "text", "content": _text(rng, 80)}],
                    "finish_reason": "stop"}]
-        return "chat gpt-4o", Span.SPAN_KIND_CLIENT, {
-            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-            "gen_ai.request.model": "gpt-4o", "gen_ai.response.model": "gpt-4o-2024-08-06",
+        provider, model = MODELS[(agent + rng.choice((0, 7))) % len(MODELS)]
+        return f"chat {model}", Span.SPAN_KIND_CLIENT, {
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model, "gen_ai.response.model": f"{model}-2025-08-06",
             "gen_ai.usage.input_tokens": rng.randrange(100, 4000),
             "gen_ai.usage.output_tokens": rng.randrange(10, 800),
             "gen_ai.request.temperature": 0.2,
@@ -61,7 +76,7 @@ def _span_attrs(rng: random.Random, role: str, i: int) -> tuple[str, int, dict]:
             "gen_ai.output.messages": json.dumps(output),
         }
     if role == "tool":
-        tool = rng.choice(("lookup_order", "issue_refund", "search_kb"))
+        tool = f"tool_{agent * TOOLS_PER_AGENT + rng.randrange(TOOLS_PER_AGENT):03d}"
         return f"execute_tool {tool}", Span.SPAN_KIND_INTERNAL, {
             "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool,
             "gen_ai.tool.call.id": f"call_{i}_{rng.randrange(10**9)}",
@@ -94,11 +109,12 @@ def trace_spans(rng: random.Random, start_ns: int, n: int = 10, fail_rate: float
                 trace_id: bytes | None = None) -> list[Span]:
     trace_id = trace_id or rng.randbytes(16)
     root_id = rng.randbytes(8)
+    agent = rng.randrange(AGENTS)
     spans = []
     t = start_ns
     for i in range(n):
         role = ROLES[i % len(ROLES)] if i else "root"
-        name, kind, attrs = _span_attrs(rng, role, i)
+        name, kind, attrs = _span_attrs(rng, role, i, agent)
         duration = rng.randrange(5_000_000, 900_000_000)
         failed = i and rng.random() < fail_rate
         span = Span(

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from agenttop.analysis.buckets import duration_bucket
 from agenttop.store import open_reader
-from agenttop.store.calls import Subject, calls_window, pending_count
+from agenttop.store.calls import Subject, calls_window, durations, pending_count
 from agenttop.store.queries import list_traces, parse_trace_filter
 from tests.tui.fixtures import CLIENT, MINUTE_NS, NOW, span, traces_request, write
 
-FIRST = NOW // MINUTE_NS - 60
+FIRST, LAST = NOW // MINUTE_NS - 60, NOW // MINUTE_NS
 
 
 def planner_trace(trace: str) -> dict[str, object]:
@@ -48,7 +49,9 @@ def planner_trace(trace: str) -> dict[str, object]:
 def window(db: Path):
     conn = open_reader(db)
     try:
-        return calls_window(conn, FIRST), pending_count(conn)
+        w = calls_window(conn, FIRST, LAST)
+        w.durations = durations(conn, FIRST, LAST, w.stats)
+        return w, pending_count(conn)
     finally:
         conn.close()
 
@@ -65,7 +68,8 @@ def expected_graph(w) -> None:
     assert mini.ttft_sum_s == pytest.approx(0.5)
     big = w.stats[Subject("model", "gpt-4o", "openai")]
     assert (big.calls, big.failures, big.by_failure) == (2, 2, {"rate_limit": 2})
-    assert sum(big.durations.values()) == 2
+    assert sum(w.durations[big.subject].values()) == 2  # 30 ms each: one bucket
+    assert list(w.durations[big.subject]) == [duration_bucket(30 * 10**6)]
     assert {(e.callee.kind, e.callee.name, e.calls) for e in w.edges["planner"]} == {
         ("model", "gpt-4o-mini", 2), ("tool", "search", 2), ("agent", "researcher", 2)}
     assert {(e.callee.kind, e.callee.name, e.calls, e.failures)

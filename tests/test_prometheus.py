@@ -55,14 +55,23 @@ def send(port: int) -> None:
     with tracer.start_as_current_span("checkpoint save") as memory:
         memory.set_attribute("db.system", "postgresql")
         memory.set_status(Status(StatusCode.ERROR, "checkpoint write failed"))
-    for model in ("gpt-4o", "gpt-4o", "my-finetune"):  # the last has no known price
-        with tracer.start_as_current_span(f"chat {model}") as chat:
-            chat.set_attribute("gen_ai.provider.name", "openai")
-            chat.set_attribute("gen_ai.request.model", model)
-            chat.set_attribute("gen_ai.usage.input_tokens", 1000)
-            chat.set_attribute("gen_ai.usage.cache_read.input_tokens", 200)
-            chat.set_attribute("gen_ai.usage.output_tokens", 100)
+    # Two priced calls by the support agent (exported before their agent span, as spans
+    # end), and one call of a model with no known price outside any agent.
+    with tracer.start_as_current_span("invoke_agent support") as agent:
+        agent.set_attribute("gen_ai.agent.name", "support")
+        for _ in range(2):
+            chat_call(tracer, "gpt-4o")
+    chat_call(tracer, "my-finetune")
     provider.shutdown()
+
+
+def chat_call(tracer, model: str) -> None:
+    with tracer.start_as_current_span(f"chat {model}") as chat:
+        chat.set_attribute("gen_ai.provider.name", "openai")
+        chat.set_attribute("gen_ai.request.model", model)
+        chat.set_attribute("gen_ai.usage.input_tokens", 1000)
+        chat.set_attribute("gen_ai.usage.cache_read.input_tokens", 200)
+        chat.set_attribute("gen_ai.usage.output_tokens", 100)
 
 
 def firing(db) -> set[str]:
@@ -106,26 +115,26 @@ def test_scrape_has_layers_alerts_and_counters(make_server, db_path):
                      quantile="0.5") is None
     gpt4o = PriceBook().cost("openai", "gpt-4o", Tokens(1000, 100, 200), time.time_ns())
     for window in ("1m", "5m", "15m"):
-        model = {"provider": "openai", "model": "gpt-4o", "window": window}
+        model = {"provider": "openai", "model": "gpt-4o", "agent": "support", "window": window}
         assert value("agenttop_model_calls", **model) == 2
         assert value("agenttop_cost_usd", **model) == pytest.approx(2 * gpt4o.usd)
         assert value("agenttop_model_unpriced_calls", **model) == 0
         assert value("agenttop_tokens", **model, kind="cache_read") == 400
         assert value("agenttop_tokens", **model, kind="output") == 200
-        unknown = {"provider": "openai", "model": "my-finetune", "window": window}
+        unknown = {"provider": "openai", "model": "my-finetune", "agent": "", "window": window}
         assert value("agenttop_cost_usd", **unknown) is None  # no price is not $0
         assert value("agenttop_model_unpriced_calls", **unknown) == 1
     assert value("agenttop_alert_firing", alert="memory-failures", layer="memory",
                  metric="") == 1
     assert value("agenttop_alerts_firing") == 1
-    assert value("agenttop_ingested_items_total", signal="traces") == 4
+    assert value("agenttop_ingested_items_total", signal="traces") == 5
     assert value("agenttop_ingested_items_total", signal="logs") == 0
     assert value("agenttop_refused_calls_total", reason="malformed") == 1
     assert value("agenttop_refused_calls_total", reason="unauthenticated") == 0
     assert value("agenttop_refused_calls_total", reason="too_large") == 0
     assert value("agenttop_forward_up") == 0
     assert value("agenttop_forward_requests_total", outcome="sent") == 0
-    assert value("agenttop_forward_queued_requests") == 4
+    assert value("agenttop_forward_queued_requests") == 5
     assert value("agenttop_database_readable") == 1
     assert value("process_resident_memory_bytes") > 0
     ours = {name: kind_help for name, kind_help in families.items()

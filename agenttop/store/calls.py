@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import apsw
 
+from agenttop.store.rollups import TOKEN_KINDS
 from agenttop.store.rows import FAILURES, MINUTE_NS
 
 KINDS = ("agent", "tool", "model")
@@ -31,7 +32,7 @@ MAX_DEPTH = 64  # ancestors walked at most (a parent cycle ends there)
 _FAILURE_COLUMNS = tuple(f"f_{category}" for category in FAILURES)
 _SUMMED = ("calls", "failures", *_FAILURE_COLUMNS, "input_tokens", "output_tokens",
            "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
-           "unpriced", "ttft_sum_s", "ttft_count")
+           "priced", "unpriced", "ttft_sum_s", "ttft_count")
 
 # Each candidate's parent agent: walk up from its parent to the first span naming an
 # agent ('found'), the root ('root': no agent), or a parent not stored yet ('missing').
@@ -119,7 +120,8 @@ SELECT minute, kind, caller, provider, name, sum(sign), sum(sign * (failure IS N
     sum(sign * coalesce(genai ->> '$.cache_read_tokens', 0)),
     sum(sign * coalesce(genai ->> '$.cache_write_tokens', 0)),
     sum(sign * coalesce(genai ->> '$.reasoning_tokens', 0)),
-    total(sign * cost_usd), sum(sign * (genai ->> '$.unpriced' IS NOT NULL)),
+    total(sign * cost_usd), sum(sign * (cost_usd IS NOT NULL)),
+    sum(sign * (genai ->> '$.unpriced' IS NOT NULL)),
     total(sign * (genai ->> '$.ttft_s')), sum(sign * (genai ->> '$.ttft_s' IS NOT NULL))
 FROM temp.call_rows
 GROUP BY 1, 2, 3, 4, 5
@@ -133,7 +135,7 @@ SELECT minute, kind, provider, name,
     sum(sign)
 FROM temp.call_rows
 GROUP BY 1, 2, 3, 4, 5
-ON CONFLICT (minute, kind, provider, name, bucket) DO UPDATE SET count = count + excluded.count;
+ON CONFLICT (kind, provider, name, minute, bucket) DO UPDATE SET count = count + excluded.count;
 """
 
 
@@ -161,7 +163,6 @@ class CallStats:
     calls: int = 0  # runs, for an agent
     failures: int = 0
     by_failure: dict[str, int] = field(default_factory=dict)
-    durations: Counter[int] = field(default_factory=Counter)  # bucket -> count
     tokens: dict[str, int] = field(default_factory=dict)  # kind -> count, models only
     cost_usd: float = 0.0
     unpriced: int = 0
@@ -170,9 +171,7 @@ class CallStats:
     callers: Counter[str] = field(default_factory=Counter)  # agent -> calls ('' none)
 
 
-TOKEN_COLUMNS = {"input": "input_tokens", "output": "output_tokens",
-                 "cache_read": "cache_read_tokens", "cache_write": "cache_write_tokens",
-                 "reasoning": "reasoning_tokens"}
+TOKEN_COLUMNS = {kind: f"{kind}_tokens" for kind in TOKEN_KINDS}
 
 
 @dataclass
@@ -182,10 +181,10 @@ class Edge:
     callee: Subject
     calls: int = 0
     failures: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)  # kind -> count, models only
     cost_usd: float = 0.0
-    unpriced: int = 0
+    priced: int = 0
+    unpriced: int = 0  # calls with tokens but no known price: their cost is not in cost_usd
 
 
 @dataclass
@@ -202,14 +201,17 @@ class CallsWindow:
         return [e for e in self.edges.get(agent, ()) if e.callee.kind == kind]
 
 
-def calls_window(conn: apsw.Connection, first_minute: int) -> CallsWindow:
-    """Agents, tools and models from ``first_minute`` on, with who called what."""
+def calls_window(conn: apsw.Connection, first_minute: int, last_minute: int
+                 ) -> CallsWindow:
+    """Agents, tools and models from ``first_minute`` to ``last_minute``, with who called
+    what (their latencies: ``durations``)."""
     stats: dict[Subject, CallStats] = {}
     edges: dict[str, list[Edge]] = defaultdict(list)
     rows = conn.execute(
         f"SELECT kind, caller, provider, name, {', '.join(f'sum({c})' for c in _SUMMED)} "
-        "FROM call_minutes WHERE minute >= ? GROUP BY kind, caller, provider, name "
-        "HAVING sum(calls) > 0", (first_minute,))
+        "FROM call_minutes WHERE minute BETWEEN ? AND ? "
+        "GROUP BY kind, caller, provider, name HAVING sum(calls) > 0",
+        (first_minute, last_minute))
     for kind, caller, provider, name, *values in rows:
         v = dict(zip(_SUMMED, values, strict=True))
         subject = Subject(kind, name, provider)
@@ -221,32 +223,36 @@ def calls_window(conn: apsw.Connection, first_minute: int) -> CallsWindow:
         for category, column in zip(FAILURES, _FAILURE_COLUMNS, strict=True):
             if v[column]:
                 s.by_failure[category] = s.by_failure.get(category, 0) + v[column]
-        for token_kind, column in TOKEN_COLUMNS.items():
-            if v[column]:
-                s.tokens[token_kind] = s.tokens.get(token_kind, 0) + v[column]
+        tokens = {kind: v[column] for kind, column in TOKEN_COLUMNS.items() if v[column]}
+        for token_kind, n in tokens.items():
+            s.tokens[token_kind] = s.tokens.get(token_kind, 0) + n
         s.cost_usd += v["cost_usd"]
         s.unpriced += v["unpriced"]
         s.ttft_sum_s += v["ttft_sum_s"]
         s.ttft_count += v["ttft_count"]
         s.callers[caller] += v["calls"]
-        edges[caller].append(Edge(subject, v["calls"], v["failures"], v["input_tokens"],
-                                  v["output_tokens"], v["cost_usd"], v["unpriced"]))
-    for kind, provider, name, bucket, count in conn.execute(
-            "SELECT kind, provider, name, bucket, sum(count) FROM call_minute_durations "
-            "WHERE minute >= ? GROUP BY kind, provider, name, bucket HAVING sum(count) > 0",
-            (first_minute,)):
-        s = stats.get(Subject(kind, name, provider))
-        if s is not None:
-            s.durations[bucket] = count
+        edges[caller].append(Edge(subject, v["calls"], v["failures"], tokens, v["cost_usd"],
+                                  v["priced"], v["unpriced"]))
     return CallsWindow(stats, dict(edges))
+
+
+def durations(conn: apsw.Connection, first_minute: int, last_minute: int,
+              subjects: Iterable[Subject]) -> dict[Subject, Counter[int]]:
+    """The duration histogram (bucket -> calls) of each subject over the minutes.
+
+    Read per subject (one index seek each), so a screen pays for the rows it shows: a
+    busy hour holds tens of thousands of histogram rows across all subjects.
+    """
+    out: dict[Subject, Counter[int]] = {}
+    for subject in subjects:
+        out[subject] = Counter({bucket: count for bucket, count in conn.execute(
+            "SELECT bucket, sum(count) FROM call_minute_durations WHERE kind = ? "
+            "AND provider = ? AND name = ? AND minute BETWEEN ? AND ? GROUP BY bucket "
+            "HAVING sum(count) > 0",
+            (subject.kind, subject.provider, subject.name, first_minute, last_minute))})
+    return out
 
 
 def pending_count(conn: apsw.Connection) -> int:
     """Calls counted under no agent while their ancestors have not arrived."""
     return conn.execute("SELECT count(*) FROM pending_calls").fetchall()[0][0]
-
-
-def callers_of(window: CallsWindow, subjects: Iterable[Subject]) -> dict[Subject, list[str]]:
-    """The agents calling each subject, most calls first ('' left out)."""
-    return {s: [a for a, _ in window.stats[s].callers.most_common() if a]
-            for s in subjects if s in window.stats}

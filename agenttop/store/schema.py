@@ -334,6 +334,7 @@ MIGRATIONS: list[str] = [
         cache_write_tokens INTEGER NOT NULL,
         reasoning_tokens   INTEGER NOT NULL,
         cost_usd           REAL NOT NULL,
+        priced             INTEGER NOT NULL,
         unpriced           INTEGER NOT NULL,
         ttft_sum_s         REAL NOT NULL,
         ttft_count         INTEGER NOT NULL,
@@ -346,8 +347,9 @@ MIGRATIONS: list[str] = [
         name     TEXT NOT NULL,
         bucket   INTEGER NOT NULL,
         count    INTEGER NOT NULL,
-        PRIMARY KEY (minute, kind, provider, name, bucket)
+        PRIMARY KEY (kind, provider, name, minute, bucket)
     ) WITHOUT ROWID;
+    CREATE INDEX call_minute_durations_minute ON call_minute_durations (minute);
     CREATE TABLE pending_calls (
         trace_id    TEXT NOT NULL,
         span_id     TEXT NOT NULL,

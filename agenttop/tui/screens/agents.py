@@ -27,7 +27,7 @@ from textual.widgets import DataTable, Footer, Header, Static, Tree
 
 from agenttop.analysis.buckets import quantile_ns
 from agenttop.config import format_duration
-from agenttop.store.calls import CallStats, CallsWindow, Edge, Subject, calls_window
+from agenttop.store.calls import CallsWindow, Edge, Subject, calls_window, durations
 from agenttop.store.queries import exact_token
 from agenttop.store.rows import MINUTE_NS, SECOND_NS
 from agenttop.tui import fmt
@@ -53,8 +53,7 @@ def _rate(failures: int, calls: int) -> float:
     return failures / calls if calls else 0.0
 
 
-def _quantiles(s: CallStats) -> dict[str, float | None]:
-    return {"p50": quantile_ns(s.durations, 0.5), "p99": quantile_ns(s.durations, 0.99)}
+_LATENCY = {"p50": None, "p99": None}  # filled in for the rows on screen (``table_rows``)
 
 
 def agent_rows(w: CallsWindow) -> list[Row]:
@@ -63,8 +62,9 @@ def agent_rows(w: CallsWindow) -> list[Row]:
         models, tools = w.made_by(s.subject.name, "model"), w.made_by(s.subject.name, "tool")
         rows.append(Row(s.subject, {
             "name": s.subject.name, "runs": s.calls, "fail": _rate(s.failures, s.calls),
-            **_quantiles(s),
-            "tokens": sum(e.input_tokens + e.output_tokens for e in models),
+            **_LATENCY,
+            "tokens": sum(e.tokens.get("input", 0) + e.tokens.get("output", 0)
+                          for e in models),
             "cost": sum(e.cost_usd for e in models),
             "unpriced": sum(e.unpriced for e in models),
             "tools": sum(e.calls for e in tools) / s.calls if s.calls else 0.0}))
@@ -76,7 +76,7 @@ def tool_rows(w: CallsWindow) -> list[Row]:
         "name": s.subject.name, "calls": s.calls, "fail": _rate(s.failures, s.calls),
         "by": ", ".join(f"{c} {n}" for c, n in sorted(s.by_failure.items(),
                                                       key=lambda i: -i[1])),
-        **_quantiles(s),
+        **_LATENCY,
         "agents": ", ".join(a for a, _ in s.callers.most_common() if a)})
         for s in w.of_kind("tool")]
 
@@ -89,10 +89,58 @@ def model_rows(w: CallsWindow) -> list[Row]:
         "input": s.tokens.get("input", 0), "output": s.tokens.get("output", 0),
         "cache": s.tokens.get("cache_read", 0) + s.tokens.get("cache_write", 0),
         "reasoning": s.tokens.get("reasoning", 0), "cost": s.cost_usd,
-        "unpriced": s.unpriced, **_quantiles(s),
+        "unpriced": s.unpriced, **_LATENCY,
         "ttft": s.ttft_sum_s / s.ttft_count if s.ttft_count else None,
         "limits": s.by_failure.get("rate_limit", 0)})
         for s in w.of_kind("model")]
+
+
+ROWS_OF = {"agent": agent_rows, "tool": tool_rows, "model": model_rows}
+SORTED_ROWS_MARGIN = 20  # rows below the visible ones whose latencies are read too
+
+
+@dataclass(frozen=True, slots=True)
+class TableView:
+    """What a table shows: its sort, and how many rows from the top reach the screen."""
+
+    column: str
+    descending: bool
+    rows: int
+
+
+def sorted_rows(rows: list[Row], column: str, descending: bool) -> list[Row]:
+    """``rows`` by ``column`` (missing values last either way), names A to Z among
+    equals."""
+    def key(row: Row) -> tuple:
+        value = row.values[column]
+        missing = value is None
+        return (not missing if descending else missing, 0 if missing else value)
+
+    # sorted is stable, also in reverse.
+    by_name = sorted(rows, key=lambda row: row.values["name"])
+    return sorted(by_name, key=key, reverse=descending)
+
+
+def table_rows(conn: apsw.Connection, first_minute: int, last_minute: int,
+               views: dict[str, TableView]) -> tuple[CallsWindow, dict[str, list[Row]]]:
+    """One refresh: the window's rows of each table, sorted, with p50 / p99 read only for
+    the rows the screen shows (all of them when a table sorts by latency)."""
+    w = calls_window(conn, first_minute, last_minute)
+    out: dict[str, list[Row]] = {}
+    for kind, view in views.items():
+        rows = ROWS_OF[kind](w)
+        if view.column not in _LATENCY:
+            rows = sorted_rows(rows, view.column, view.descending)
+            shown = rows[:view.rows]
+        else:
+            shown = rows
+        histograms = durations(conn, first_minute, last_minute,
+                               [row.subject for row in shown])
+        for row in shown:
+            row.values["p50"] = quantile_ns(histograms[row.subject], 0.5)
+            row.values["p99"] = quantile_ns(histograms[row.subject], 0.99)
+        out[kind] = sorted_rows(rows, view.column, view.descending)
+    return w, out
 
 
 def _num(text: str) -> Text:
@@ -146,17 +194,13 @@ class SubjectTable(ListTable[Row]):
 
     def show(self, rows: list[Row]) -> None:
         self.rows_now = rows
-        column = self.sort_column
+        self.show_rows(sorted_rows(rows, self.sort_column, self.descending),
+                       lambda row: "\x1f".join(row.subject), self.cells)
 
-        def key(row: Row) -> tuple:
-            value = row.values[column]
-            missing = value is None  # missing values last, whichever the direction
-            return (not missing if self.descending else missing, 0 if missing else value)
-
-        # Names A to Z among equals: sorted is stable, also in reverse.
-        by_name = sorted(rows, key=lambda row: row.values["name"])
-        ordered = sorted(by_name, key=key, reverse=self.descending)
-        self.show_rows(ordered, lambda row: "\x1f".join(row.subject), self.cells)
+    @property
+    def view(self) -> TableView:
+        return TableView(self.sort_column, self.descending,
+                         self.scroll_offset.y + self.size.height + SORTED_ROWS_MARGIN)
 
     def cells(self, row: Row) -> dict[str, Text]:
         return {column: self.CELLS[column](row.values) for column, _, _ in self.COLUMNS}
@@ -164,6 +208,8 @@ class SubjectTable(ListTable[Row]):
     def _resort(self) -> None:
         self._show_sort()
         self.show(self.rows_now)
+        # Latencies are read for the rows on screen: another order shows others.
+        self.screen.invalidate()  # type: ignore[attr-defined]
 
     def _show_sort(self) -> None:
         arrow = " ▼" if self.descending else " ▲"
@@ -278,6 +324,7 @@ def add_calls(node: Any, w: CallsWindow, agent: str, path: tuple[str, ...]) -> N
 @dataclass(frozen=True)
 class AgentsData:
     window: CallsWindow
+    rows: dict[str, list[Row]]  # by kind
     window_s: int
     first_minute: int
 
@@ -339,22 +386,25 @@ class AgentsScreen(LiveScreen):
             head.append("\nNo agent runs, tool calls or model calls in this window.")
         self.query_one("#agents-head", Static).update(head)
 
+    def tables(self) -> list[SubjectTable]:
+        return [self.query_one(cls) for cls in (AgentTable, ToolTable, ModelTable)]
+
     def collect(self) -> Job:
-        window_s = self.window_s
-        first = (self.agenttop.now_ns() - window_s * SECOND_NS) // MINUTE_NS
+        window_s, now_ns = self.window_s, self.agenttop.now_ns()
+        first = (now_ns - window_s * SECOND_NS) // MINUTE_NS
+        views = {table.KIND: table.view for table in self.tables()}
 
         def job(conn: apsw.Connection) -> AgentsData:
-            return AgentsData(calls_window(conn, first), window_s, first)
+            return AgentsData(*table_rows(conn, first, now_ns // MINUTE_NS, views), window_s,
+                              first)
 
         return job
 
     def apply(self, data: AgentsData) -> None:
         self.data = data
         self._show_head()
-        w = data.window
-        self.query_one(AgentTable).show(agent_rows(w))
-        self.query_one(ToolTable).show(tool_rows(w))
-        self.query_one(ModelTable).show(model_rows(w))
+        for table in self.tables():
+            table.show(data.rows[table.KIND])
         self._show_graph(force=True)
 
     @on(DataTable.RowHighlighted, "#agent-table")
