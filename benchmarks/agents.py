@@ -5,7 +5,7 @@ agents calling 500 tools and 20 models, spread over the 20 minutes before a fixe
 through the real decoder and writer, as ``benchmarks/health.py`` does, then times (median
 of runs) what one refresh of the agents screen does for each window, 1m to 1h: read the
 call rollups and make the agents, tools and models rows, with the latencies of the rows
-on screen (40 per table).
+on screen (20 per table).
 
 Prints one JSON line. Target: a refresh <= 50 ms.
 
@@ -29,8 +29,9 @@ from agenttop.store.db import scalar
 from agenttop.store.rows import MINUTE_NS, SECOND_NS
 from agenttop.tui.screens.agents import WINDOWS_S, TableView, table_rows
 
-# As the screen opens: each table by its first figure, biggest first, 40 rows on screen.
-VIEWS = {kind: TableView("runs" if kind == "agent" else "calls", True, 40) for kind in KINDS}
+# As the screen opens on a 200x60 terminal: each table by its first figure, biggest first,
+# about 15 rows of each on screen, and the margin below them.
+VIEWS = {kind: TableView("runs" if kind == "agent" else "calls", True, 20) for kind in KINDS}
 
 
 def refresh(conn: object, window_s: int) -> tuple[int, ...]:

@@ -27,7 +27,13 @@ time.tzset()
 from agenttop.tui.app import SCREENS, make_app  # noqa: E402
 from agenttop.tui.screens.conversations import TranscriptScreen  # noqa: E402
 from agenttop.tui.screens.trace import TraceScreen  # noqa: E402
-from tests.tui.fixtures import build_demo_db, frozen_clock, hex_span, hex_trace  # noqa: E402
+from tests.tui.fixtures import (  # noqa: E402
+    agent_fleet,
+    build_demo_db,
+    frozen_clock,
+    hex_span,
+    hex_trace,
+)
 
 SIZE = (120, 36)
 TRACE = "run-10"  # a tool timeout, and an e-mail address in the prompt
@@ -89,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             db = Path("agenttop.db")
             build_demo_db(db)
+            agent_fleet(db)
             out = args.out if args.out.is_absolute() else cwd / args.out
             saved = asyncio.run(shoot(db, out))
         finally:

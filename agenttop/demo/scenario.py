@@ -591,7 +591,10 @@ class _Run:
             "gen_ai.usage.output_tokens": out_tokens,
             "gen_ai.output.messages": _json(out),
         })
-        span = SpanPlan(f"chat {name}", service, "client", t, s._dur(*bounds), attrs,
+        duration = s._dur(*bounds)
+        # Streamed: the first token comes after the prompt is read, well before the end.
+        attrs["gen_ai.server.time_to_first_token"] = round(min(0.8, duration * 0.3), 3)
+        span = SpanPlan(f"chat {name}", service, "client", t, duration, attrs,
                         ("prompt", None))
         self.step += 1
         if user_event:

@@ -328,6 +328,59 @@ def build_demo_db(path: Path, now_ns: int = NOW, traces: int = 24) -> None:
     receiver_row(path, now_ns)
 
 
+def fleet_trace(i: int, base: int) -> list[tuple[str, list[Span]]]:
+    """A planner agent that searches docs and asks gpt-4o-mini, then hands over to a
+    researcher sub-agent that searches the web, fetches pages and asks claude (or, every
+    third run, a self-hosted fine-tune the price database does not know)."""
+    trace = f"fleet-{i}"
+
+    def chat(key: str, parent: str, at: float, provider: str, model: str,
+             tokens: tuple[int, int], **kw: Any) -> Span:
+        return span(trace, f"chat {model}", key=key, parent=parent, start_ms=at,
+                    duration_ms=600 + 40 * i, base_ns=base, kind=CLIENT, attributes={
+                        "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider,
+                        "gen_ai.request.model": model, "gen_ai.usage.input_tokens": tokens[0],
+                        "gen_ai.usage.output_tokens": tokens[1],
+                        "gen_ai.server.time_to_first_token": 0.18 + 0.01 * i}, **kw)
+
+    def tool(key: str, parent: str, at: float, name: str, **kw: Any) -> Span:
+        return span(trace, f"execute_tool {name}", key=key, parent=parent, start_ms=at,
+                    duration_ms=120 + 15 * i, base_ns=base, attributes={
+                        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name},
+                    **kw)
+
+    def agent(key: str, parent: str | None, at: float, name: str, ms: float) -> Span:
+        return span(trace, f"invoke_agent {name}", key=key, parent=parent, start_ms=at,
+                    duration_ms=ms, base_ns=base, attributes={
+                        "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name})
+
+    research = (("vllm", "acme-research-8b-ft") if i % 3 == 0
+                else ("anthropic", "claude-sonnet-4-5"))
+    spans = [
+        agent("root", None, 0, "planner", 4200),
+        tool("docs", "root", 10, "search_docs"),
+        chat("plan", "root", 200, "openai", "gpt-4o-mini", (1200, 150)),
+        agent("sub", "root", 900, "researcher", 3000),
+        tool("web", "sub", 950, "web_search",
+             error="search backend timed out" if i % 4 == 1 else None),
+        tool("page", "sub", 1300, "fetch_page"),
+        chat("read", "sub", 1600, *research, (3400, 420)),
+        chat("answer", "root", 3700, "openai", "gpt-4o-mini", (1800, 260)),
+    ]
+    return [("research-agent", spans)]
+
+
+def agent_fleet(path: Path, now_ns: int = NOW, runs: int = 12) -> None:
+    """Add ``runs`` planner / researcher runs over the last ~4 minutes (children sent
+    before their agents, as exporters send spans when they end)."""
+    requests = []
+    for i in range(runs):
+        base = now_ns - 4 * MINUTE_NS + i * (4 * MINUTE_NS // runs)
+        (service, spans), = fleet_trace(i, base)
+        requests.append(("traces", traces_request([(service, spans[::-1])])))
+    write(path, *requests, received_ns=now_ns)
+
+
 # --- metrics and logs screens ----------------------------------------------------------------
 # Every point and log here is older than the newest span (NOW - 19.9 s), so the dashboard's
 # "latest data" and the trace screens look the same with or without them.

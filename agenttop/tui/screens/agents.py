@@ -96,7 +96,7 @@ def model_rows(w: CallsWindow) -> list[Row]:
 
 
 ROWS_OF = {"agent": agent_rows, "tool": tool_rows, "model": model_rows}
-SORTED_ROWS_MARGIN = 20  # rows below the visible ones whose latencies are read too
+SORTED_ROWS_MARGIN = 5  # rows below the visible ones whose latencies are read too
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +212,7 @@ class SubjectTable(ListTable[Row]):
         self.screen.invalidate()  # type: ignore[attr-defined]
 
     def _show_sort(self) -> None:
-        arrow = " ▼" if self.descending else " ▲"
+        arrow = "▼" if self.descending else "▲"
         for key, label, _ in self.COLUMNS:
             column = self.columns.get(key)  # type: ignore[call-overload]
             if column is not None:
@@ -246,10 +246,10 @@ class SubjectTable(ListTable[Row]):
 
 class AgentTable(SubjectTable):
     KIND, FILTER_KEY, FLEX = "agent", "agent", "name"
-    # Each figure's column has room for its label and the sort arrow.
-    COLUMNS = (("name", "Agent", 0), ("runs", "Runs", 6), ("fail", "Fail", 6),
-               ("p50", "p50", 6), ("p99", "p99", 6), ("tokens", "Tokens", 8),
-               ("cost", "Cost", 8), ("tools", "Tools/run", 11))
+    # Each column has room for its label and the sort arrow.
+    COLUMNS = (("name", "Agent", 0), ("runs", "Runs", 5), ("fail", "Fail", 5),
+               ("p50", "p50", 6), ("p99", "p99", 6), ("tokens", "Tokens", 7),
+               ("cost", "Cost", 8), ("tools", "Tools/run", 10))
     CELLS: ClassVar = {
         "name": lambda v: safe(v["name"], width=CELL_CHARS),
         "runs": lambda v: _num(fmt.count(v["runs"])), "fail": lambda v: _fail(v["fail"]),
@@ -261,9 +261,9 @@ class AgentTable(SubjectTable):
 
 class ToolTable(SubjectTable):
     KIND, FILTER_KEY, FLEX = "tool", "tool", "name"
-    COLUMNS = (("name", "Tool", 0), ("calls", "Calls", 6), ("fail", "Fail", 6),
-               ("by", "Failures", 18), ("p50", "p50", 7), ("p99", "p99", 7),
-               ("agents", "Called by", 24))
+    COLUMNS = (("name", "Tool", 0), ("calls", "Calls", 6), ("fail", "Fail", 5),
+               ("by", "Failures", 22), ("p50", "p50", 6), ("p99", "p99", 6),
+               ("agents", "Called by", 28))
     CELLS: ClassVar = {
         "name": lambda v: safe(v["name"], width=CELL_CHARS),
         "calls": lambda v: _num(fmt.count(v["calls"])), "fail": lambda v: _fail(v["fail"]),
@@ -275,10 +275,10 @@ class ToolTable(SubjectTable):
 
 class ModelTable(SubjectTable):
     KIND, FILTER_KEY, FLEX = "model", "model", "name"
-    COLUMNS = (("name", "Model", 0), ("calls", "Calls", 6), ("fail", "Fail", 6),
-               ("input", "In", 7), ("output", "Out", 7), ("cache", "Cache", 7),
-               ("reasoning", "Reason", 7), ("cost", "Cost", 9), ("p50", "p50", 7),
-               ("p99", "p99", 7), ("ttft", "TTFT", 7), ("limits", "429s", 5))
+    COLUMNS = (("name", "Model", 0), ("calls", "Calls", 6), ("fail", "Fail", 5),
+               ("input", "In", 6), ("output", "Out", 6), ("cache", "Cache", 6),
+               ("reasoning", "Reason", 7), ("cost", "Cost", 8), ("p50", "p50", 6),
+               ("p99", "p99", 6), ("ttft", "TTFT", 6), ("limits", "429s", 5))
     CELLS: ClassVar = {
         "name": lambda v: safe(v["name"], width=CELL_CHARS),
         "calls": lambda v: _num(fmt.count(v["calls"])), "fail": lambda v: _fail(v["fail"]),
@@ -291,15 +291,15 @@ class ModelTable(SubjectTable):
 
 
 def edge_label(e: Edge) -> Text:
+    """``tool web_search ×12 25% failed``: kind, name (a model without its provider, which
+    the models table shows), calls, failure rate, cost."""
     label = Text(f"{e.callee.kind} ", style="dim", end="")
-    name = f"{e.callee.provider}/{e.callee.name}" if e.callee.provider else e.callee.name
-    label.append_text(safe(name, width=60))
-    label.append(f"  ×{fmt.count(e.calls)}")
+    label.append_text(safe(e.callee.name, width=60))
+    label.append(f" ×{fmt.count(e.calls)}")
     if e.failures:
-        label.append(f"  {fmt.percent(e.failures / e.calls)} failed", style="bold red")
+        label.append(f" {fmt.percent(e.failures / e.calls)} failed", style="bold red")
     if e.callee.kind == "model" and (e.cost_usd or e.unpriced):
-        label.append(f"  {fmt.usd(e.cost_usd if e.cost_usd else None, e.unpriced, '*')}",
-                     style="dim")
+        label.append(f" {fmt.usd(e.cost_usd or None, e.unpriced, '*')}", style="dim")
     return label
 
 
