@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from agenttop.analysis.buckets import duration_bucket
-from agenttop.store import open_reader
-from agenttop.store.calls import Subject, calls_window, durations, pending_count
+from agenttop.otlp.decode import decode
+from agenttop.store import open_reader, open_writer
+from agenttop.store.calls import PENDING_NS, Subject, calls_window, durations, pending_count
 from agenttop.store.queries import list_traces, parse_trace_filter
+from agenttop.store.writer import Writer
 from tests.tui.fixtures import CLIENT, MINUTE_NS, NOW, span, traces_request, write
 
 FIRST, LAST = NOW // MINUTE_NS - 60, NOW // MINUTE_NS
@@ -135,3 +137,27 @@ def test_tool_filter_lists_exactly_the_traces_that_called_the_tool(tmp_path: Pat
         assert list_traces(conn, parse_trace_filter("tool:sear")) == []
     finally:
         conn.close()
+
+
+def test_a_call_whose_parent_never_comes_stays_under_no_agent_after_an_hour(tmp_path: Path):
+    db = tmp_path / "a.db"
+    trace = planner_trace("t1")
+    clock = [NOW]
+    writer = Writer(open_writer(db, synchronous="NORMAL"), clock=lambda: clock[0])
+    try:
+        def send(*keys: str) -> None:
+            body = traces_request([("svc", [trace[k] for k in keys])])
+            writer._write([decode("traces", body, clock[0])])
+
+        send("chat2", "tool2")  # their agent span (sub) is late
+        clock[0] += PENDING_NS + 1
+        send("chat1")  # any later write lets the hour-old calls go
+        send("sub", "tool1", "step", "root")
+    finally:
+        writer.close()
+    w, pending = window(db)
+    assert pending == 0
+    # The researcher's model and tool calls stay where they were counted.
+    assert {(e.callee.name, e.calls) for e in w.edges[""]} == {
+        ("planner", 1), ("gpt-4o", 1), ("search", 1)}
+    assert w.stats[Subject("agent", "researcher")].callers == {"planner": 1}

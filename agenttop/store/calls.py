@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import apsw
 
+from agenttop.store.db import scalar
 from agenttop.store.rollups import TOKEN_KINDS
 from agenttop.store.rows import FAILURES, MINUTE_NS
 
@@ -223,7 +224,7 @@ def calls_window(conn: apsw.Connection, first_minute: int, last_minute: int
         for category, column in zip(FAILURES, _FAILURE_COLUMNS, strict=True):
             if v[column]:
                 s.by_failure[category] = s.by_failure.get(category, 0) + v[column]
-        tokens = {kind: v[column] for kind, column in TOKEN_COLUMNS.items() if v[column]}
+        tokens = {k: v[column] for k, column in TOKEN_COLUMNS.items() if v[column]}
         for token_kind, n in tokens.items():
             s.tokens[token_kind] = s.tokens.get(token_kind, 0) + n
         s.cost_usd += v["cost_usd"]
@@ -255,4 +256,4 @@ def durations(conn: apsw.Connection, first_minute: int, last_minute: int,
 
 def pending_count(conn: apsw.Connection) -> int:
     """Calls counted under no agent while their ancestors have not arrived."""
-    return conn.execute("SELECT count(*) FROM pending_calls").fetchall()[0][0]
+    return scalar(conn, "SELECT count(*) FROM pending_calls")

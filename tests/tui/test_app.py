@@ -165,7 +165,8 @@ async def test_help_lists_every_binding(demo_db):
         text = rendered(app.screen.query_one("#help-text"))
         for description in ("Dashboard", "Traces", "Pause", "Help", "Quit", "Window",
                             "Filter", "Follow", "Open trace", "Back", "Next pane",
-                            "command palette"):
+                            "command palette", "Conversations", "Open transcript",
+                            "Agents", "Its traces", "Sort", "Reverse"):
             assert description in text, description
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="closed")

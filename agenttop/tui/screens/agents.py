@@ -43,7 +43,7 @@ GRAPH_DEPTH = 4  # sub-agents unfolded in the calls pane
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One row of a table: its subject, the values it sorts by, and its cells."""
+    """One row of a table: its subject and the values it shows and sorts by."""
 
     subject: Subject
     values: dict[str, Any]
@@ -123,23 +123,19 @@ def sorted_rows(rows: list[Row], column: str, descending: bool) -> list[Row]:
 
 def table_rows(conn: apsw.Connection, first_minute: int, last_minute: int,
                views: dict[str, TableView]) -> tuple[CallsWindow, dict[str, list[Row]]]:
-    """One refresh: the window's rows of each table, sorted, with p50 / p99 read only for
-    the rows the screen shows (all of them when a table sorts by latency)."""
+    """One refresh: the window's rows of each table, with p50 / p99 read only for the rows
+    the screen shows in its order (all of them when a table sorts by latency)."""
     w = calls_window(conn, first_minute, last_minute)
     out: dict[str, list[Row]] = {}
     for kind, view in views.items():
-        rows = ROWS_OF[kind](w)
-        if view.column not in _LATENCY:
-            rows = sorted_rows(rows, view.column, view.descending)
-            shown = rows[:view.rows]
-        else:
-            shown = rows
+        rows = out[kind] = ROWS_OF[kind](w)
+        shown = rows if view.column in _LATENCY else \
+            sorted_rows(rows, view.column, view.descending)[:view.rows]
         histograms = durations(conn, first_minute, last_minute,
                                [row.subject for row in shown])
         for row in shown:
             row.values["p50"] = quantile_ns(histograms[row.subject], 0.5)
             row.values["p99"] = quantile_ns(histograms[row.subject], 0.99)
-        out[kind] = sorted_rows(rows, view.column, view.descending)
     return w, out
 
 
@@ -325,7 +321,6 @@ def add_calls(node: Any, w: CallsWindow, agent: str, path: tuple[str, ...]) -> N
 class AgentsData:
     window: CallsWindow
     rows: dict[str, list[Row]]  # by kind
-    window_s: int
     first_minute: int
 
 
@@ -390,13 +385,12 @@ class AgentsScreen(LiveScreen):
         return [self.query_one(cls) for cls in (AgentTable, ToolTable, ModelTable)]
 
     def collect(self) -> Job:
-        window_s, now_ns = self.window_s, self.agenttop.now_ns()
-        first = (now_ns - window_s * SECOND_NS) // MINUTE_NS
+        now_ns = self.agenttop.now_ns()
+        first = (now_ns - self.window_s * SECOND_NS) // MINUTE_NS
         views = {table.KIND: table.view for table in self.tables()}
 
         def job(conn: apsw.Connection) -> AgentsData:
-            return AgentsData(*table_rows(conn, first, now_ns // MINUTE_NS, views), window_s,
-                              first)
+            return AgentsData(*table_rows(conn, first, now_ns // MINUTE_NS, views), first)
 
         return job
 
