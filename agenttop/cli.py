@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -111,50 +112,124 @@ EXIT_INCONCLUSIVE = 3
 
 @main.command()
 @options(CheckSettings)
-def check(**values: Any) -> None:
+@click.argument("files", nargs=-1, metavar="[FILE]...",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def check(files: tuple[Path, ...], **values: Any) -> None:
     """Release gate: each layer's figures against the alert rules.
 
-    Every rule is judged over --window, on at least its min_samples samples. Exit status:
-    0 pass (every rule judged, and each holds); 1 fail (a rule is breached); 2 a usage
-    error, an unreadable file or an empty rules file; 3 inconclusive (no data, or a rule
-    below its minimum samples: they are named with their counts; --allow-inconclusive
-    makes this 0).
+    FILE: agenttop databases or OTLP/JSON files (one request, or JSON lines; gzip or not),
+    as a test run's exporter wrote them; default --db. OTLP/JSON files, several files, or
+    --where make a run: what they hold (of the resources --where names, between --since
+    and --until; of a database, its traces and their logs) is loaded through the
+    receiver's path into a temporary database and judged whole. Every rule is judged on
+    at least its min_samples samples. Exit status: 0 pass (every rule judged, and each
+    holds); 1 fail (a rule is breached); 2 a usage error, an unreadable file or an empty
+    rules file; 3 inconclusive (no data, or a rule below its minimum samples: they are
+    named with their counts; --allow-inconclusive makes this 0).
     """
     from agenttop.analysis.evaluator import check_rules, verdict
     from agenttop.analysis.health import layer_health, metric_health
     from agenttop.report import render_check
-    from agenttop.store.queries import clock_skew, latest_arrival_ns, latest_data_ns
+    from agenttop.store.queries import (
+        clock_skew,
+        earliest_data_ns,
+        latest_arrival_ns,
+        latest_data_ns,
+    )
 
     settings = build(CheckSettings, values)
-    window = settings.window_s
-    update: dict[str, Any] = {"window": window}
+    update: dict[str, Any] = {}
     if settings.min_samples is not None:
         update["min_samples"] = settings.min_samples
-    alert_rules = [r.model_copy(update=update) for r in _load_rules(settings.rules)]
+    alert_rules = _load_rules(settings.rules)
     if not alert_rules:
         click.echo(f"agenttop: error: {settings.rules}: no rules to check", err=True)
         sys.exit(2)
-    conn = _open_reader(settings.db)
-    try:
-        at_ns = settings.until_ns or latest_arrival_ns(conn)
-        newest_ns = latest_data_ns(conn)
-        skew = clock_skew(conn)
-        if at_ns is None:
-            layers, metrics = {}, {}
-        else:
-            names = sorted({r.metric for r in alert_rules if r.metric})
-            layers = layer_health(conn, at_ns, [window])
-            metrics = metric_health(conn, at_ns, [window], names) if names else {}
-        checks = check_rules(alert_rules, layers, metrics)
-    finally:
-        conn.close()
+    inputs = files or (settings.db,)
+    run = len(inputs) > 1 or bool(settings.where) or not _is_database(inputs[0])
+    with tempfile.TemporaryDirectory(prefix="agenttop-check-") as tmp:
+        db = _load_run(inputs, settings, Path(tmp) / "run.db") if run else inputs[0]
+        conn = _open_reader(db)
+        try:
+            at_ns = settings.until_ns or (latest_data_ns if run else latest_arrival_ns)(conn)
+            first_ns = settings.since_ns or (earliest_data_ns(conn) if run else None)
+            window = settings.window_s or (
+                900 if first_ns is None or at_ns is None
+                else max(1, -(-(at_ns - first_ns) // 10**9)))  # whole seconds, rounded up
+            newest_ns = latest_data_ns(conn)
+            skew = clock_skew(conn)
+            alert_rules = [r.model_copy(update={**update, "window": window})
+                           for r in alert_rules]
+            if at_ns is None:
+                layers, metrics = {}, {}
+            else:
+                names = sorted({r.metric for r in alert_rules if r.metric})
+                layers = layer_health(conn, at_ns, [window])
+                metrics = metric_health(conn, at_ns, [window], names) if names else {}
+            checks = check_rules(alert_rules, layers, metrics)
+        finally:
+            conn.close()
     result = verdict(checks)
-    click.echo(render_check(settings.db, window, at_ns, layers, checks, result, skew,
+    label = ", ".join(str(f) for f in inputs)
+    click.echo(render_check(label, window, at_ns, layers, checks, result, skew,
                             newest_ns, settings.output), nl=False)
     if result == "fail":
         sys.exit(1)
     if result == "inconclusive" and not settings.allow_inconclusive:
         sys.exit(EXIT_INCONCLUSIVE)
+
+
+def _is_database(path: Path) -> bool:
+    """An SQLite file (by its header), rather than OTLP/JSON."""
+    try:
+        with path.open("rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return True  # opening it as a database says what is wrong
+
+
+def _load_run(inputs: tuple[Path, ...], settings: CheckSettings, path: Path) -> Path:
+    """The selected telemetry of ``inputs`` loaded into a new database at ``path``, through
+    the receiver's path; exit 2 naming what could not be read."""
+    from agenttop.config import parse_where
+    from agenttop.otlp.export import logs_request, trace_request
+    from agenttop.otlp.importer import Importer, open_input
+    from agenttop.otlp.selection import Selection
+    from agenttop.store.transfer import selected_trace_ids
+
+    selection = Selection(parse_where(settings.where), settings.since_ns, settings.until_ns)
+    importer = Importer(path, prices=_load_prices(settings.prices), selection=selection)
+    problems: list[str] = []
+    try:
+        for source in inputs:
+            if _is_database(source):
+                conn = _open_reader(source)
+                try:
+                    ids = selected_trace_ids(conn, selection.where, selection.since_ns,
+                                             selection.until_ns)
+                    chunks = [ids[i:i + 200] for i in range(0, len(ids), 200)]
+                    result = importer.load_requests(
+                        ((signal, request) for chunk in chunks for signal, request in
+                         (("traces", trace_request(conn, chunk)),
+                          ("logs", logs_request(conn, chunk)))), str(source))
+                finally:
+                    conn.close()
+            else:
+                try:
+                    with open_input(source) as stream:
+                        result = importer.load(stream, str(source))
+                except OSError as e:
+                    result = None
+                    problems.append(f"{source}: cannot read: {e.strerror or e}")
+            if result is not None:
+                problems += result.errors
+    finally:
+        problem = importer.close()
+    for text in [*problems, *([problem] if problem else [])]:
+        click.echo(f"agenttop: error: {text}", err=True)
+    if problems or problem:
+        sys.exit(2)
+    return path
 
 
 def _open_reader(db: Path):
@@ -259,7 +334,8 @@ def export(db: Path, trace_ids: tuple[str, ...], output: str, signal: str, targe
 @option("prices", ServeSettings.model_fields["prices"])
 def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, ignore_pii: tuple[str, ...],
             max_value_kb: int | None, prices: Path | None) -> None:
-    """Load OTLP/JSON files (FILE: one request, or JSON lines; - for standard input).
+    """Load OTLP/JSON files (FILE: one request, or JSON lines, gzip or not; - for standard
+    input).
 
     Traces, metrics and logs go through the receiver's path: classification, PII and
     injection scanning, redaction, trace summaries and rollups; a span, log record or data
@@ -270,7 +346,7 @@ def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, ignore_pii: tuple
     at the write lock. Exit status 0, 1 if anything could not be imported, 2 on a usage
     error or an unusable database file.
     """
-    from agenttop.otlp.importer import Importer
+    from agenttop.otlp.importer import Importer, open_input
     from agenttop.store import StoreError
 
     limits = build(ServeSettings, {"keep_pii": keep_pii, "ignore_pii": ignore_pii,
@@ -286,7 +362,7 @@ def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, ignore_pii: tuple
         for path in files:
             name = "<stdin>" if str(path) == "-" else str(path)
             try:
-                stream = sys.stdin.buffer if str(path) == "-" else path.open("rb")
+                stream = sys.stdin.buffer if str(path) == "-" else open_input(path)
             except OSError as e:
                 click.echo(f"agenttop: error: {name}: cannot read: {e.strerror}", err=True)
                 failed = True

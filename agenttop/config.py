@@ -441,6 +441,19 @@ RUN_DOES_NOT_PASS = {
 }
 
 
+def parse_where(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``("service.version=1.4.2", ...)`` as (key, value) pairs; ValueError names the bad
+    one."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{item!r} is not KEY=VALUE (e.g. service.version=1.4.2)")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
+
+
+
 class UiSettings(BaseModel):
     """What ``agenttop ui`` needs."""
 
@@ -456,16 +469,26 @@ class UiSettings(BaseModel):
 class CheckSettings(UiSettings):
     """What ``agenttop check`` needs."""
 
-    window_s: Annotated[int, Cli(flag="--window", metavar="AGE", show_default="15m",
-                                 show_bounds=False, text=True,
-                                 to_text=format_duration)] = Field(
-        900, ge=1, description="How far back to look: 90s, 15m, 2h, 7d... The window ends "
+    window_s: Annotated[int | None, Cli(flag="--window", metavar="AGE",
+                                        show_default="15m of a database; all of a run",
+                                        show_bounds=False, text=True,
+                                        to_text=format_duration)] = Field(
+        None, ge=1, description="How far back to look: 90s, 15m, 2h, 7d... The window ends "
         "when the newest record arrived (by the receiver's clock, so a client's skewed clock "
-        "cannot move it), or at --until: a gate run after a test run sees that run.")
+        "cannot move it), or at --until: a gate run after a test run sees that run. A run "
+        "(OTLP/JSON files, or --where / --since) is judged whole unless --window is given.")
     until_ns: Annotated[int | None, Cli(flag="--until", metavar="TIME", text=True,
                                         show_default="when the newest record arrived")] = Field(
         None, description="End the window here instead: 2026-12-02T14:05:00Z, "
         "2026-12-02 14:05 (local time) or now.")
+    since_ns: Annotated[int | None, Cli(flag="--since", metavar="TIME", text=True,
+                                        show_default="the run's first record")] = Field(
+        None, description="Judge only records from this time on (written as --until).")
+    prices: Annotated[Path | None, Cli(metavar="FILE", exists=True)] = Field(
+        None, description="Your own model prices for OTLP/JSON files (as serve --prices).")
+    where: Annotated[tuple[str, ...], Cli(metavar="KEY=VALUE")] = Field(
+        (), description="Judge only telemetry whose resource has this attribute value, e.g. "
+        "service.version=1.4.2 or deployment.environment=ci. Repeatable: all must hold.")
     min_samples: Annotated[int | None, Cli(metavar="N", show_default="each rule's own")] = (
         Field(None, ge=0, description="Judge every rule on at least N samples (spans, "
               "retrievals, points) instead of its min_samples."))
@@ -479,7 +502,14 @@ class CheckSettings(UiSettings):
     def _window_text(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("until_ns", mode="before")
+    @field_validator("until_ns", "since_ns", mode="before")
     @classmethod
-    def _until_text(cls, value: object) -> object:
+    def _time_text(cls, value: object) -> object:
         return parse_time(value) if isinstance(value, str) else value
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _where_pairs(cls, value: object) -> object:
+        items = (value,) if isinstance(value, str) else tuple(value or ())
+        parse_where(items)  # ValueError names the one that is not KEY=VALUE
+        return items

@@ -88,7 +88,7 @@ def _verdict_line(checks: list[Check], result: str, at_ns: int | None,
     return line
 
 
-def render_check(db: Path, window_s: int, at_ns: int | None,
+def render_check(db: str | Path, window_s: int, at_ns: int | None,
                  layers: dict[tuple[str, int], LayerHealth], checks: list[Check],
                  result: str, skew: ClockSkew, newest_ns: int | None, output: str) -> str:
     if output == "json":

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from agenttop.serve import BackgroundService
 from tests.conftest import read_db, serve_settings
-from tests.test_sdk_ingest import tracer_provider
+from tests.test_sdk_ingest import endpoint, tracer_provider
 
 # The rules the traffic of ``fill`` has enough samples for: no tool calls, no metrics.
 PROMPT_AND_AUTH = """
@@ -233,3 +239,86 @@ def test_the_example_cost_per_run_rule(db_path, output_tokens, code, verdict):
     expected = 1000 * 0.15e-6 + output_tokens * 0.6e-6
     assert judged["cost-per-run"]["value"] == pytest.approx(expected)
     assert judged["tokens-per-run"]["value"] == 1000 + output_tokens
+
+
+def record_release(service, version: str, auth_failures: int, runs: int = 30) -> None:
+    """``runs`` agent runs of one release (resource service.version), through the SDK."""
+    provider = TracerProvider(resource=Resource.create(
+        {"service.name": "support-agent", "service.version": version}))
+    provider.add_span_processor(SimpleSpanProcessor(
+        OTLPSpanExporter(endpoint=endpoint(service), insecure=True)))
+    tracer = provider.get_tracer("agent")
+    for i in range(runs):
+        with tracer.start_as_current_span("invoke_agent support"):
+            with tracer.start_as_current_span("chat gpt-4o") as chat:
+                chat.set_attribute("gen_ai.operation.name", "chat")
+                chat.set_attribute("gen_ai.request.model", "gpt-4o")
+            if i < auth_failures:
+                with tracer.start_as_current_span("POST /oauth/token") as auth:
+                    auth.set_attribute("http.response.status_code", 401)
+                    auth.set_status(Status(StatusCode.ERROR))
+    provider.shutdown()
+
+
+@pytest.fixture
+def releases(db_path, tmp_path):
+    """A shared file with two releases, 1.4.1 healthy and 1.4.2 failing auth, and the
+    same telemetry as OTLP/JSON lines (as `agenttop export` writes them) and gzipped."""
+    with BackgroundService(serve_settings(db_path)) as service:
+        record_release(service, "1.4.1", auth_failures=0)
+        middle_ns = time.time_ns()
+        time.sleep(0.01)
+        record_release(service, "1.4.2", auth_failures=3)
+    conn = read_db(db_path)
+    ids = [r[0] for r in conn.execute("SELECT trace_id FROM traces ORDER BY start_ns")]
+    conn.close()
+    exported = subprocess.run(
+        [sys.executable, "-m", "agenttop.cli", "export", "--db", str(db_path), *ids],
+        capture_output=True, check=True, timeout=120).stdout
+    lines = tmp_path / "run.jsonl"
+    lines.write_bytes(exported)
+    packed = tmp_path / "run.json.gz"
+    packed.write_bytes(gzip.compress(exported))
+    return {"db": db_path, "lines": lines, "gz": packed, "middle_ns": middle_ns}
+
+
+@pytest.mark.parametrize("source", ["db", "lines", "gz"])
+def test_one_release_is_picked_out_of_a_shared_file_by_its_resource(releases, tmp_path,
+                                                                     source):
+    rules = rules_file(tmp_path)
+    path = str(releases[source])
+    healthy = run_check(path, "--rules", rules, "--where", "service.version=1.4.1")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "PASS: all 2 rules judged" in healthy.stdout
+    failing = run_check(path, "--rules", rules, "--where", "service.version=1.4.2",
+                        "--where", "service.name=support-agent", "--format", "json")
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    report = json.loads(failing.stdout)
+    auth = next(r for r in report["rules"] if r["rule"] == "auth-failures")
+    assert auth["value"] == 3 and auth["status"] == "breached"
+    nobody = run_check(path, "--rules", rules, "--where", "service.version=9.9.9")
+    assert nobody.returncode == 3 and "no data" in nobody.stdout
+
+
+def test_a_file_is_judged_whole_and_since_until_cut_it(releases, tmp_path):
+    rules = rules_file(tmp_path)
+    whole = run_check(str(releases["lines"]), "--rules", rules, "--format", "json")
+    assert whole.returncode == 1  # both releases: 3 auth failures in 60 runs
+    assert next(r for r in json.loads(whole.stdout)["rules"]
+                if r["rule"] == "auth-failures")["value"] == 3
+    middle = datetime.fromtimestamp(releases["middle_ns"] / 1e9, UTC).isoformat()
+    before = run_check(str(releases["gz"]), "--rules", rules, "--until", middle)
+    assert before.returncode == 0, before.stdout + before.stderr
+    after = run_check(str(releases["gz"]), "--rules", rules, "--since", middle)
+    assert after.returncode == 1, after.stdout + after.stderr
+
+
+def test_bad_selections_and_bad_files_exit_2(releases, tmp_path):
+    bad = run_check(str(releases["lines"]), "--where", "service.version")
+    assert bad.returncode == 2
+    assert "--where" in bad.stderr and "not KEY=VALUE" in bad.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(releases["lines"].read_bytes().splitlines()[0] + b"\n{oops\n")
+    result = run_check(str(broken))
+    assert result.returncode == 2
+    assert f"{broken}:2: not valid JSON" in result.stderr

@@ -8,6 +8,7 @@ with the CLI into an empty file, and compare every stored row.
 from __future__ import annotations
 
 import base64
+import gzip
 import http.client
 import json
 import threading
@@ -504,3 +505,13 @@ def test_resent_log_records_and_data_points_are_stored_once(server, db_path, tmp
     assert conn.execute("SELECT count(*) FROM logs").fetchone()[0] == 1
     assert conn.execute("SELECT count(*) FROM metric_points").fetchone()[0] == 2
     conn.close()
+
+
+def test_import_reads_gzip_whatever_the_name(tmp_path):
+    lines = _traces_line("zipped-1") + b"\n" + _traces_line("zipped-2") + b"\n"
+    packed = tmp_path / "run.json"  # compressed, though not named .gz
+    packed.write_bytes(gzip.compress(lines))
+    db = tmp_path / "agenttop.db"
+    result = cli("import", "--db", str(db), str(packed))
+    assert result.exit_code == 0, result.stderr
+    assert sorted(trace_ids(db)) == sorted([hex_trace("zipped-1"), hex_trace("zipped-2")])

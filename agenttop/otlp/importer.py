@@ -21,10 +21,11 @@ SQLite's write lock (busy timeout) and holds it for one short transaction at a t
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +37,7 @@ from agenttop.otlp.convert import MAX_VALUE_BYTES, UNKNOWN_SERVICE
 from agenttop.otlp.decode import decode
 from agenttop.otlp.export import finding_row
 from agenttop.otlp.otlp_json import parse_message
+from agenttop.otlp.selection import EVERYTHING, Selection
 from agenttop.store import open_writer
 from agenttop.store.redaction import DEFAULT_POLICY, ScanPolicy
 from agenttop.store.rows import Batch, FindingRow
@@ -67,6 +69,15 @@ class FileResult:
                 f"{self.logs:,} log records, {self.points:,} data points, "
                 f"{self.findings:,} findings")
         return text + (f"; {len(self.errors):,} problems" if self.errors else "")
+
+
+def open_input(path: Path) -> IO[bytes]:
+    """A file to read, uncompressed on the fly when it is gzip (by its first bytes, so a
+    ``.json`` that is compressed, or a ``.gz`` that is not, reads right). OSError as open."""
+    stream = path.open("rb")
+    if stream.peek(2)[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
+    return stream
 
 
 def documents(stream: IO[bytes]) -> Iterator[tuple[int, Any, str | None]]:
@@ -159,8 +170,10 @@ class Importer:
 
     def __init__(self, db: Path, *, policy: ScanPolicy = DEFAULT_POLICY,
                  max_value_bytes: int = MAX_VALUE_BYTES,
-                 prices: PriceBook = DEFAULT_PRICES) -> None:
+                 prices: PriceBook = DEFAULT_PRICES, selection: Selection = EVERYTHING
+                 ) -> None:
         self.policy = policy
+        self.selection = selection  # what of each request is loaded
         self.prices = prices
         self.max_value_bytes = max_value_bytes
         self._writer = Writer(open_writer(db))  # StoreError: the file cannot be used
@@ -195,11 +208,32 @@ class Importer:
             result.errors.append(f"{name}: no OTLP requests in the file")
         return result
 
+    def load_requests(self, requests: Iterable[tuple[str, Any]], name: str) -> FileResult:
+        """Import Export*ServiceRequest messages, (signal, request) each, as ``load`` does
+        a file's lines."""
+        result = FileResult(name)
+        pending: deque[_Pending] = deque()
+        try:
+            for i, (signal, request) in enumerate(requests, 1):
+                result.requests += 1
+                batch = self._decode_request(signal, request, result)
+                if batch.size:
+                    self._submit(_Pending(i, batch), pending, result)
+        finally:
+            while pending:
+                self._settle(pending.popleft(), result)
+        return result
+
     def _decode(self, document: Any, result: FileResult) -> Batch:
         signal = signal_of(document)
-        request = parse_message(signal, document)
+        return self._decode_request(signal, parse_message(signal, document), result)
+
+    def _decode_request(self, signal: str, request: Any, result: FileResult) -> Batch:
         received_ns = time.time_ns()
         found = take_findings(request, received_ns) if signal == "logs" else []
+        # Exported findings name only their service: selected by time, not resource.
+        found = [f for f in found if self.selection.covers(f.time_ns)]
+        self.selection.apply(signal, request)
         batch = decode(signal, request.SerializeToString(), received_ns, self.policy,
                        self.max_value_bytes, prices=self.prices)
         self._findings += found

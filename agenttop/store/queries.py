@@ -32,6 +32,15 @@ def latest_data_ns(conn: apsw.Connection) -> int | None:
                    "SELECT max(time_ns) FROM metric_points")
 
 
+def earliest_data_ns(conn: apsw.Connection) -> int | None:
+    """The oldest span start, log or metric point time in the file, or None when empty."""
+    known = [int(t) for sql in ("SELECT min(start_ns) FROM traces",
+                                "SELECT min(time_ns) FROM logs",
+                                "SELECT min(time_ns) FROM metric_points")
+             if (t := scalar(conn, sql)) is not None]
+    return min(known) if known else None
+
+
 def latest_arrival_ns(conn: apsw.Connection) -> int | None:
     """When the newest span, log record or metric point arrived, by the receiver's clock,
     or None when the file is empty: the end of a window that no client's clock can move.

@@ -71,3 +71,25 @@ def replace_findings(conn: apsw.Connection, rows: list[FindingRow]) -> None:
         conn.execute(
             "UPDATE traces SET finding_count = (SELECT count(*) FROM findings "
             "WHERE trace_id = traces.trace_id) WHERE trace_id = ?", (trace_id,))
+
+
+def selected_trace_ids(conn: apsw.Connection, where: Sequence[tuple[str, str]],
+                       since_ns: int | None, until_ns: int | None) -> list[str]:
+    """Traces with a span whose resource has every attribute of ``where`` (compared as
+    text) and that starts in the range, oldest first."""
+    parts, bindings = ["1"], []
+    for key, value in where:
+        path = '$."' + key.replace('"', '\\"') + '"'
+        parts.append("(CASE json_type(r.attributes, ?) WHEN 'true' THEN 'true' "
+                     "WHEN 'false' THEN 'false' ELSE CAST(r.attributes ->> ? AS TEXT) END) = ?")
+        bindings += [path, path, value]
+    if since_ns is not None:
+        parts.append("s.start_ns >= ?")
+        bindings.append(since_ns)
+    if until_ns is not None:
+        parts.append("s.start_ns <= ?")
+        bindings.append(until_ns)
+    return [row[0] for row in conn.execute(
+        "SELECT s.trace_id FROM spans AS s JOIN resources AS r USING (resource_id) "
+        f"WHERE {' AND '.join(parts)} GROUP BY s.trace_id ORDER BY min(s.start_ns)",
+        bindings)]
