@@ -35,28 +35,45 @@ _SUMMED = ("calls", "failures", *_FAILURE_COLUMNS, "input_tokens", "output_token
            "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
            "priced", "unpriced", "ttft_sum_s", "ttft_count")
 
+# The candidates: the calls stored after the mark, and the pending calls of the touched
+# traces, with what their rows need read once (a span's row is big: its attributes).
+_CANDIDATES = f"""
+CREATE TEMP TABLE IF NOT EXISTS call_spans (
+    trace_id TEXT, span_id TEXT, parent TEXT, pending INTEGER, minute INTEGER, own TEXT,
+    model TEXT, provider TEXT, tool TEXT, failure TEXT, duration_ns INTEGER,
+    input_tokens INTEGER, output_tokens INTEGER, cache_read_tokens INTEGER,
+    cache_write_tokens INTEGER, reasoning_tokens INTEGER, cost_usd REAL, unpriced INTEGER,
+    ttft_s REAL);
+DELETE FROM temp.call_spans;
+INSERT INTO temp.call_spans
+WITH c AS (
+    SELECT s.*, 0 AS pending FROM spans AS s WHERE rowid > :mark
+    UNION ALL
+    SELECT s.*, 1 FROM pending_calls AS p JOIN spans AS s USING (trace_id, span_id)
+    WHERE p.trace_id IN (SELECT value FROM json_each(:ids)) AND s.rowid <= :mark
+)
+SELECT trace_id, span_id, parent_span_id, pending, start_ns / {MINUTE_NS},
+       genai ->> '$.agent', genai ->> '$.model', coalesce(genai ->> '$.provider', ''),
+       iif(layer = 'tool', coalesce(genai ->> '$.tool', name), NULL), failure, duration_ns,
+       coalesce(input_tokens, 0), coalesce(output_tokens, 0),
+       coalesce(genai ->> '$.cache_read_tokens', 0),
+       coalesce(genai ->> '$.cache_write_tokens', 0),
+       coalesce(genai ->> '$.reasoning_tokens', 0), cost_usd,
+       genai ->> '$.unpriced' IS NOT NULL, genai ->> '$.ttft_s'
+FROM c
+WHERE genai ->> '$.agent' IS NOT NULL OR genai ->> '$.model' IS NOT NULL OR layer = 'tool';
+"""
 # Each candidate's parent agent: walk up from its parent to the first span naming an
 # agent ('found'), the root ('root': no agent), or a parent not stored yet ('missing').
 _RESOLVE = f"""
-CREATE TEMP TABLE IF NOT EXISTS call_resolved (
-    trace_id TEXT, span_id TEXT, pending INTEGER, state TEXT, agent TEXT);
+CREATE TEMP TABLE IF NOT EXISTS call_resolved (id INTEGER, state TEXT, agent TEXT);
 DELETE FROM temp.call_resolved;
 INSERT INTO temp.call_resolved
-WITH RECURSIVE
-cand (trace_id, span_id, parent, pending) AS (
-    SELECT trace_id, span_id, parent_span_id, 0 FROM spans
-    WHERE rowid > :mark AND (genai ->> '$.agent' IS NOT NULL
-                             OR genai ->> '$.model' IS NOT NULL OR layer = 'tool')
+WITH RECURSIVE up (id, trace_id, next, agent, state, depth) AS (
+    SELECT rowid, trace_id, parent, NULL, iif(parent IS NULL, 'root', 'walk'), 0
+    FROM temp.call_spans
     UNION ALL
-    SELECT s.trace_id, s.span_id, s.parent_span_id, 1
-    FROM pending_calls AS p JOIN spans AS s USING (trace_id, span_id)
-    WHERE p.trace_id IN (SELECT value FROM json_each(:ids)) AND s.rowid <= :mark
-),
-up (trace_id, span_id, pending, next, agent, state, depth) AS (
-    SELECT trace_id, span_id, pending, parent, NULL, iif(parent IS NULL, 'root', 'walk'), 0
-    FROM cand
-    UNION ALL
-    SELECT u.trace_id, u.span_id, u.pending, p.parent_span_id, p.genai ->> '$.agent',
+    SELECT u.id, u.trace_id, p.parent_span_id, p.genai ->> '$.agent',
            CASE WHEN p.span_id IS NULL THEN 'missing'
                 WHEN p.genai ->> '$.agent' IS NOT NULL THEN 'found'
                 WHEN p.parent_span_id IS NULL OR u.depth >= {MAX_DEPTH} THEN 'root'
@@ -65,65 +82,59 @@ up (trace_id, span_id, pending, next, agent, state, depth) AS (
     FROM up AS u LEFT JOIN spans AS p ON p.trace_id = u.trace_id AND p.span_id = u.next
     WHERE u.state = 'walk'
 )
-SELECT trace_id, span_id, pending, state, coalesce(agent, '') FROM up WHERE state != 'walk';
+SELECT id, state, coalesce(agent, '') FROM up WHERE state != 'walk';
 """
 # What to add: new calls under their parent agent ('' while missing); pending calls now
-# resolved to an agent move from '' to it.
-_DELTAS = """
-CREATE TEMP TABLE IF NOT EXISTS call_delta (trace_id TEXT, span_id TEXT, p TEXT, sign INTEGER);
-DELETE FROM temp.call_delta;
-INSERT INTO temp.call_delta
-SELECT trace_id, span_id, iif(state = 'missing', '', agent), 1
-FROM temp.call_resolved WHERE NOT pending
-UNION ALL
-SELECT trace_id, span_id, '', -1
-FROM temp.call_resolved WHERE pending AND state != 'missing' AND agent != ''
-UNION ALL
-SELECT trace_id, span_id, agent, 1
-FROM temp.call_resolved WHERE pending AND state != 'missing' AND agent != '';
+# resolved to an agent move from '' to it (minus there, plus here).
+_PENDING = """
 DELETE FROM pending_calls
-WHERE (trace_id, span_id) IN (SELECT trace_id, span_id FROM temp.call_resolved
-                              WHERE pending AND state != 'missing');
+WHERE (trace_id, span_id) IN (SELECT trace_id, span_id FROM temp.call_spans AS c
+                              JOIN temp.call_resolved AS r ON r.id = c.rowid
+                              WHERE c.pending AND r.state != 'missing');
 INSERT OR IGNORE INTO pending_calls (trace_id, span_id, received_ns)
-SELECT trace_id, span_id, :now FROM temp.call_resolved WHERE NOT pending AND state = 'missing';
+SELECT trace_id, span_id, :now FROM temp.call_spans AS c
+JOIN temp.call_resolved AS r ON r.id = c.rowid WHERE NOT c.pending AND r.state = 'missing';
 DELETE FROM pending_calls WHERE received_ns < :now - :wait;
 """
 # Each delta as the rows it adds to: a run of the span's own agent when its parent is in
 # another (or none), a model call or a tool call under the span's agent (own or inherited).
 _CALLS = f"""
-CREATE TEMP TABLE IF NOT EXISTS call_rows AS SELECT * FROM (SELECT
-    0 AS minute, '' AS kind, '' AS caller, '' AS provider, '' AS name, 0 AS sign,
-    '' AS failure, 0 AS duration_ns, '' AS genai, 0.0 AS cost_usd) WHERE 0;
+CREATE TEMP TABLE IF NOT EXISTS call_rows (
+    minute INTEGER, kind TEXT, caller TEXT, provider TEXT, name TEXT, sign INTEGER,
+    failure TEXT, duration_ns INTEGER, input_tokens INTEGER, output_tokens INTEGER,
+    cache_read_tokens INTEGER, cache_write_tokens INTEGER, reasoning_tokens INTEGER,
+    cost_usd REAL, unpriced INTEGER, ttft_s REAL);
 DELETE FROM temp.call_rows;
 INSERT INTO temp.call_rows
 WITH c AS (
-    SELECT s.start_ns / {MINUTE_NS} AS minute, d.p, d.sign, s.genai ->> '$.agent' AS own,
-           s.genai ->> '$.model' AS model, s.layer, s.name, s.failure, s.duration_ns,
-           s.genai, s.cost_usd
-    FROM temp.call_delta AS d JOIN spans AS s USING (trace_id, span_id)
+    SELECT c.*, iif(r.state = 'missing', '', r.agent) AS p, 1 AS sign
+    FROM temp.call_spans AS c JOIN temp.call_resolved AS r ON r.id = c.rowid
+    WHERE NOT c.pending
+    UNION ALL
+    SELECT c.*, coalesce(x.p, r.agent), x.sign
+    FROM temp.call_spans AS c JOIN temp.call_resolved AS r ON r.id = c.rowid
+    JOIN (SELECT '' AS p, -1 AS sign UNION ALL SELECT NULL, 1) AS x
+    WHERE c.pending AND r.state != 'missing' AND r.agent != ''
 )
-SELECT minute, 'agent', p, '', own, sign, failure, duration_ns, NULL, NULL FROM c
-WHERE own IS NOT NULL AND own != p
+SELECT minute, 'agent', p, '', own, sign, failure, duration_ns, 0, 0, 0, 0, 0, NULL, 0, NULL
+FROM c WHERE own IS NOT NULL AND own != p
 UNION ALL
-SELECT minute, 'model', coalesce(own, p), coalesce(genai ->> '$.provider', ''), model, sign,
-       failure, duration_ns, genai, cost_usd FROM c
-WHERE model IS NOT NULL
+SELECT minute, 'model', coalesce(own, p), provider, model, sign, failure, duration_ns,
+       input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+       cost_usd, unpriced, ttft_s
+FROM c WHERE model IS NOT NULL
 UNION ALL
-SELECT minute, 'tool', coalesce(own, p), '', coalesce(genai ->> '$.tool', name), sign,
-       failure, duration_ns, NULL, NULL FROM c
-WHERE model IS NULL AND layer = 'tool';
+SELECT minute, 'tool', coalesce(own, p), '', tool, sign, failure, duration_ns, 0, 0, 0, 0, 0,
+       NULL, 0, NULL
+FROM c WHERE model IS NULL AND tool IS NOT NULL;
 
 INSERT INTO call_minutes (minute, kind, caller, provider, name, {", ".join(_SUMMED)})
 SELECT minute, kind, caller, provider, name, sum(sign), sum(sign * (failure IS NOT NULL)),
     {", ".join(f"sum(sign * (failure IS '{c}'))" for c in FAILURES)},
-    sum(sign * coalesce(genai ->> '$.input_tokens', 0)),
-    sum(sign * coalesce(genai ->> '$.output_tokens', 0)),
-    sum(sign * coalesce(genai ->> '$.cache_read_tokens', 0)),
-    sum(sign * coalesce(genai ->> '$.cache_write_tokens', 0)),
-    sum(sign * coalesce(genai ->> '$.reasoning_tokens', 0)),
-    total(sign * cost_usd), sum(sign * (cost_usd IS NOT NULL)),
-    sum(sign * (genai ->> '$.unpriced' IS NOT NULL)),
-    total(sign * (genai ->> '$.ttft_s')), sum(sign * (genai ->> '$.ttft_s' IS NOT NULL))
+    sum(sign * input_tokens), sum(sign * output_tokens), sum(sign * cache_read_tokens),
+    sum(sign * cache_write_tokens), sum(sign * reasoning_tokens),
+    total(sign * cost_usd), sum(sign * (cost_usd IS NOT NULL)), sum(sign * unpriced),
+    total(sign * ttft_s), sum(sign * (ttft_s IS NOT NULL))
 FROM temp.call_rows
 GROUP BY 1, 2, 3, 4, 5
 ON CONFLICT (minute, kind, caller, provider, name) DO UPDATE SET
@@ -143,8 +154,9 @@ ON CONFLICT (kind, provider, name, minute, bucket) DO UPDATE SET count = count +
 def add_calls(conn: apsw.Connection, mark: int, trace_ids: str, now_ns: int) -> None:
     """Count the calls stored after rowid ``mark`` and move the pending calls of the touched
     traces (``trace_ids``, a JSON list) whose ancestors have arrived."""
-    conn.execute(_RESOLVE, {"mark": mark, "ids": trace_ids})
-    conn.execute(_DELTAS, {"now": now_ns, "wait": PENDING_NS})
+    conn.execute(_CANDIDATES, {"mark": mark, "ids": trace_ids})
+    conn.execute(_RESOLVE)
+    conn.execute(_PENDING, {"now": now_ns, "wait": PENDING_NS})
     conn.execute(_CALLS)
 
 
