@@ -128,7 +128,7 @@ def check(files: tuple[Path, ...], **values: Any) -> None:
     named with their counts; --allow-inconclusive makes this 0).
     """
     from agenttop.analysis.evaluator import check_rules, verdict
-    from agenttop.analysis.health import layer_health, metric_health
+    from agenttop.analysis.health import evaluation_health, layer_health, metric_health
     from agenttop.report import render_check
     from agenttop.store.queries import (
         clock_skew,
@@ -161,12 +161,13 @@ def check(files: tuple[Path, ...], **values: Any) -> None:
             alert_rules = [r.model_copy(update={**update, "window": window})
                            for r in alert_rules]
             if at_ns is None:
-                layers, metrics = {}, {}
+                layers, metrics, evals = {}, {}, {}
             else:
                 names = sorted({r.metric for r in alert_rules if r.metric})
                 layers = layer_health(conn, at_ns, [window])
                 metrics = metric_health(conn, at_ns, [window], names) if names else {}
-            checks = check_rules(alert_rules, layers, metrics)
+                evals = evaluation_health(conn, at_ns, [window])
+            checks = check_rules(alert_rules, layers, metrics, evals)
         finally:
             conn.close()
     result = verdict(checks)

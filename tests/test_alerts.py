@@ -387,9 +387,16 @@ def test_good_rules_file(tmp_path):
     (edit(17, "min_samples = 2.5"),
      ':17: rule "tool-errors": min_samples: Input should be a valid integer'),
     (edit(12),  # no layer, no metric: the header line
-     ':10: rule "tool-errors": metric: a rule needs one of layer = "..." or metric = "..."'),
+     ':10: rule "tool-errors": metric: a rule needs one of layer = "...", metric = "..." or '
+     'evaluation = "..."'),
     (edit(12, 'layer = "tool"', 'metric = "output_quality_score"'),
-     ':13: rule "tool-errors": metric: give either layer or metric, not both'),
+     ':13: rule "tool-errors": metric: give one of layer or metric, not both'),
+    (edit(12, 'layer = "tool"', 'evaluation = "accuracy"'),
+     ':10: rule "tool-errors": metric: give one of layer or evaluation, not both'),
+    (edit(12, 'evaluation = "accuracy"'),
+     ':13: rule "tool-errors": measure: unknown evaluation measure \'failure_rate\''),
+    (GOOD[:11] + ['evaluation = "accuracy"', 'measure = "label_rate"'] + GOOD[13:],
+     ':10: rule "tool-errors": label: label_rate needs the label it counts: label = "pass"'),
     (edit(12, 'layer = "tools"'),
      ":12: rule \"tool-errors\": layer: unknown layer 'tools'; expected one of prompt, tool, "
      "memory, runtime, auth, other"),
@@ -428,7 +435,7 @@ def test_metric_rule_errors(tmp_path):
     # Two problems: the first in the file is reported.
     with pytest.raises(RulesError, match=r"rules.toml:4: rule \"q\": measure: unknown metric "
                                          r"measure 'p99_ms'; expected one of last, rate, count, "
-                                         r"p50, p95, p99 \(and 1 more\)$"):
+                                         r"p50, p95, p99, mean, min, max \(and 1 more\)$"):
         load_rules(write(tmp_path, metric))
     metric[3] = 'measure = "last"'
     with pytest.raises(RulesError, match=r"rules.toml:8: rule \"q\": attributes: value of "

@@ -540,9 +540,12 @@ def test_counter_rate_delta_and_single_point(figures, metric_db):
     assert {m.last for m in lone} == {15, 40, 21}
 
 
-def test_gauge_last(figures):
+def test_gauge_last_mean_min_max(figures):
     quality = one(figures, 60, "output_quality_score")
     assert (quality.type, quality.last, quality.points, quality.rate) == ("gauge", 0.85, 2, None)
+    # Over the window's two points (the one after now is not in it).
+    assert (quality.min, quality.max) == (0.85, 0.95)
+    assert quality.mean == pytest.approx(0.9)
 
 
 def test_histogram_cumulative(figures):

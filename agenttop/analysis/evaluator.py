@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from agenttop.analysis.health import LayerHealth, MetricHealth, empty_layer
 from agenttop.analysis.rules import (
+    EVAL_MEASURE_FNS,
     LAYER_MEASURE_FNS,
     OPS,
     PER_RUN_MEASURES,
@@ -48,6 +49,7 @@ from agenttop.analysis.rules import (
 )
 from agenttop.config import format_duration
 from agenttop.store.alerts import AlertEpisode, AlertKey
+from agenttop.store.evaluations import EvalTotals
 
 State = Literal["firing", "resolved"]
 
@@ -173,13 +175,14 @@ class AlertEvaluator:
         layers: Mapping[tuple[str, int], LayerHealth],
         metrics: Mapping[int, Sequence[MetricHealth]] | None,
         now_ns: int,
+        evals: Mapping[int, Mapping[str, EvalTotals]] | None = None,
     ) -> list[Transition]:
         """Apply one round of figures; return the alerts that started or resolved."""
         metrics = metrics or {}
         out: list[Transition] = []
         seen: set[AlertKey] = set()
         for rule in self._rules:
-            for key, observation in observe(rule, layers, metrics):
+            for key, observation in observe(rule, layers, metrics, evals):
                 if key in seen:  # the same series listed twice: the first one counts
                     continue
                 seen.add(key)
@@ -252,8 +255,17 @@ def observe(
     rule: Rule,
     layers: Mapping[tuple[str, int], LayerHealth],
     metrics: Mapping[int, Sequence[MetricHealth]],
+    evals: Mapping[int, Mapping[str, EvalTotals]] | None = None,
 ) -> Iterable[tuple[AlertKey, Observation]]:
     """What ``rule`` measures in these figures: one (alert key, observation) per subject."""
+    if rule.evaluation is not None:
+        totals = (evals or {}).get(rule.window_s, {}).get(rule.evaluation)
+        totals = totals or EvalTotals(rule.evaluation)
+        scored = rule.measure.startswith("score_")
+        yield AlertKey(rule.name), Observation(
+            rule.evaluation, _number(EVAL_MEASURE_FNS[rule.measure](totals, rule.label)),
+            totals.score_count if scored else totals.results, "results")
+        return
     if rule.layer is not None:
         health = layers.get((rule.layer, rule.window_s))
         if health is None:
@@ -293,6 +305,7 @@ def check_rules(
     rules: Sequence[Rule],
     layers: Mapping[tuple[str, int], LayerHealth],
     metrics: Mapping[int, Sequence[MetricHealth]],
+    evals: Mapping[int, Mapping[str, EvalTotals]] | None = None,
 ) -> list[Check]:
     """Every rule's verdict now, with no state. A rule is judged only on at least
     ``min_samples`` samples: below that it is "too few samples" whatever its value, and a
@@ -300,7 +313,7 @@ def check_rules(
     out = []
     for rule in rules:
         seen_any = False
-        for key, observation in observe(rule, layers, metrics):
+        for key, observation in observe(rule, layers, metrics, evals):
             seen_any = True
             if observation.samples < rule.min_samples:
                 status = "too few samples"

@@ -23,6 +23,7 @@ import apsw
 import orjson
 
 from agenttop.analysis.buckets import quantile_ns
+from agenttop.store.evaluations import EvalTotals, eval_totals
 from agenttop.store.metrics import field_getter, points_between
 from agenttop.store.rollups import RollupTotals, add_totals, window_totals
 from agenttop.store.rows import LAYERS, MINUTE_NS, SECOND_NS
@@ -77,6 +78,10 @@ class MetricHealth:
     p50: float | None = None
     p95: float | None = None
     p99: float | None = None
+    # gauges: the mean, lowest and highest value over the window's points
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
 
 
 # ------------------------------------------------------------------------------ layers
@@ -398,6 +403,13 @@ def _read_points(rows: Iterator[tuple], series: dict[tuple, _Series],
         one.points.append(point)
 
 
+def evaluation_health(conn: apsw.Connection, now_ns: int, windows: Sequence[int] = WINDOWS_S
+                      ) -> dict[int, dict[str, EvalTotals]]:
+    """Evaluation results by name over each window ending at ``now_ns``, keyed window_s."""
+    return {w: eval_totals(conn, (now_ns - w * SECOND_NS) // MINUTE_NS, now_ns // MINUTE_NS)
+            for w in windows}
+
+
 def metric_health(
     conn: apsw.Connection,
     now_ns: int,
@@ -469,6 +481,9 @@ def _figures(one: _Series, inside: list[_Point], base: _Point | None, lo: int,
         if valued:
             values = [float(p.value) for p in valued]  # type: ignore[arg-type]
             figures["last"] = values[-1]
+            if one.type == "gauge":
+                figures.update(mean=sum(values) / len(values), min=min(values),
+                               max=max(values))
             if one.type == "sum":
                 figures["rate"] = _sum_rate(valued, values, one.temporality == DELTA,
                                             bool(one.monotonic), window_s)

@@ -15,7 +15,7 @@ from pathlib import Path
 import apsw
 
 from agenttop.analysis.evaluator import AlertEvaluator, Transition
-from agenttop.analysis.health import layer_health, metric_health
+from agenttop.analysis.health import evaluation_health, layer_health, metric_health
 from agenttop.analysis.hooks import AlertCommand
 from agenttop.analysis.rules import Rule
 from agenttop.store import open_reader
@@ -80,7 +80,9 @@ class AlertMonitor:
         layers = layer_health(self._reader, now, windows)
         metrics = (metric_health(self._reader, now, windows, self._metric_names)
                    if self._metric_names else {})
-        transitions = self.evaluator.evaluate(layers, metrics, now)
+        evals = (evaluation_health(self._reader, now, windows)
+                 if any(r.evaluation for r in self.evaluator.rules) else None)
+        transitions = self.evaluator.evaluate(layers, metrics, now, evals)
         firing = self.evaluator.firing
         self.pending = [{"key": str(p.key), "since_ns": p.since_ns, "for_s": p.rule.for_s,
                          "message": p.message} for p in self.evaluator.pending]

@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 from agenttop.analysis.health import ALL, WINDOWS_S, LayerHealth
 from agenttop.analysis.tomlfile import parse_tables, read_text, where
 from agenttop.config import format_duration, parse_duration
+from agenttop.store.evaluations import EvalTotals
 from agenttop.store.rows import FAILURES, LAYERS
 
 Op = Literal[">", ">=", "<", "<="]
@@ -71,7 +72,17 @@ LAYER_MEASURE_FNS: dict[str, Callable[[LayerHealth], float | None]] = {
 }
 PER_RUN_MEASURES = frozenset(("cost_per_run", "tokens_per_run"))
 RATE_MEASURES = frozenset(("failure_rate", "truncated_rate", "empty_retrieval_rate"))
-METRIC_MEASURES = ("last", "rate", "count", "p50", "p95", "p99")
+METRIC_MEASURES = ("last", "rate", "count", "p50", "p95", "p99", "mean", "min", "max")
+# Evaluation results (gen_ai.evaluation.result): the mean, lowest and highest score, the
+# share of results with the rule's ``label``, and how many results came.
+EVAL_MEASURE_FNS: dict[str, Callable[[EvalTotals, str | None], float | None]] = {
+    "score_mean": lambda t, _: t.mean,
+    "score_min": lambda t, _: t.score_min,
+    "score_max": lambda t, _: t.score_max,
+    "label_rate": lambda t, label: _ratio(t.labels.get(label or "", 0), t.results),
+    "results": lambda t, _: t.results,
+}
+EVAL_MEASURES = tuple(EVAL_MEASURE_FNS)
 LAYER_MEASURES = tuple(LAYER_MEASURE_FNS)
 
 
@@ -104,6 +115,7 @@ class Rule(BaseModel):
 
     name: str
     layer: str | None = None  # one of layers.LAYERS
+    evaluation: str | None = None  # gen_ai.evaluation.name
     metric: Annotated[str | None, Field(validate_default=True)] = None
     service: str | None = None
     attributes: dict[str, str] | None = None
@@ -118,6 +130,8 @@ class Rule(BaseModel):
     for_s: Annotated[int, Field(alias="for", ge=0)] = 0
     keep_firing_for_s: Annotated[int, Field(alias="keep_firing_for", ge=0)] = 0
     description: str = ""
+    # label_rate: the share of results with this label.
+    label: Annotated[str | None, Field(validate_default=True)] = None
 
     def __hash__(self) -> int:
         # The generated hash would fail on the attributes dict; rules key dicts and sets.
@@ -129,7 +143,7 @@ class Rule(BaseModel):
 
     @property
     def subject(self) -> str:
-        return self.layer if self.layer is not None else str(self.metric)
+        return self.layer or self.evaluation or str(self.metric)
 
     @field_validator("name")
     @classmethod
@@ -153,13 +167,17 @@ class Rule(BaseModel):
     def _one_of_layer_metric(cls, v: str | None, info: ValidationInfo) -> str | None:
         if "layer" not in info.data:  # layer itself was invalid: that error is enough
             return v
-        layer = info.data["layer"]
-        if v is None and layer is None:
-            raise PydanticCustomError("layer_or_metric",
-                                      "a rule needs one of layer = \"...\" or metric = \"...\"")
-        if v is not None and layer is not None:
+        layer, evaluation = info.data["layer"], info.data.get("evaluation")
+        given = [k for k, x in (("layer", layer), ("evaluation", evaluation), ("metric", v))
+                 if x is not None]
+        if not given:
+            raise PydanticCustomError(
+                "layer_or_metric", "a rule needs one of layer = \"...\", metric = \"...\" "
+                "or evaluation = \"...\"")
+        if len(given) > 1:
             raise PydanticCustomError("layer_and_metric",
-                                      "give either layer or metric, not both")
+                                      "give one of {given}, not both",
+                                      {"given": " or ".join(given)})
         if v is not None and not v.strip():
             raise ValueError("must not be empty")
         return v
@@ -167,7 +185,7 @@ class Rule(BaseModel):
     @field_validator("service")
     @classmethod
     def _service(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is not None and info.data.get("layer") is not None:
+        if v is not None and (info.data.get("layer") or info.data.get("evaluation")):
             raise PydanticCustomError("layer_service",
                                       "a service filter is only supported on metric rules")
         return v
@@ -177,7 +195,7 @@ class Rule(BaseModel):
     def _attributes(cls, v: object, info: ValidationInfo) -> object:
         if v is None:
             return v
-        if info.data.get("layer") is not None:
+        if info.data.get("layer") or info.data.get("evaluation"):
             raise PydanticCustomError("layer_attributes",
                                       "an attributes filter is only supported on metric rules")
         if not isinstance(v, dict):
@@ -199,6 +217,21 @@ class Rule(BaseModel):
         if info.data.get("metric") is not None and v not in METRIC_MEASURES:
             raise ValueError(f"unknown metric measure {v!r}; expected one of "
                              + ", ".join(METRIC_MEASURES))
+        if info.data.get("evaluation") is not None and v not in EVAL_MEASURE_FNS:
+            raise ValueError(f"unknown evaluation measure {v!r}; expected one of "
+                             + ", ".join(EVAL_MEASURES))
+        return v
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, v: str | None, info: ValidationInfo) -> str | None:
+        measure = info.data.get("measure")
+        if v is not None and measure != "label_rate":
+            raise PydanticCustomError("label_measure",
+                                      "a label is only read by measure = \"label_rate\"")
+        if v is None and measure == "label_rate":
+            raise PydanticCustomError("label_missing",
+                                      "label_rate needs the label it counts: label = \"pass\"")
         return v
 
     @field_validator("threshold")

@@ -155,7 +155,7 @@ def _prune_rows_before(conn: apsw.Connection, cutoff_ns: int, received_ns: int,
     # (overshooting by at most that minute's rows).
     minute = rollup_cutoff_ns // MINUTE_NS
     for table in ("layer_minutes", "layer_minute_durations", "model_minutes", "call_minutes",
-                  "call_minute_durations"):
+                  "call_minute_durations", "eval_minutes"):
         if budget <= 0:
             break
         last = scalar(conn, f"SELECT minute FROM {table} WHERE minute < ? ORDER BY minute "

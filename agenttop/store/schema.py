@@ -311,7 +311,9 @@ MIGRATIONS: list[str] = [
     # counted under the agent that made it (the nearest ancestor span naming an agent; ''
     # for none), with a duration histogram per agent / tool / model. A call whose ancestors
     # have not all arrived is counted under '' and listed in pending_calls until they do
-    # (then moved to its agent) or for an hour. A trace's tools, as its agents.
+    # (then moved to its agent) or for an hour. A trace's tools, as its agents. Evaluation
+    # results (gen_ai.evaluation.result events on spans or as logs) per minute, name,
+    # service and label.
     """
     CREATE TABLE call_minutes (
         minute             INTEGER NOT NULL,
@@ -358,6 +360,19 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX pending_calls_received ON pending_calls (received_ns);
     ALTER TABLE traces ADD COLUMN tools TEXT NOT NULL DEFAULT '';
+
+    CREATE TABLE eval_minutes (
+        minute      INTEGER NOT NULL,
+        name        TEXT NOT NULL,
+        service     TEXT NOT NULL,
+        label       TEXT NOT NULL,
+        results     INTEGER NOT NULL,
+        score_sum   REAL NOT NULL,
+        score_count INTEGER NOT NULL,
+        score_min   REAL,
+        score_max   REAL,
+        PRIMARY KEY (minute, name, service, label)
+    ) WITHOUT ROWID;
     """,
 ]
 

@@ -28,6 +28,7 @@ import apsw
 from agenttop.store.calls import add_calls
 from agenttop.store.conversations import refresh_conversations, sessions_of
 from agenttop.store.db import scalar
+from agenttop.store.evaluations import add_evaluations
 from agenttop.store.rollups import add_to_rollups
 from agenttop.store.rows import LAYOUTS, Batch, Layout
 
@@ -375,6 +376,7 @@ class Writer:
         conn = self._conn
         with self._transaction():
             mark = scalar(conn, "SELECT coalesce(max(rowid), 0) FROM spans")
+            log_mark = scalar(conn, "SELECT coalesce(max(log_id), 0) FROM logs")
             # One statement per batch, not one for the whole group: SQLite parses the bound
             # JSON into memory of its own, and a group of 20,000 spans (~19 MB of JSON)
             # cost ~70 MB at once, on top of the joined copy in Python; per batch it is
@@ -394,6 +396,8 @@ class Writer:
                 refresh_conversations(conn, sessions_of(conn, trace_ids))
                 add_to_rollups(conn, mark)
                 add_calls(conn, mark, touched["ids"], touched["now"])
+            if any(b.kind in ("traces", "logs") for b in batches):
+                add_evaluations(conn, mark, log_mark)
 
 
 def _json_list(ids: set[str]) -> str:
