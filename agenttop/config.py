@@ -494,8 +494,10 @@ class CheckSettings(UiSettings):
               "retrievals, points) instead of its min_samples."))
     allow_inconclusive: bool = Field(
         False, description="Exit 0 instead of 3 when the verdict is inconclusive.")
-    output: Annotated[Literal["table", "json"], Cli(flag="--format")] = Field(
-        "table", description="'table' for people, 'json' for scripts.")
+    output: Annotated[Literal["table", "markdown", "json", "junit"], Cli(flag="--format")] = (
+        Field("table", description="'table' for people, 'markdown' for a CI step summary, "
+              "'json' for scripts, 'junit' (JUnit XML: a test case per rule) for CI "
+              "test reports."))
 
     @field_validator("window_s", mode="before")
     @classmethod

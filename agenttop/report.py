@@ -91,6 +91,11 @@ def _verdict_line(checks: list[Check], result: str, at_ns: int | None,
 def render_check(db: str | Path, window_s: int, at_ns: int | None,
                  layers: dict[tuple[str, int], LayerHealth], checks: list[Check],
                  result: str, skew: ClockSkew, newest_ns: int | None, output: str) -> str:
+    verdict_line = _verdict_line(checks, result, at_ns, newest_ns, window_s)
+    if output == "markdown":
+        return _markdown(str(db), window_s, at_ns, checks, result, verdict_line)
+    if output == "junit":
+        return _junit(str(db), window_s, at_ns, checks, verdict_line)
     if output == "json":
         return json.dumps({
             "db": str(db),
@@ -131,5 +136,75 @@ def render_check(db: str | Path, window_s: int, at_ns: int | None,
                           _threshold(c), samples, status])
     body = _table(layer_rows) + "\n" if len(layer_rows) > 1 else ""
     skew_line = _skew_line(skew) if skew.total else ""
-    return (head + body + _table(rule_rows) + "\n" + skew_line
-            + _verdict_line(checks, result, at_ns, newest_ns, window_s) + "\n")
+    return head + body + _table(rule_rows) + "\n" + skew_line + verdict_line + "\n"
+
+
+_MARK = {"ok": "✅ holds", "breached": "❌ breached", "too few samples": "⚠️ too few samples",
+         "no data": "⚠️ no data"}
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: pipes escaped, on one line."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _samples(check: Check) -> str:
+    text = str(check.observation.samples)
+    return text + (f"/{check.rule.min_samples}" if check.rule.min_samples else "")
+
+
+def _markdown(source: str, window_s: int, at_ns: int | None, checks: list[Check],
+              result: str, verdict_line: str) -> str:
+    """For a CI step summary: the verdict, then every rule, breached ones first."""
+    when = "no data" if at_ns is None else (
+        f"{format_duration(window_s)} window ending {_when(at_ns)}")
+    lines = [f"### agenttop check: {result.upper()}", "",
+             f"`{_cell(source)}` · {when}", "",
+             "| rule | subject | measure | value | threshold | samples | status |",
+             "|---|---|---|---:|---|---:|---|"]
+    order = {"breached": 0, "too few samples": 1, "no data": 1, "ok": 2}
+    for c in sorted(checks, key=lambda c: order[c.status]):
+        lines.append("| " + " | ".join(_cell(x) for x in (
+            str(c.key), c.observation.subject, c.rule.measure, _value(c), _threshold(c),
+            _samples(c), _MARK[c.status])) + " |")
+    head, *rest = verdict_line.split("\n")
+    word, _, detail = head.partition(": ")
+    lines += ["", f"**{word}**: {_cell(detail)}", *(_cell(r) for r in rest)]
+    return "\n".join(lines) + "\n"
+
+
+def _junit(source: str, window_s: int, at_ns: int | None, checks: list[Check],
+           verdict_line: str) -> str:
+    """JUnit XML, one test case per rule (per series of a metric rule): a breached rule
+    fails, one that could not be judged is skipped with why, so CI shows each natively."""
+    from xml.etree import ElementTree as ET
+
+    failures = sum(c.status == "breached" for c in checks)
+    skipped = sum(c.status in ("too few samples", "no data") for c in checks)
+    counts = {"tests": str(len(checks)), "failures": str(failures), "errors": "0",
+              "skipped": str(skipped)}
+    suites = ET.Element("testsuites", name="agenttop check", **counts)
+    suite = ET.SubElement(suites, "testsuite", name=f"agenttop check {source}", **counts,
+                          timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (("window", format_duration(window_s)),
+                        ("window_end", "" if at_ns is None else _when(at_ns)),
+                        ("verdict", verdict_line.split("\n")[0])):
+        ET.SubElement(properties, "property", name=name, value=value)
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"agenttop.{c.observation.subject}",
+                             name=str(c.key), time="0")
+        what = (f"{c.rule.measure} of {c.observation.subject} is {_value(c)}, rule "
+                f"{_threshold(c)} breaches; {_samples(c)} {c.observation.unit or 'samples'}")
+        if c.status == "breached":
+            failure = ET.SubElement(case, "failure", message=what, type="breached")
+            failure.text = c.rule.description or what
+        elif c.status == "too few samples":
+            ET.SubElement(case, "skipped", message=(
+                f"too few samples: {c.observation.samples} of {c.rule.min_samples} "
+                f"{c.observation.unit or 'samples'}"))
+        elif c.status == "no data":
+            ET.SubElement(case, "skipped", message="no data in the window")
+    ET.indent(suites)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            + ET.tostring(suites, encoding="unicode") + "\n")

@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -322,3 +323,44 @@ def test_bad_selections_and_bad_files_exit_2(releases, tmp_path):
     result = run_check(str(broken))
     assert result.returncode == 2
     assert f"{broken}:2: not valid JSON" in result.stderr
+
+
+TOO_FEW = PROMPT_AND_AUTH + """
+[[rule]]
+name = "runtime-p99"
+layer = "runtime"
+measure = "p99_ms"
+op = ">"
+threshold = 5000
+window = "15m"
+min_samples = 1000
+"""
+
+
+def test_reports_for_ci_markdown_and_junit(db_path, tmp_path):
+    fill(db_path, auth_failures=2)
+    rules = rules_file(tmp_path, TOO_FEW)
+    markdown = run_check("--db", str(db_path), "--rules", rules, "--format", "markdown")
+    assert markdown.returncode == 1, markdown.stderr
+    lines = markdown.stdout.splitlines()
+    assert lines[0] == "### agenttop check: FAIL"
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[0] == "| rule | subject | measure | value | threshold | samples | status |"
+    assert table[1] == "| auth-failures | auth | failures | 2 | > 0 | 2 | ❌ breached |"
+    assert table[2].startswith("| runtime-p99 | runtime | p99_ms |")
+    assert table[2].endswith("| 30/1000 | ⚠️ too few samples |")
+    assert table[3].startswith("| prompt-failure-rate |") and table[3].endswith("✅ holds |")
+    assert lines[-1] == "**FAIL**: 1 of 3 rules breached: auth-failures"
+
+    junit = run_check("--db", str(db_path), "--rules", rules, "--format", "junit")
+    assert junit.returncode == 1, junit.stderr
+    suites = ElementTree.fromstring(junit.stdout)
+    suite = suites.find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert set(cases) == {"prompt-failure-rate", "auth-failures", "runtime-p99"}
+    failure = cases["auth-failures"].find("failure")
+    assert failure.get("message").startswith("failures of auth is 2, rule > 0 breaches")
+    assert cases["runtime-p99"].find("skipped").get("message") == (
+        "too few samples: 30 of 1000 spans")
+    assert list(cases["prompt-failure-rate"]) == []  # passed: no child element
