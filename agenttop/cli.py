@@ -8,7 +8,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -34,6 +34,12 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _usage_error(message: str) -> NoReturn:
+    """Exit 2 (a usage error, an unusable file) saying why."""
+    click.echo(f"agenttop: error: {message}", err=True)
+    sys.exit(2)
+
+
 DB_OPTION = option("db", UiSettings.model_fields["db"], with_default=True)
 RULES_OPTION = option("rules", UiSettings.model_fields["rules"])
 
@@ -50,15 +56,15 @@ def _load_prices(path: Path | None) -> Any:
         sys.exit(2)
 
 
-def _load_rules(path: Path | None) -> list:
-    """The rules, or exit 2 with the file, line, rule and field of the first problem."""
-    from agenttop.analysis.rules import RulesError, load_rules
+def _load_rules(path: Path | None, part: str = "rules") -> Any:
+    """The rules (or ``part="regression"``: the [regression] tolerances) of a rules file,
+    or exit 2 with the file, line, rule and field of the first problem."""
+    from agenttop.analysis.rules import RulesError, load_regression, load_rules
 
     try:
-        return load_rules(path)
+        return (load_rules if part == "rules" else load_regression)(path)
     except RulesError as e:
-        click.echo(f"agenttop: error: {e}", err=True)
-        sys.exit(2)
+        _usage_error(str(e))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,6 +133,7 @@ def check(files: tuple[Path, ...], **values: Any) -> None:
     rules file; 3 inconclusive (no data, or a rule below its minimum samples: they are
     named with their counts; --allow-inconclusive makes this 0).
     """
+    from agenttop.analysis.baseline import compare, summarize
     from agenttop.analysis.evaluator import check_rules, verdict
     from agenttop.analysis.health import evaluation_health, layer_health, metric_health
     from agenttop.report import render_check
@@ -168,16 +175,55 @@ def check(files: tuple[Path, ...], **values: Any) -> None:
                 metrics = metric_health(conn, at_ns, [window], names) if names else {}
                 evals = evaluation_health(conn, at_ns, [window])
             checks = check_rules(alert_rules, layers, metrics, evals)
+            label = ", ".join(str(f) for f in inputs)
+            summary = None if at_ns is None else summarize(
+                conn, at_ns - window * 10**9, at_ns, label)
         finally:
             conn.close()
-    result = verdict(checks)
-    label = ", ".join(str(f) for f in inputs)
+        comparisons = None
+        if settings.baseline is not None:
+            base = _baseline(settings, Path(tmp) / "baseline.db")
+            comparisons = [] if summary is None else compare(
+                base, summary, _load_rules(settings.rules, "regression"))
+    if settings.save_baseline is not None and summary is not None:
+        try:
+            settings.save_baseline.write_text(summary.to_json(), encoding="utf-8")
+        except OSError as e:
+            _usage_error(f"{settings.save_baseline}: cannot write: {e.strerror or e}")
+    result = verdict(checks, comparisons)
     click.echo(render_check(label, window, at_ns, layers, checks, result, skew,
-                            newest_ns, settings.output), nl=False)
+                            newest_ns, settings.output, comparisons,
+                            None if settings.baseline is None else str(settings.baseline)),
+               nl=False)
     if result == "fail":
         sys.exit(1)
     if result == "inconclusive" and not settings.allow_inconclusive:
         sys.exit(EXIT_INCONCLUSIVE)
+
+
+def _baseline(settings: CheckSettings, scratch: Path) -> Any:
+    """The baseline's summary: as saved, or of the whole database or OTLP/JSON file."""
+    from agenttop.analysis.baseline import BaselineError, load_summary, summarize
+    from agenttop.store.queries import earliest_data_ns, latest_data_ns
+
+    path = settings.baseline
+    assert path is not None
+    try:
+        saved = load_summary(path)
+    except BaselineError as e:
+        _usage_error(str(e))
+    if saved is not None:
+        return saved
+    whole = settings.model_copy(update={"where": (), "since_ns": None, "until_ns": None})
+    db = path if _is_database(path) else _load_run((path,), whole, scratch)
+    conn = _open_reader(db)
+    try:
+        first, last = earliest_data_ns(conn), latest_data_ns(conn)
+        if first is None or last is None:
+            _usage_error(f"{path}: the baseline holds no data")
+        return summarize(conn, first, last, str(path))
+    finally:
+        conn.close()
 
 
 def _is_database(path: Path) -> bool:

@@ -494,6 +494,14 @@ class CheckSettings(UiSettings):
               "retrievals, points) instead of its min_samples."))
     allow_inconclusive: bool = Field(
         False, description="Exit 0 instead of 3 when the verdict is inconclusive.")
+    baseline: Annotated[Path | None, Cli(metavar="BASE", exists=True)] = Field(
+        None, description="Compare the run with this baseline (a summary saved by "
+        "--save-baseline, an agenttop database or an OTLP/JSON file, taken whole) per "
+        "layer, agent, tool and model; regressions beyond the rules file's [regression] "
+        "tolerances that are credible for the sample sizes fail the gate.")
+    save_baseline: Annotated[Path | None, Cli(metavar="FILE")] = Field(
+        None, description="Write the run's summary here (small, versioned JSON to commit "
+        "next to the tests) for later --baseline.")
     output: Annotated[Literal["table", "markdown", "json", "junit"], Cli(flag="--format")] = (
         Field("table", description="'table' for people, 'markdown' for a CI step summary, "
               "'json' for scripts, 'junit' (JUnit XML: a test case per rule) for CI "

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agenttop.analysis.baseline import Comparison
 from agenttop.analysis.evaluator import Check
 from agenttop.analysis.health import LayerHealth
 from agenttop.config import format_duration
@@ -68,20 +69,30 @@ def _skew_line(skew: ClockSkew) -> str:
 
 
 def _verdict_line(checks: list[Check], result: str, at_ns: int | None,
-                  newest_ns: int | None, window_s: int) -> str:
+                  newest_ns: int | None, window_s: int, compared: list[Comparison]) -> str:
+    regressions = [c.name for c in compared if c.status == "regression"]
     if result == "fail":
         breached = [c for c in checks if c.status == "breached"]
-        return (f"FAIL: {len(breached)} of {len(checks)} rules breached: "
-                + ", ".join(str(c.key) for c in breached))
+        parts = []
+        if breached:
+            parts.append(f"{len(breached)} of {len(checks)} rules breached: "
+                         + ", ".join(str(c.key) for c in breached))
+        if regressions:
+            parts.append(f"{len(regressions)} regressions: " + ", ".join(regressions))
+        return "FAIL: " + "; ".join(parts)
     if result == "pass":
-        return f"PASS: all {len(checks)} rules judged, and each holds"
+        held = f", and all {len(compared)} comparisons hold" if compared else ""
+        return f"PASS: all {len(checks)} rules judged, and each holds{held}"
     if at_ns is None:
         return "INCONCLUSIVE: no data in the file"
     unjudged = [f"{c.key} ({c.status}: {c.observation.samples} of {c.rule.min_samples} "
                 f"{c.observation.unit or 'samples'})" if c.status == "too few samples"
                 else f"{c.key} ({c.status})" for c in checks if c.status != "ok"]
-    line = (f"INCONCLUSIVE: {len(unjudged)} of {len(checks)} rules could not be judged: "
-            + ", ".join(unjudged))
+    unjudged += [f"{c.name} ({c.note})" for c in compared if c.status == "inconclusive"]
+    line = (f"INCONCLUSIVE: {len(unjudged)} of {len(checks) + len(compared)} rules and "
+            "comparisons could not be judged: " + ", ".join(unjudged)) if compared else (
+        f"INCONCLUSIVE: {len(unjudged)} of {len(checks)} rules could not be judged: "
+        + ", ".join(unjudged))
     if newest_ns is not None and newest_ns < at_ns - window_s * 10**9:
         line += (f"\n  the newest record is dated {_when(newest_ns)}, before the window: "
                  "replayed or imported data? pass --until")
@@ -90,12 +101,16 @@ def _verdict_line(checks: list[Check], result: str, at_ns: int | None,
 
 def render_check(db: str | Path, window_s: int, at_ns: int | None,
                  layers: dict[tuple[str, int], LayerHealth], checks: list[Check],
-                 result: str, skew: ClockSkew, newest_ns: int | None, output: str) -> str:
-    verdict_line = _verdict_line(checks, result, at_ns, newest_ns, window_s)
+                 result: str, skew: ClockSkew, newest_ns: int | None, output: str,
+                 comparisons: list[Comparison] | None = None,
+                 baseline: str | None = None) -> str:
+    compared = comparisons or []
+    verdict_line = _verdict_line(checks, result, at_ns, newest_ns, window_s, compared)
     if output == "markdown":
-        return _markdown(str(db), window_s, at_ns, checks, result, verdict_line)
+        return _markdown(str(db), window_s, at_ns, checks, result, verdict_line, compared,
+                         baseline)
     if output == "junit":
-        return _junit(str(db), window_s, at_ns, checks, verdict_line)
+        return _junit(str(db), window_s, at_ns, checks, verdict_line, compared)
     if output == "json":
         return json.dumps({
             "db": str(db),
@@ -111,6 +126,8 @@ def render_check(db: str | Path, window_s: int, at_ns: int | None,
                 "value": c.observation.value, "samples": c.observation.samples,
                 "min_samples": c.rule.min_samples, "status": c.status,
             } for c in checks],
+            "baseline": baseline,
+            "comparisons": [asdict(c) for c in compared],
         }, indent=2) + "\n"
 
     if at_ns is None:
@@ -136,7 +153,46 @@ def render_check(db: str | Path, window_s: int, at_ns: int | None,
                           _threshold(c), samples, status])
     body = _table(layer_rows) + "\n" if len(layer_rows) > 1 else ""
     skew_line = _skew_line(skew) if skew.total else ""
-    return head + body + _table(rule_rows) + "\n" + skew_line + verdict_line + "\n"
+    compared_text = _comparisons_text(compared, baseline) if baseline else ""
+    return (head + body + _table(rule_rows) + "\n" + compared_text + skew_line
+            + verdict_line + "\n")
+
+
+def _figure(measure: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if measure == "failure_rate" or measure.startswith("failures."):
+        return f"{value:.1%}"
+    if measure.endswith("_ms"):
+        return _ms(value)
+    return f"{value:.4g}"
+
+
+def _change(c: Comparison) -> str:
+    if c.base is None or c.run is None:
+        return "-"
+    if c.measure == "failure_rate" or c.measure.startswith("failures."):
+        return f"{(c.run - c.base) * 100:+.1f} pts"
+    if c.base:
+        return f"{(c.run - c.base) / abs(c.base):+.0%}"
+    return f"{c.run - c.base:+.4g}"
+
+
+def _comparison_rows(compared: list[Comparison]) -> list[list[str]]:
+    return [[c.subject, c.measure, _figure(c.measure, c.base), _figure(c.measure, c.run),
+             _change(c), "-" if c.p_value is None else f"{c.p_value:.2g}",
+             c.status.upper() if c.status == "regression" else c.status,
+             c.note] for c in compared]
+
+
+def _comparisons_text(compared: list[Comparison], baseline: str) -> str:
+    shown = [c for c in compared if c.status != "ok"]
+    held = len(compared) - len(shown)
+    head = f"compared with {baseline}: {held} of {len(compared)} comparisons hold\n"
+    if not shown:
+        return head + "\n"
+    rows = [["subject", "measure", "baseline", "run", "change", "p", "status", ""]]
+    return head + _table(rows + _comparison_rows(shown)) + "\n"
 
 
 _MARK = {"ok": "✅ holds", "breached": "❌ breached", "too few samples": "⚠️ too few samples",
@@ -154,7 +210,8 @@ def _samples(check: Check) -> str:
 
 
 def _markdown(source: str, window_s: int, at_ns: int | None, checks: list[Check],
-              result: str, verdict_line: str) -> str:
+              result: str, verdict_line: str, compared: list[Comparison],
+              baseline: str | None) -> str:
     """For a CI step summary: the verdict, then every rule, breached ones first."""
     when = "no data" if at_ns is None else (
         f"{format_duration(window_s)} window ending {_when(at_ns)}")
@@ -167,6 +224,16 @@ def _markdown(source: str, window_s: int, at_ns: int | None, checks: list[Check]
         lines.append("| " + " | ".join(_cell(x) for x in (
             str(c.key), c.observation.subject, c.rule.measure, _value(c), _threshold(c),
             _samples(c), _MARK[c.status])) + " |")
+    if baseline:
+        shown = [c for c in compared if c.status != "ok"]
+        lines += ["", f"Compared with `{_cell(baseline)}`: {len(compared) - len(shown)} of "
+                  f"{len(compared)} comparisons hold."]
+        if shown:
+            lines += ["", "| subject | measure | baseline | run | change | p | status |",
+                      "|---|---|---:|---:|---:|---:|---|"]
+            lines += ["| " + " | ".join(_cell(x) for x in row[:6]) + " | "
+                      + _cell(f"{row[6]} {row[7]}".strip()) + " |"
+                      for row in _comparison_rows(shown)]
     head, *rest = verdict_line.split("\n")
     word, _, detail = head.partition(": ")
     lines += ["", f"**{word}**: {_cell(detail)}", *(_cell(r) for r in rest)]
@@ -174,15 +241,17 @@ def _markdown(source: str, window_s: int, at_ns: int | None, checks: list[Check]
 
 
 def _junit(source: str, window_s: int, at_ns: int | None, checks: list[Check],
-           verdict_line: str) -> str:
+           verdict_line: str, compared: list[Comparison]) -> str:
     """JUnit XML, one test case per rule (per series of a metric rule): a breached rule
     fails, one that could not be judged is skipped with why, so CI shows each natively."""
     from xml.etree import ElementTree as ET
 
-    failures = sum(c.status == "breached" for c in checks)
-    skipped = sum(c.status in ("too few samples", "no data") for c in checks)
-    counts = {"tests": str(len(checks)), "failures": str(failures), "errors": "0",
-              "skipped": str(skipped)}
+    failures = (sum(c.status == "breached" for c in checks)
+                + sum(c.status == "regression" for c in compared))
+    skipped = (sum(c.status in ("too few samples", "no data") for c in checks)
+               + sum(c.status == "inconclusive" for c in compared))
+    counts = {"tests": str(len(checks) + len(compared)), "failures": str(failures),
+              "errors": "0", "skipped": str(skipped)}
     suites = ET.Element("testsuites", name="agenttop check", **counts)
     suite = ET.SubElement(suites, "testsuite", name=f"agenttop check {source}", **counts,
                           timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
@@ -205,6 +274,15 @@ def _junit(source: str, window_s: int, at_ns: int | None, checks: list[Check],
                 f"{c.observation.unit or 'samples'}"))
         elif c.status == "no data":
             ET.SubElement(case, "skipped", message="no data in the window")
+    for row, comparison in zip(_comparison_rows(compared), compared, strict=True):
+        case = ET.SubElement(suite, "testcase", classname=f"agenttop.baseline.{row[0]}",
+                             name=comparison.name, time="0")
+        what = (f"{row[1]} of {row[0]}: baseline {row[2]}, run {row[3]} ({row[4]}, "
+                f"p = {row[5]})")
+        if comparison.status == "regression":
+            ET.SubElement(case, "failure", message=what, type="regression").text = what
+        elif comparison.status == "inconclusive":
+            ET.SubElement(case, "skipped", message=f"inconclusive: {comparison.note}")
     ET.indent(suites)
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             + ET.tostring(suites, encoding="unicode") + "\n")

@@ -333,12 +333,16 @@ def check_rules(
 Verdict = Literal["pass", "fail", "inconclusive"]
 
 
-def verdict(checks: Sequence[Check]) -> Verdict:
-    """fail if any rule is breached; pass if every rule was judged and holds; else (no
+def verdict(checks: Sequence[Check], comparisons: Sequence[Any] | None = None) -> Verdict:
+    """fail if any rule is breached or a comparison with the baseline found a regression;
+    pass if every rule was judged and holds and every comparison could be made; else (no
     rules, no data, too few samples) inconclusive: nothing to judge is not a pass."""
-    if any(c.status == "breached" for c in checks):
+    compared = comparisons or ()
+    if any(c.status == "breached" for c in checks) or any(
+            c.status == "regression" for c in compared):
         return "fail"
-    if checks and all(c.status == "ok" for c in checks):
+    if checks and all(c.status == "ok" for c in checks) and not any(
+            c.status == "inconclusive" for c in compared):
         return "pass"
     return "inconclusive"
 

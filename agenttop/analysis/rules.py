@@ -11,6 +11,7 @@ import importlib.resources
 import math
 import operator
 import os
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from agenttop.analysis.baseline import Regression, parse_regression
 from agenttop.analysis.health import ALL, WINDOWS_S, LayerHealth
 from agenttop.analysis.tomlfile import parse_tables, read_text, where
 from agenttop.config import format_duration, parse_duration
@@ -266,6 +268,23 @@ class Rule(BaseModel):
 
 
 
+def load_regression(path: str | os.PathLike[str] | None) -> Regression:
+    """The ``[regression]`` tolerances of a rules file (defaults when it has none).
+
+    Raises ``RulesError`` naming the file, line and field of a bad value.
+    """
+    path = default_rules_path() if path is None else Path(path)
+    text = read_text(path, RulesError, "rules file")
+    table = tomllib.loads(text).get("regression", {})  # the rules were read first: valid
+    lines = text.splitlines()
+    line = next((n for n, t in enumerate(lines, 1) if t.strip().startswith("[regression")),
+                None)
+    try:
+        return parse_regression(table, where(str(path), line))
+    except ValueError as e:
+        raise RulesError(str(e)) from None
+
+
 def default_rules_path() -> Path:
     """The rules file shipped with agenttop: the default thresholds of each layer."""
     return Path(str(importlib.resources.files("agenttop.analysis") / "default_rules.toml"))
@@ -284,7 +303,8 @@ def parse_rules(text: str, filename: str = "rules.toml") -> list[Rule]:
     """Validate the text of a rules file; ``filename`` is only used in error messages."""
     rules: list[Rule] = []
     first_line: dict[str, int | None] = {}
-    for rule, line in parse_tables(text, filename, "rule", Rule, RulesError):
+    for rule, line in parse_tables(text, filename, "rule", Rule, RulesError,
+                                   others=frozenset({"regression"})):
         if rule.name in first_line:
             earlier = first_line[rule.name]
             at = f" (first defined at line {earlier})" if earlier else ""

@@ -30,7 +30,8 @@ def read_text(path: Path, error: type[Exception], what: str) -> str:
 
 
 def parse_tables(text: str, filename: str, table: str, model: type[M],
-                 error: type[Exception], *, label_key: str = "name") -> list[tuple[M, int | None]]:
+                 error: type[Exception], *, label_key: str = "name",
+                 others: frozenset[str] = frozenset()) -> list[tuple[M, int | None]]:
     """Each ``[[table]]`` of the text validated as ``model``, with its line (that of its
     ``label_key``, else the table's first).
 
@@ -52,7 +53,7 @@ def parse_tables(text: str, filename: str, table: str, model: type[M],
     header = re.compile(rf"""^\s*\[\[\s*(?:{table}|"{table}"|'{table}')\s*\]\]""")
     headers = [i + 1 for i, line in enumerate(lines) if header.match(line)]
     for key in data:
-        if key != table:
+        if key != table and key not in others:
             line = _key_line(lines, key, 1, len(lines), table) or _table_line(lines, key)
             hint = _did_you_mean(key, [table])
             raise error(f"{where(filename, line)}unknown top-level key {key!r}{hint}; "

@@ -33,9 +33,9 @@ def _result(attributes: str) -> str:
 
 _ROLLUP = f"""
 INSERT INTO eval_minutes (minute, name, service, label, results, score_sum, score_count,
-                          score_min, score_max)
-SELECT minute, name, service, label, count(*), total(score), count(score), min(score),
-       max(score)
+                          score_sq, score_min, score_max)
+SELECT minute, name, service, label, count(*), total(score), count(score),
+       total(score * score), min(score), max(score)
 FROM (
     SELECT coalesce(e.value ->> '$.time_ns', s.start_ns) / {MINUTE_NS} AS minute, s.service,
            {_result("(e.value -> '$.attributes')")}
@@ -56,7 +56,7 @@ WHERE name IS NOT NULL
 GROUP BY 1, 2, 3, 4
 ON CONFLICT (minute, name, service, label) DO UPDATE SET
     results = results + excluded.results, score_sum = score_sum + excluded.score_sum,
-    score_count = score_count + excluded.score_count,
+    score_count = score_count + excluded.score_count, score_sq = score_sq + excluded.score_sq,
     score_min = CASE WHEN score_min IS NULL THEN excluded.score_min
                      WHEN excluded.score_min IS NULL THEN score_min
                      ELSE min(score_min, excluded.score_min) END,
@@ -79,6 +79,7 @@ class EvalTotals:
     results: int = 0
     score_sum: float = 0.0
     score_count: int = 0
+    score_sq: float = 0.0  # the squares of the scores summed (for their variance)
     score_min: float | None = None
     score_max: float | None = None
     labels: Counter[str] = field(default_factory=Counter)  # label -> results ('' none)
@@ -92,14 +93,15 @@ def eval_totals(conn: apsw.Connection, first_minute: int, last_minute: int
                 ) -> dict[str, EvalTotals]:
     """Each evaluation's totals over the minutes, by name."""
     out: dict[str, EvalTotals] = {}
-    for name, label, results, total, count, low, high in conn.execute(
+    for name, label, results, total, count, squares, low, high in conn.execute(
             "SELECT name, label, sum(results), total(score_sum), sum(score_count), "
-            "min(score_min), max(score_max) FROM eval_minutes "
+            "total(score_sq), min(score_min), max(score_max) FROM eval_minutes "
             "WHERE minute BETWEEN ? AND ? GROUP BY name, label", (first_minute, last_minute)):
         t = out.setdefault(name, EvalTotals(name))
         t.results += results
         t.score_sum += total
         t.score_count += count
+        t.score_sq += squares
         t.labels[label] += results
         if low is not None:
             t.score_min = low if t.score_min is None else min(t.score_min, low)

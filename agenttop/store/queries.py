@@ -722,3 +722,13 @@ def find_trace_ids(conn: apsw.Connection, prefix: str, limit: int = 2) -> list[s
     return [row[0] for row in conn.execute(
         "SELECT trace_id FROM traces WHERE trace_id >= ? AND trace_id < ? "
         "ORDER BY start_ns DESC LIMIT ?", (prefix, upper, limit))]
+
+
+def run_figures(conn: apsw.Connection, first_ns: int, last_ns: int
+                ) -> list[tuple[int, float | None, int]]:
+    """Per trace started in the range: its tokens (input + output), its cost (None when
+    nothing was priced or some call could not be) and its findings."""
+    return [(int(tokens), None if unpriced else cost, int(findings))
+            for tokens, cost, unpriced, findings in conn.execute(
+                "SELECT input_tokens + output_tokens, cost_usd, unpriced, finding_count "
+                "FROM traces WHERE start_ns BETWEEN ? AND ?", (first_ns, last_ns))]

@@ -369,6 +369,7 @@ MIGRATIONS: list[str] = [
         results     INTEGER NOT NULL,
         score_sum   REAL NOT NULL,
         score_count INTEGER NOT NULL,
+        score_sq    REAL NOT NULL,
         score_min   REAL,
         score_max   REAL,
         PRIMARY KEY (minute, name, service, label)
