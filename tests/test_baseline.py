@@ -14,18 +14,10 @@ from agenttop.analysis.rules import RulesError, load_regression
 from agenttop.analysis.stats import binomial_greater, fisher_greater, welch_greater
 from agenttop.serve import BackgroundService
 from tests.conftest import serve_settings
-from tests.test_check import rules_file, run_check
+from tests.test_check import PROMPT_AND_AUTH, rules_file, run_check
 from tests.test_sdk_ingest import tracer_provider
 
-GATE = """
-[[rule]]
-name = "auth-failures"
-layer = "auth"
-measure = "failures"
-op = ">"
-threshold = 0
-window = "15m"
-
+GATE = PROMPT_AND_AUTH + """
 [regression]
 min_samples = 20
 measures = ["failure_rate", "p50_ms", "tokens_per_run"]
@@ -98,8 +90,9 @@ def test_latency_and_means_regress_when_credibly_worse():
 def test_a_bad_regression_table_names_the_file_line_and_field(tmp_path):
     path = tmp_path / "rules.toml"
     path.write_text(GATE + 'alpha = 2\n')
-    with pytest.raises(RulesError, match=r"rules.toml:10: regression.alpha: Input should "
-                                         r"be less than 1"):
+    line = len(GATE.splitlines()) + 1  # the line of alpha, under [regression]
+    with pytest.raises(RulesError, match=rf"rules.toml:{line}: regression.alpha: Input "
+                                         r"should be less than 1"):
         load_regression(path)
 
 

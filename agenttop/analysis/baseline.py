@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import apsw
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from agenttop.analysis.buckets import bucket_upper_ns, quantile_ns
 from agenttop.analysis.stats import binomial_greater, fisher_greater, welch_greater
@@ -193,14 +193,9 @@ class Regression(BaseModel):
         return own if own is not None else getattr(self, measure)
 
 
-def parse_regression(data: object, where: str) -> Regression:
-    """The ``[regression]`` table (already parsed TOML); ValueError naming the field."""
-    try:
-        return Regression.model_validate(data if isinstance(data, dict) else {})
-    except ValidationError as e:
-        err = e.errors()[0]
-        place = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"{where}regression.{place}: {err['msg']}") from None
+def parse_regression(data: object) -> Regression:
+    """The ``[regression]`` table (already parsed TOML); pydantic's ValidationError."""
+    return Regression.model_validate(data if isinstance(data, dict) else {})
 
 
 # --- comparing -----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
 )
@@ -27,7 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from agenttop.analysis.baseline import Regression, parse_regression
 from agenttop.analysis.health import ALL, WINDOWS_S, LayerHealth
-from agenttop.analysis.tomlfile import parse_tables, read_text, where
+from agenttop.analysis.tomlfile import key_line, parse_tables, read_text, where
 from agenttop.config import format_duration, parse_duration
 from agenttop.store.evaluations import EvalTotals
 from agenttop.store.rows import FAILURES, LAYERS
@@ -277,12 +278,17 @@ def load_regression(path: str | os.PathLike[str] | None) -> Regression:
     text = read_text(path, RulesError, "rules file")
     table = tomllib.loads(text).get("regression", {})  # the rules were read first: valid
     lines = text.splitlines()
-    line = next((n for n, t in enumerate(lines, 1) if t.strip().startswith("[regression")),
-                None)
+    start = next((n for n, t in enumerate(lines, 1) if t.strip().startswith("[regression")),
+                 None)
     try:
-        return parse_regression(table, where(str(path), line))
-    except ValueError as e:
-        raise RulesError(str(e)) from None
+        return parse_regression(table)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        line = (key_line(lines, loc[0], start, len(lines), "regression") if loc and start
+                else None) or start
+        raise RulesError(f"{where(str(path), line)}regression.{'.'.join(loc)}: "
+                         f"{err['msg']}") from None
 
 
 def default_rules_path() -> Path:

@@ -54,13 +54,13 @@ def parse_tables(text: str, filename: str, table: str, model: type[M],
     headers = [i + 1 for i, line in enumerate(lines) if header.match(line)]
     for key in data:
         if key != table and key not in others:
-            line = _key_line(lines, key, 1, len(lines), table) or _table_line(lines, key)
+            line = key_line(lines, key, 1, len(lines), table) or _table_line(lines, key)
             hint = _did_you_mean(key, [table])
             raise error(f"{where(filename, line)}unknown top-level key {key!r}{hint}; "
                         f"{table}s are [[{table}]] tables")
     entries = data.get(table, [])
     if not isinstance(entries, list):
-        line = _key_line(lines, table, 1, len(lines), table) or _table_line(lines, table)
+        line = key_line(lines, table, 1, len(lines), table) or _table_line(lines, table)
         raise error(f"{where(filename, line)}'{table}' must be [[{table}]] tables")
 
     out: list[tuple[M, int | None]] = []
@@ -74,7 +74,7 @@ def parse_tables(text: str, filename: str, table: str, model: type[M],
         try:
             item = model.model_validate(entry)
         except ValidationError as e:
-            errors = [((_key_line(lines, str(err["loc"][0]), start, end, table)
+            errors = [((key_line(lines, str(err["loc"][0]), start, end, table)
                         if err["loc"] else None) or start, err) for err in e.errors()]
             # The first problem in the file; but a misspelt key also makes its correct
             # spelling "missing", so name the typo first.
@@ -83,7 +83,7 @@ def parse_tables(text: str, filename: str, table: str, model: type[M],
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise error(f"{where(filename, line)}{label}: "
                         f"{_describe(first, entry, model)}{more}") from None
-        out.append((item, _key_line(lines, label_key, start, end, table) or start))
+        out.append((item, key_line(lines, label_key, start, end, table) or start))
     return out
 
 
@@ -109,7 +109,7 @@ def _describe(error: Mapping[str, Any], entry: Mapping[str, Any], model: type[Ba
     return f"{path}: {message}" if path else message
 
 
-def _key_line(lines: list[str], key: str, start: int | None, end: int,
+def key_line(lines: list[str], key: str, start: int | None, end: int,
               table: str) -> int | None:
     """The line (1-based) of ``key = ...`` (or ``key.x = ...``, ``[table.key]``) in a
     section."""
