@@ -43,9 +43,16 @@ def pytest_configure(config: pytest.Config) -> None:
     rules = config.getoption("agenttop")
     if rules is None or hasattr(config, "workerinput"):  # off, or an xdist worker
         return
+    from agenttop.analysis.rules import RulesError, load_regression, load_rules
     from agenttop.config import ServeSettings
     from agenttop.serve import BackgroundService
 
+    rules = str(Path(rules).resolve()) if rules else None
+    try:  # a bad rules file is said now, not after the tests
+        load_rules(rules)
+        load_regression(rules)
+    except RulesError as e:
+        raise pytest.UsageError(f"--agenttop: {e}") from None
     db = Path(config.getoption("agenttop_db") or config.rootpath / ".agenttop" / "pytest.db")
     db.parent.mkdir(parents=True, exist_ok=True)
     for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
@@ -62,7 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "AGENTTOP_OTLP_HTTP_ENDPOINT": f"http://127.0.0.1:{service.http_port}",
     })
-    config.stash[_STATE] = {"background": background, "db": db, "rules": rules or None,
+    config.stash[_STATE] = {"background": background, "db": db, "rules": rules,
                             "since_ns": time.time_ns(), "providers": _providers(grpc),
                             "result": None}
 

@@ -94,3 +94,11 @@ def test_against_a_baseline_and_off_unless_asked(project, monkeypatch, tmp_path)
     plain = project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "exporter")
     assert plain.ret == pytest.ExitCode.TESTS_FAILED  # no receiver: nothing points there
     assert "agenttop release gate" not in plain.stdout.str()
+
+
+def test_a_bad_rules_file_is_a_usage_error_before_any_test(project):
+    project.makefile(".toml", bad="[[rule]]\nname = 'x'\n")
+    result = project.runpytest_subprocess("--agenttop=bad.toml", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--agenttop: *bad.toml:1: rule \"x\": *"])
+    assert "passed" not in result.stdout.str()
