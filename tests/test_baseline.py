@@ -4,18 +4,26 @@ saved summary round trip, and the gate's verdicts on runs sent through the real 
 from __future__ import annotations
 
 import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from click.testing import CliRunner
 from opentelemetry.trace import Status, StatusCode
 
 from agenttop.analysis.baseline import Calls, Moments, Regression, Summary, compare
 from agenttop.analysis.rules import RulesError, load_regression
 from agenttop.analysis.stats import binomial_greater, fisher_greater, welch_greater
+from agenttop.cli import main
 from agenttop.serve import BackgroundService
 from tests.conftest import serve_settings
 from tests.test_check import PROMPT_AND_AUTH, rules_file, run_check
 from tests.test_sdk_ingest import tracer_provider
+from tests.tui.fixtures import CLIENT, NOW, span, traces_request, write
+
+GOLDEN = Path(__file__).parent / "golden"
 
 GATE = PROMPT_AND_AUTH + """
 [regression]
@@ -50,10 +58,12 @@ def test_a_regression_needs_the_tolerance_and_credible_evidence():
     base = summary({"tool:search": calls(100, 1)})
     # 3 of 100 against 1 of 100: past the tolerance, but chance could do it.
     noise = compare(base, summary({"tool:search": calls(100, 3)}), reg)
-    assert [(c.measure, c.status) for c in noise] == [("failure_rate", "ok")]
-    assert noise[0].p_value > 0.05
+    assert {(c.measure, c.status) for c in noise} == {("failure_rate", "ok"),
+                                                      ("failures.error", "ok")}
+    assert all(c.p_value > 0.05 for c in noise)
     worse = compare(base, summary({"tool:search": calls(100, 15)}), reg)
-    assert [(c.measure, c.status) for c in worse] == [("failure_rate", "regression")]
+    assert {(c.measure, c.status) for c in worse} == {("failure_rate", "regression"),
+                                                      ("failures.error", "regression")}
     # A category the baseline never had is tested from zero, and named.
     timeouts = compare(base, summary({"tool:search": calls(100, 12, "timeout")}), reg)
     assert {(c.measure, c.status, c.note) for c in timeouts} == {
@@ -62,7 +72,8 @@ def test_a_regression_needs_the_tolerance_and_credible_evidence():
     # Within the tolerance it holds, however sure: 1 point more with absolute = 0.05.
     loose = Regression(measures=["failure_rate"], subjects={
         "tool:search": {"failure_rate": {"absolute": 0.2}}})
-    assert compare(base, summary({"tool:search": calls(100, 15)}), loose)[0].status == "ok"
+    held = compare(base, summary({"tool:search": calls(100, 15)}), loose)
+    assert [c.status for c in held if c.measure == "failure_rate"] == ["ok"]
 
 
 def test_too_few_samples_are_inconclusive_and_new_subjects_are_named():
@@ -96,9 +107,11 @@ def test_a_bad_regression_table_names_the_file_line_and_field(tmp_path):
         load_regression(path)
 
 
-def send_runs(db_path, runs: int, tool_failures: int, category: str = "ToolError") -> None:
-    """``runs`` agent runs, each with a chat (100 + 10 tokens) and a tool call; the first
-    ``tool_failures`` tool calls fail with ``category`` as their error.type."""
+def send_runs(db_path, runs: int, tool_failures: int, category: str = "ToolError",
+              input_tokens: int = 100) -> None:
+    """``runs`` agent runs, each with a gpt-4o chat (``input_tokens`` + 10 tokens) and a
+    tool call; the first ``tool_failures`` tool calls fail with ``category`` as their
+    error.type."""
     with BackgroundService(serve_settings(db_path)) as service:
         provider = tracer_provider(service)
         tracer = provider.get_tracer("agent")
@@ -108,7 +121,7 @@ def send_runs(db_path, runs: int, tool_failures: int, category: str = "ToolError
                 with tracer.start_as_current_span("chat gpt-4o") as chat:
                     chat.set_attribute("gen_ai.operation.name", "chat")
                     chat.set_attribute("gen_ai.request.model", "gpt-4o")
-                    chat.set_attribute("gen_ai.usage.input_tokens", 100)
+                    chat.set_attribute("gen_ai.usage.input_tokens", input_tokens + i % 7)
                     chat.set_attribute("gen_ai.usage.output_tokens", 10)
                 with tracer.start_as_current_span("execute_tool lookup") as tool:
                     tool.set_attribute("gen_ai.operation.name", "execute_tool")
@@ -154,3 +167,64 @@ def test_the_gate_against_a_saved_baseline_and_a_baseline_database(tmp_path):
     small = run_check("--db", str(small_db), "--rules", rules, "--baseline", str(saved))
     assert small.returncode == 3, small.stdout + small.stderr
     assert "tool:lookup failure_rate (60 vs 8 calls, fewer than 20)" in small.stdout
+
+
+def test_a_cost_per_run_increase_beyond_tolerance_fails_the_gate(tmp_path):
+    rules = rules_file(tmp_path, PROMPT_AND_AUTH + """
+[regression]
+measures = ["failure_rate", "cost_per_run"]
+cost_per_run = {relative = 0.25}
+""")
+    base_db, pricier_db, slightly_db = (tmp_path / f"{n}.db"
+                                        for n in ("base", "pricier", "slightly"))
+    send_runs(base_db, 30, tool_failures=0)
+    send_runs(pricier_db, 30, tool_failures=0, input_tokens=300)  # about 2.3x the cost
+    send_runs(slightly_db, 30, tool_failures=0, input_tokens=110)  # +8 %: within 25 %
+    pricier = run_check("--db", str(pricier_db), "--rules", rules, "--baseline", str(base_db),
+                        "--format", "json")
+    assert pricier.returncode == 1, pricier.stdout + pricier.stderr
+    cost = next(c for c in json.loads(pricier.stdout)["comparisons"]
+                if c["measure"] == "cost_per_run")
+    assert cost["status"] == "regression" and cost["run"] > 2 * cost["base"]
+    slightly = run_check("--db", str(slightly_db), "--rules", rules, "--baseline",
+                         str(base_db))
+    assert slightly.returncode == 0, slightly.stdout + slightly.stderr
+
+
+def fixture_runs(db, tool_failures: int, runs: int = 40) -> None:
+    """Runs through the real writer at the fixtures' fixed time: a root, a chat and a tool
+    call each; the first ``tool_failures`` tool calls time out."""
+    spans = []
+    for i in range(runs):
+        trace = f"run-{i}"
+        spans += [
+            span(trace, "invoke_agent support", start_ms=i * 100, duration_ms=90,
+                 attributes={"gen_ai.agent.name": "support"}),
+            span(trace, "chat gpt-4o", parent="invoke_agent support", start_ms=i * 100 + 1,
+                 duration_ms=40, kind=CLIENT, attributes={
+                     "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+                     "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 10}),
+            span(trace, "execute_tool lookup", parent="invoke_agent support",
+                 start_ms=i * 100 + 50, duration_ms=20,
+                 error="timed out" if i < tool_failures else None,
+                 attributes={"gen_ai.tool.name": "lookup",
+                             **({"error.type": "TimeoutError"} if i < tool_failures else {})}),
+        ]
+    write(db, ("traces", traces_request([("support-agent", spans)])))
+
+
+def test_the_markdown_report_against_a_baseline_matches_the_golden_file(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fixture_runs(tmp_path / "base.db", tool_failures=0)
+    fixture_runs(tmp_path / "run.db", tool_failures=12)
+    rules = rules_file(tmp_path, GATE)
+    until = datetime.fromtimestamp(NOW / 1e9 + 60, UTC).isoformat()
+    result = CliRunner().invoke(main, ["check", "--db", "run.db", "--rules", rules,
+                                       "--baseline", "base.db", "--until", until,
+                                       "--format", "markdown"])
+    assert result.exit_code == 1, result.output
+    golden = GOLDEN / "check-baseline.md"
+    if os.environ.get("AGENTTOP_UPDATE_GOLDEN"):
+        golden.write_text(result.stdout.replace(str(tmp_path), "."), encoding="utf-8")
+    assert result.stdout.replace(str(tmp_path), ".") == golden.read_text(encoding="utf-8")

@@ -12,6 +12,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from junitparser import JUnitXml
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -354,6 +355,12 @@ def test_reports_for_ci_markdown_and_junit(db_path, tmp_path):
 
     junit = run_check("--db", str(db_path), "--rules", rules, "--format", "junit")
     assert junit.returncode == 1, junit.stderr
+    # As CI systems' JUnit readers take it.
+    parsed = JUnitXml.fromstring(junit.stdout)
+    outcomes = {case.name: [type(r).__name__ for r in case.result]
+                for suite in parsed for case in suite}
+    assert outcomes == {"prompt-failure-rate": [], "auth-failures": ["Failure"],
+                        "runtime-p99": ["Skipped"]}
     suites = ElementTree.fromstring(junit.stdout)
     suite = suites.find("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")

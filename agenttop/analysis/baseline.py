@@ -244,12 +244,14 @@ def _compare_calls(subject: str, base: Calls, run: Calls, reg: Regression
                          f"than {reg.min_samples}")
     else:
         yield _rate(subject, "failure_rate", run.failed, run, base.failed, base, reg)
-        for category in sorted(set(run.failures) - set(base.failures)):
-            # A failure category the baseline never had, tested as a rate from zero.
-            c = _rate(subject, f"failures.{category}", run.failures[category], run, 0, base,
-                      reg)
-            yield Comparison(c.subject, c.measure, c.base, c.run, c.status, c.p_value,
-                             "new failure category")
+        for category in sorted(run.failures):
+            # Each category's rate; one the baseline never had is tested from zero, named.
+            c = _rate(subject, f"failures.{category}", run.failures[category], run,
+                      base.failures.get(category, 0), base, reg)
+            if category not in base.failures:
+                c = Comparison(c.subject, c.measure, c.base, c.run, c.status, c.p_value,
+                               "new failure category")
+            yield c
     for measure, q in QUANTILES.items():
         if measure not in reg.measures:
             continue
