@@ -346,19 +346,10 @@ def export(db: Path, trace_ids: tuple[str, ...], output: str, signal: str, targe
 
     from agenttop.otlp.export import logs_request, trace_request
     from agenttop.otlp.otlp_json import to_json
-    from agenttop.store.queries import find_trace_ids
 
     conn = _open_reader(db)
     try:
-        ids = []
-        for wanted in trace_ids:
-            found = find_trace_ids(conn, wanted, limit=2)
-            if wanted.lower() in found:
-                found = [wanted.lower()]
-            if len(found) != 1:
-                _fail(f"no trace {wanted!r} in {db}" if not found else
-                      f"{wanted!r} starts more than one trace id in {db}; give more of it")
-            ids.append(found[0])
+        ids = [_trace_id(conn, wanted, db) for wanted in trace_ids]
         requests = {"traces": trace_request(conn, ids), "logs": logs_request(conn, ids)}
     finally:
         conn.close()
@@ -369,6 +360,52 @@ def export(db: Path, trace_ids: tuple[str, ...], output: str, signal: str, targe
             continue
         document = to_json(request) or {keys[kind]: []}
         target.write(orjson.dumps(document) + b"\n")
+
+
+def _trace_id(conn: Any, wanted: str, db: Path) -> str:
+    """The one trace id ``wanted`` is or starts; exit 1 saying why not."""
+    from agenttop.store.queries import find_trace_ids
+
+    found = find_trace_ids(conn, wanted, limit=2)
+    if wanted.lower() in found:
+        return wanted.lower()
+    if len(found) != 1:
+        _fail(f"no trace {wanted!r} in {db}" if not found else
+              f"{wanted!r} starts more than one trace id in {db}; give more of it")
+    return found[0]
+
+
+@main.command()
+@DB_OPTION
+@click.argument("trace_a", metavar="TRACE_A")
+@click.argument("trace_b", metavar="TRACE_B")
+@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="'text' for people, 'json' for scripts.")
+def diff(db: Path, trace_a: str, trace_b: str, output: str) -> None:
+    """Compare two traces (each a trace id or a unique prefix of one): B against A.
+
+    Their span trees are aligned by layer, operation, and tool or model, in start order;
+    each aligned pair shows its duration, token and cost differences and a status that
+    changed, a span only in one trace (an extra tool call, a retry) is marked - (only in
+    A) or + (only in B), a changed tool-call sequence is named, and for model calls whose
+    answer changed, a line diff of the output messages.
+    """
+    import json
+
+    from agenttop.analysis.diff import diff_traces
+    from agenttop.report import render_diff
+    from agenttop.store.transfer import trace_spans_as_stored
+
+    conn = _open_reader(db)
+    try:
+        a, b = (_trace_id(conn, wanted, db) for wanted in (trace_a, trace_b))
+        result = diff_traces(trace_spans_as_stored(conn, [a]), trace_spans_as_stored(conn, [b]))
+    finally:
+        conn.close()
+    if output == "json":
+        click.echo(json.dumps({"a": a, "b": b, **result.as_json()}, indent=2))
+    else:
+        click.echo(render_diff(result, a[:8], b[:8]), nl=False)
 
 
 @main.command("import")
