@@ -392,8 +392,7 @@ def diff(db: Path, trace_a: str, trace_b: str, output: str) -> None:
     """
     import json
 
-    from agenttop.analysis.diff import diff_traces
-    from agenttop.report import render_diff
+    from agenttop.analysis.diff import diff_traces, render_text
     from agenttop.store.transfer import trace_spans_as_stored
 
     conn = _open_reader(db)
@@ -405,7 +404,7 @@ def diff(db: Path, trace_a: str, trace_b: str, output: str) -> None:
     if output == "json":
         click.echo(json.dumps({"a": a, "b": b, **result.as_json()}, indent=2))
     else:
-        click.echo(render_diff(result, a[:8], b[:8]), nl=False)
+        click.echo(render_text(result, a[:8], b[:8]), nl=False)
 
 
 @main.command("import")

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agenttop.analysis.baseline import Comparison
-from agenttop.analysis.diff import TraceDiff, failed, tokens
 from agenttop.analysis.evaluator import Check
 from agenttop.analysis.health import LayerHealth
 from agenttop.config import format_duration
@@ -287,65 +286,3 @@ def _junit(source: str, window_s: int, at_ns: int | None, checks: list[Check],
     ET.indent(suites)
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             + ET.tostring(suites, encoding="unicode") + "\n")
-
-
-def _dur(ns: float) -> str:
-    return _ms(ns / 1e6)
-
-
-def _delta(a: float, b: float, unit: str) -> str:
-    if a == b:
-        return ""
-    sign = "+" if b > a else "-"
-    size = abs(b - a)
-    text = (_dur(size) if unit == "ns" else f"${size:.4f}" if unit == "usd"
-            else f"{size:g}")
-    return f" ({sign}{text})"
-
-
-def render_diff(diff: TraceDiff, a_id: str, b_id: str) -> str:
-    """Two traces compared, as text: totals, the tool-call sequence, then the aligned tree
-    (``=`` in both, ``-`` only in A, ``+`` only in B) with what changed in each pair."""
-    lines = [f"diff {a_id} (A) → {b_id} (B)"]
-    totals = diff.totals()
-    parts = []
-    for name, unit, label in (("duration_ns", "ns", "duration"), ("spans", "", "spans"),
-                              ("failures", "", "failures"), ("tokens", "", "tokens"),
-                              ("cost_usd", "usd", "cost")):
-        a, b = totals[name]
-        show = (_dur if unit == "ns" else (lambda v: f"${v:.4f}") if unit == "usd"
-                else lambda v: f"{v:g}")
-        parts.append(f"{label} {show(a)} → {show(b)}{_delta(a, b, unit)}")
-    lines.append("  " + " · ".join(parts))
-    tools_a, tools_b = diff.tool_calls()
-    if tools_a != tools_b:
-        lines.append(f"  tool calls changed: {', '.join(tools_a) or '(none)'} → "
-                     f"{', '.join(tools_b) or '(none)'}")
-    else:
-        lines.append(f"  tool calls the same: {', '.join(tools_a) or '(none)'}")
-    lines.append("")
-    for pair in diff.pairs():
-        mark = {"both": "=", "a": "-", "b": "+"}[pair.side]
-        span = pair.span
-        head = f"{mark} {'  ' * pair.depth}{span.name}"
-        if pair.side != "both":
-            where = "only in A" if pair.side == "a" else "only in B"
-            state = ", failed" if failed(span) else ""
-            lines.append(f"{head}  [{where}: {_dur(span.duration_ns)}{state}]")
-            continue
-        a, b = pair.a, pair.b
-        assert a is not None and b is not None
-        notes = [f"{_dur(a.duration_ns)} → {_dur(b.duration_ns)}"
-                 f"{_delta(a.duration_ns, b.duration_ns, 'ns')}"]
-        tokens_a, tokens_b = tokens(a), tokens(b)
-        if tokens_a != tokens_b:
-            notes.append(f"tokens {tokens_a} → {tokens_b}")
-        if (a.cost_usd or 0) != (b.cost_usd or 0):
-            notes.append(f"cost ${a.cost_usd or 0:.4f} → ${b.cost_usd or 0:.4f}")
-        if failed(a) != failed(b):
-            notes.append("now FAILED" + (f" ({b.failure})" if b.failure else "")
-                         if failed(b) else "now ok")
-        lines.append(f"{head}  {' · '.join(notes)}")
-        for line in pair.output_diff():
-            lines.append(f"  {'  ' * pair.depth}  │ {line}")
-    return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """Trace diff: two runs of one agent that differ by an extra tool call, a retry, a slower
 model call and a changed answer, stored through the real writer, compared on the command
-line (text and JSON)."""
+line (text and JSON); the trace list's ``m`` / ``d``: tests/tui/test_diff_screen.py."""
 
 from __future__ import annotations
 
@@ -92,3 +92,4 @@ def test_diff_as_json_and_bad_ids(tmp_path):
     assert report["totals"]["failures"] == {"a": 0, "b": 1}
     missing = run(db, "ffff", hex_trace("after"))
     assert missing.exit_code == 1 and "no trace 'ffff'" in missing.stderr
+

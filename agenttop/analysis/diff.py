@@ -193,3 +193,68 @@ def _alone(a: SpanRow | None, b: SpanRow | None, depth: int,
     pair.children = [_alone(k if a else None, None if a else k, depth + 1, kids)
                      for k in kids.get(span.span_id, [])]
     return pair
+
+
+def _dur(ns: float) -> str:
+    ms = ns / 1e6
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+
+
+def _delta(a: float, b: float, unit: str) -> str:
+    if a == b:
+        return ""
+    sign = "+" if b > a else "-"
+    size = abs(b - a)
+    text = (_dur(size) if unit == "ns" else f"${size:.4f}" if unit == "usd"
+            else f"{size:g}")
+    return f" ({sign}{text})"
+
+
+def render_text(diff: TraceDiff, a_id: str, b_id: str) -> str:
+    """Two traces compared, as text: totals, the tool-call sequence, then the aligned tree
+    (``=`` in both, ``-`` only in A, ``+`` only in B) with what changed in each pair."""
+    lines = [f"diff {a_id} (A) → {b_id} (B)"]
+    totals = diff.totals()
+    parts = []
+    for name, unit, label in (("duration_ns", "ns", "duration"), ("spans", "", "spans"),
+                              ("failures", "", "failures"), ("tokens", "", "tokens"),
+                              ("cost_usd", "usd", "cost")):
+        a, b = totals[name]
+        show = (_dur if unit == "ns" else (lambda v: f"${v:.4f}") if unit == "usd"
+                else lambda v: f"{v:g}")
+        parts.append(f"{label} {show(a)} → {show(b)}{_delta(a, b, unit)}")
+    lines.append("  " + " · ".join(parts))
+    tools_a, tools_b = diff.tool_calls()
+    if tools_a != tools_b:
+        lines.append(f"  tool calls changed: {', '.join(tools_a) or '(none)'} → "
+                     f"{', '.join(tools_b) or '(none)'}")
+    else:
+        lines.append(f"  tool calls the same: {', '.join(tools_a) or '(none)'}")
+    lines.append("")
+    for pair in diff.pairs():
+        mark = {"both": "=", "a": "-", "b": "+"}[pair.side]
+        span = pair.span
+        head = f"{mark} {'  ' * pair.depth}{span.name}"
+        if pair.side != "both":
+            where = "only in A" if pair.side == "a" else "only in B"
+            state = ", failed" if failed(span) else ""
+            lines.append(f"{head}  [{where}: {_dur(span.duration_ns)}{state}]")
+            continue
+        a, b = pair.a, pair.b
+        assert a is not None and b is not None
+        notes = [f"{_dur(a.duration_ns)} → {_dur(b.duration_ns)}"
+                 f"{_delta(a.duration_ns, b.duration_ns, 'ns')}"]
+        tokens_a, tokens_b = tokens(a), tokens(b)
+        if tokens_a != tokens_b:
+            notes.append(f"tokens {tokens_a} → {tokens_b}")
+        if (a.cost_usd or 0) != (b.cost_usd or 0):
+            notes.append(f"cost ${a.cost_usd or 0:.4f} → ${b.cost_usd or 0:.4f}")
+        if failed(a) != failed(b):
+            notes.append("now FAILED" + (f" ({b.failure})" if b.failure else "")
+                         if failed(b) else "now ok")
+        lines.append(f"{head}  {' · '.join(notes)}")
+        for line in pair.output_diff():
+            lines.append(f"  {'  ' * pair.depth}  │ {line}")
+    return "\n".join(lines) + "\n"

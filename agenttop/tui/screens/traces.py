@@ -9,11 +9,13 @@ one. A jump from an alert adds a start-time range, kept while typing, cleared by
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import apsw
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from agenttop.store.queries import (
@@ -27,6 +29,7 @@ from agenttop.store.queries import (
 from agenttop.store.rows import SKEW_TOLERANCE_NS
 from agenttop.tui import fmt
 from agenttop.tui.screens.base import Job
+from agenttop.tui.screens.diff import DiffScreen
 from agenttop.tui.screens.live_list import LiveListScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
@@ -49,11 +52,19 @@ class TracesScreen(LiveListScreen):
     INFO_ID = "traces-info"
     TABLE_ID = "trace-table"
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("m", "mark", "Mark", id="traces.mark",
+                tooltip="Mark this trace, to compare another with it (d)"),
+        Binding("d", "diff", "Diff", id="traces.diff",
+                tooltip="Compare the selected trace with the marked one"),
+    ]
+
     def __init__(self) -> None:
         # A start-time range set by a jump (an alert's window); typing keeps it, escape
         # clears it.
         self.range: tuple[int | None, int | None] = (None, None)
         self.ahead = 0
+        self.marked: str | None = None  # a trace to compare others with
         super().__init__(id="traces")
 
     def compose(self) -> ComposeResult:
@@ -105,8 +116,30 @@ class TracesScreen(LiveListScreen):
             info.append_text(safe(problem, width=60))
         if self.ahead:
             info.append(f"   {self.ahead:,} dated ahead of now (skewed clocks): /skewed")
+        if self.marked:
+            info.append(f"   marked {self.marked[:8]} (d compares)", style="bold")
 
     # --- actions ----------------------------------------------------------------------
+    def action_mark(self) -> None:
+        selected = self.table.selected_key()
+        if selected is None:
+            return
+        self.marked = None if selected == self.marked else selected
+        self.show_info()
+        self.notify(f"marked {selected[:8]}: select another trace and press d"
+                    if self.marked else "mark cleared", timeout=3)
+
+    def action_diff(self) -> None:
+        selected = self.table.selected_key()
+        if self.marked is None:
+            self.notify("mark a trace first (m), then select another and press d",
+                        severity="warning", timeout=4)
+        elif selected is None or selected == self.marked:
+            self.notify("select another trace than the marked one", severity="warning",
+                        timeout=4)
+        else:
+            self.app.push_screen(DiffScreen(self.marked, selected))
+
     def set_filter(self, text: str, *, since_ns: int | None = None,
                    until_ns: int | None = None) -> None:
         """Show the traces matching ``text`` (as typed after ``/``) started in a range."""
