@@ -228,3 +228,24 @@ def test_the_markdown_report_against_a_baseline_matches_the_golden_file(tmp_path
     if os.environ.get("AGENTTOP_UPDATE_GOLDEN"):
         golden.write_text(result.stdout.replace(str(tmp_path), "."), encoding="utf-8")
     assert result.stdout.replace(str(tmp_path), ".") == golden.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("runs", "failed", "code", "status"), [
+    (400, 20, 1, "regression"),  # 20 -> 40 failed tool calls of 400: credible
+    (10, 1, 3, "inconclusive"),  # 1 -> 2 of 10: too few to say
+])
+def test_a_doubled_tool_failure_rate(tmp_path, monkeypatch, runs, failed, code, status):
+    monkeypatch.chdir(tmp_path)
+    fixture_runs(tmp_path / "base.db", tool_failures=failed, runs=runs)
+    fixture_runs(tmp_path / "run.db", tool_failures=2 * failed, runs=runs)
+    rules = rules_file(tmp_path, GATE.replace("min_samples = 20\n[[", "[["))
+    until = datetime.fromtimestamp(NOW / 1e9 + 60, UTC).isoformat()
+    result = CliRunner().invoke(main, ["check", "--db", "run.db", "--rules", rules,
+                                       "--baseline", "base.db", "--until", until,
+                                       "--format", "json", "--allow-inconclusive"])
+    report = json.loads(result.stdout)
+    rate = next(c for c in report["comparisons"]
+                if (c["subject"], c["measure"]) == ("tool:lookup", "failure_rate"))
+    assert rate["status"] == status
+    assert rate["run"] == pytest.approx(2 * rate["base"])
+    assert result.exit_code == (1 if code == 1 else 0)  # inconclusive allowed here
