@@ -26,6 +26,9 @@ from tests.tui.fixtures import (
     hex_span,
     hex_trace,
     record_alerts,
+    span,
+    traces_request,
+    write,
 )
 
 HOSTILE = "[/] [bold]x\x1b[2J\x1b]0;pwned\x07"
@@ -264,3 +267,32 @@ async def test_help_lists_the_new_screens(demo_db):
         for word in ("Alerts", "Security", "Breaching traces", "Open span", "Bell on/off"):
             assert word in text, word
         assert hex_span("run-0", "chat gpt-4o")  # ids derive from names (used above)
+
+
+async def test_alerts_of_one_rule_read_by_the_labels_that_tell_them_apart(tmp_path):
+    db = tmp_path / "agenttop.db"
+    write(db, ("traces", traces_request([("svc", [span("t", "invoke_agent")])])))
+    keys = [AlertKey("output-quality", (("service", "quality"), ("route", f"r{i}"),
+                                        ("region", "eu")))
+            for i in range(3)]
+    record_alerts(db, [
+        *(alert_transition("output-quality", "firing", started_ns=NOW - MINUTE_NS,
+                           at_ns=NOW - MINUTE_NS, value=0.5, message="low", key=key)
+          for key in keys),
+        # A series without labels reads as it is.
+        alert_transition("output-quality", "firing", started_ns=NOW, at_ns=NOW, value=0.4,
+                         message="low", key=AlertKey("output-quality", ())),
+    ])
+    app = app_for(db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_screen(pilot, "3", AlertsScreen)
+        table = screen.table
+        await wait_for(pilot, lambda: table.row_count == 4, what="the alerts")
+        names = sorted(table.get_cell_at((row, 1)).plain for row in range(4))
+        assert names == ["output-quality{route=r0}", "output-quality{route=r1}",
+                         "output-quality{route=r2}", "output-quality{}"]
+        table.move_cursor(row=[table.get_cell_at((r, 1)).plain for r in range(4)].index(
+            "output-quality{route=r1}"))
+        await pilot.pause()
+        # The detail line keeps every label.
+        assert "output-quality{service=quality,route=r1,region=eu}" in screen_text(app)

@@ -44,6 +44,28 @@ class AlertTable(ListTable[AlertEpisode]):
     ]
 
 
+def distinct_names(alerts: list[AlertEpisode]) -> dict[int, str]:
+    """How each alert reads in the list: a metric alert by its rule and only the labels
+    whose values differ among that rule's alerts (``output-quality{route=r17}``, not a
+    shared ``output-quality{service=quality,…`` prefix); a label every one of them shares
+    is left out. Keyed by alert id."""
+    values: dict[str, dict[str, set[str]]] = {}
+    for alert in alerts:
+        for key, value in alert.key.labels or ():
+            values.setdefault(alert.key.rule, {}).setdefault(key, set()).add(value)
+    names = {}
+    for alert in alerts:
+        labels = alert.key.labels
+        varying = values.get(alert.key.rule, {})
+        shown = [(k, v) for k, v in labels or () if len(varying.get(k, ())) > 1]
+        if labels is None or not shown:
+            names[alert.alert_id] = str(alert.key)
+        else:
+            names[alert.alert_id] = (alert.key.rule + "{" + ",".join(f"{k}={v}" for k, v in
+                                                                  shown) + "}")
+    return names
+
+
 @dataclass(frozen=True)
 class AlertsData:
     now_ns: int
@@ -117,8 +139,11 @@ class AlertsScreen(LiveScreen):
             info.append(f" (newest {shown:,} shown)")
         info.append("   enter: the traces that breached")
         self.query_one("#alerts-info", Static).update(info)
-        self.table.show_rows(data.firing + data.resolved, lambda alert: str(alert.alert_id),
-                             lambda alert: self._cells(alert, data.now_ns))
+        alerts = data.firing + data.resolved
+        names = distinct_names(alerts)
+        self.table.show_rows(alerts, lambda alert: str(alert.alert_id),
+                             lambda alert: self._cells(alert, names[alert.alert_id],
+                                                       data.now_ns))
         self._show_detail()
 
     @on(DataTable.RowHighlighted, "#alerts-table")
@@ -135,7 +160,7 @@ class AlertsScreen(LiveScreen):
         self.query_one("#alert-detail", Static).update(detail)
 
     @staticmethod
-    def _cells(alert: AlertEpisode, now_ns: int) -> dict[str, Text]:
+    def _cells(alert: AlertEpisode, name: str, now_ns: int) -> dict[str, Text]:
         firing = alert.state == "firing"
         bad = "bold" if firing else ""
         subject = f"{alert.layer or alert.metric or ''} {alert.measure}"
@@ -147,7 +172,7 @@ class AlertsScreen(LiveScreen):
         end = alert.resolved_ns if alert.resolved_ns is not None else now_ns
         return {
             "state": Text("● FIRING" if firing else "✓ resolved", style=bad or "dim", end=""),
-            "alert": safe(str(alert.key), bad, width=26),
+            "alert": safe(name, bad, width=26),
             "subject": safe(subject, width=24),
             "value": Text(value, style=bad, end=""),
             "started": Text(started, end=""),
