@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import apsw
@@ -34,11 +35,8 @@ def latest_data_ns(conn: apsw.Connection) -> int | None:
 
 def earliest_data_ns(conn: apsw.Connection) -> int | None:
     """The oldest span start, log or metric point time in the file, or None when empty."""
-    known = [int(t) for sql in ("SELECT min(start_ns) FROM traces",
-                                "SELECT min(time_ns) FROM logs",
-                                "SELECT min(time_ns) FROM metric_points")
-             if (t := scalar(conn, sql)) is not None]
-    return min(known) if known else None
+    return _newest(conn, "SELECT min(start_ns) FROM traces", "SELECT min(time_ns) FROM logs",
+                   "SELECT min(time_ns) FROM metric_points", pick=min)
 
 
 def latest_arrival_ns(conn: apsw.Connection) -> int | None:
@@ -50,11 +48,13 @@ def latest_arrival_ns(conn: apsw.Connection) -> int | None:
                    "SELECT received_ns FROM metric_points ORDER BY point_id DESC LIMIT 1")
 
 
-def _newest(conn: apsw.Connection, *sqls: str) -> int | None:
-    """The largest of the times these single-value queries give, or None when none does."""
+def _newest(conn: apsw.Connection, *sqls: str,
+            pick: Callable[[list[int]], int] = max) -> int | None:
+    """The largest (or ``pick``'s choice) of the times these single-value queries give, or
+    None when none does."""
     known = [int(t) for sql in sqls  # type: ignore[call-overload]
              if (t := scalar(conn, sql)) is not None]
-    return max(known) if known else None
+    return pick(known) if known else None
 
 
 @dataclass(frozen=True, slots=True)
