@@ -81,6 +81,16 @@ def parse_time(value: str) -> int:
     return int(when.timestamp()) * 10**9 + when.microsecond * 1000
 
 
+def format_ms(value: float | None) -> str:
+    """A duration in milliseconds for reports: ``4.2 ms``, ``250 ms``, ``1.25 s``; ``-``
+    for none."""
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
+
+
 def format_duration(seconds: int) -> str:
     """The shortest exact spelling: 90 -> 90s, 900 -> 15m, 3600 -> 1h."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

@@ -10,17 +10,9 @@ from pathlib import Path
 from agenttop.analysis.baseline import Comparison
 from agenttop.analysis.evaluator import Check
 from agenttop.analysis.health import LayerHealth
-from agenttop.config import format_duration
+from agenttop.config import format_duration, format_ms
 from agenttop.store.queries import ClockSkew
 from agenttop.store.rows import LAYERS, SKEW_TOLERANCE_NS
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 1000:
-        return f"{value / 1000:.2f} s"
-    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
 
 
 def _value(check: Check) -> str:
@@ -31,7 +23,7 @@ def _value(check: Check) -> str:
     if measure.endswith("_rate"):
         return f"{value:.1%}"
     if measure.endswith("_ms"):
-        return _ms(value)
+        return format_ms(value)
     return f"{value:g}"
 
 
@@ -40,7 +32,7 @@ def _threshold(check: Check) -> str:
     if rule.measure.endswith("_rate"):
         return f"{rule.op} {rule.threshold:.1%}"
     if rule.measure.endswith("_ms"):
-        return f"{rule.op} {_ms(rule.threshold)}"
+        return f"{rule.op} {format_ms(rule.threshold)}"
     return f"{rule.op} {rule.threshold:g}"
 
 
@@ -141,8 +133,8 @@ def render_check(db: str | Path, window_s: int, at_ns: int | None,
             continue
         rate = "-" if h.failure_rate is None else f"{h.failure_rate:.1%}"
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(h.by_failure.items()))
-        layer_rows.append([layer, str(h.spans), str(h.failures), rate, _ms(h.p50_ms),
-                           _ms(h.p99_ms), kinds])
+        layer_rows.append([layer, str(h.spans), str(h.failures), rate, format_ms(h.p50_ms),
+                           format_ms(h.p99_ms), kinds])
     rule_rows = [["rule", "subject", "measure", "value", "threshold", "samples", "status"]]
     for c in checks:
         status = "BREACHED" if c.status == "breached" else c.status
@@ -164,7 +156,7 @@ def _figure(measure: str, value: float | None) -> str:
     if measure == "failure_rate" or measure.startswith("failures."):
         return f"{value:.1%}"
     if measure.endswith("_ms"):
-        return _ms(value)
+        return format_ms(value)
     return f"{value:.4g}"
 
 

@@ -45,6 +45,20 @@ window = "15m"
 HOUR_NS = 3600 * 10**9
 
 
+def agent_runs(tracer, runs: int, auth_failures: int) -> None:
+    """``runs`` agent runs, each a chat; the first ``auth_failures`` also fail a login."""
+    for i in range(runs):
+        with tracer.start_as_current_span("invoke_agent support") as root:
+            root.set_attribute("gen_ai.operation.name", "invoke_agent")
+            with tracer.start_as_current_span("chat gpt-4o") as chat:
+                chat.set_attribute("gen_ai.operation.name", "chat")
+                chat.set_attribute("gen_ai.request.model", "gpt-4o")
+            if i < auth_failures:
+                with tracer.start_as_current_span("POST /oauth/token") as auth:
+                    auth.set_attribute("http.response.status_code", 401)
+                    auth.set_status(Status(StatusCode.ERROR))
+
+
 def fill(db_path, auth_failures: int, *, tool_calls: int = 0, tool_failures: int = 0,
          ahead_ns: int = 0) -> None:
     """30 agent runs through the real SDK; ``ahead_ns``: one more span dated that far ahead
@@ -52,16 +66,7 @@ def fill(db_path, auth_failures: int, *, tool_calls: int = 0, tool_failures: int
     with BackgroundService(serve_settings(db_path)) as service:
         provider = tracer_provider(service)
         tracer = provider.get_tracer("agent")
-        for i in range(30):
-            with tracer.start_as_current_span("invoke_agent support") as root:
-                root.set_attribute("gen_ai.operation.name", "invoke_agent")
-                with tracer.start_as_current_span("chat gpt-4o") as chat:
-                    chat.set_attribute("gen_ai.operation.name", "chat")
-                    chat.set_attribute("gen_ai.request.model", "gpt-4o")
-                if i < auth_failures:
-                    with tracer.start_as_current_span("POST /oauth/token") as auth:
-                        auth.set_attribute("http.response.status_code", 401)
-                        auth.set_status(Status(StatusCode.ERROR))
+        agent_runs(tracer, 30, auth_failures)
         for i in range(tool_calls):
             with tracer.start_as_current_span("execute_tool lookup") as tool:
                 tool.set_attribute("gen_ai.operation.name", "execute_tool")
@@ -249,16 +254,7 @@ def record_release(service, version: str, auth_failures: int, runs: int = 30) ->
         {"service.name": "support-agent", "service.version": version}))
     provider.add_span_processor(SimpleSpanProcessor(
         OTLPSpanExporter(endpoint=endpoint(service), insecure=True)))
-    tracer = provider.get_tracer("agent")
-    for i in range(runs):
-        with tracer.start_as_current_span("invoke_agent support"):
-            with tracer.start_as_current_span("chat gpt-4o") as chat:
-                chat.set_attribute("gen_ai.operation.name", "chat")
-                chat.set_attribute("gen_ai.request.model", "gpt-4o")
-            if i < auth_failures:
-                with tracer.start_as_current_span("POST /oauth/token") as auth:
-                    auth.set_attribute("http.response.status_code", 401)
-                    auth.set_status(Status(StatusCode.ERROR))
+    agent_runs(provider.get_tracer("agent"), runs, auth_failures)
     provider.shutdown()
 
 

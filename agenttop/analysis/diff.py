@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agenttop.config import format_ms
 from agenttop.store.rows import SpanRow
 
 Side = Literal["both", "a", "b"]
@@ -196,10 +197,7 @@ def _alone(a: SpanRow | None, b: SpanRow | None, depth: int,
 
 
 def _dur(ns: float) -> str:
-    ms = ns / 1e6
-    if ms >= 1000:
-        return f"{ms / 1000:.2f} s"
-    return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+    return format_ms(ns / 1e6)
 
 
 def _delta(a: float, b: float, unit: str) -> str:

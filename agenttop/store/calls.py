@@ -24,14 +24,13 @@ from typing import NamedTuple
 import apsw
 
 from agenttop.store.db import scalar
-from agenttop.store.rollups import TOKEN_KINDS
+from agenttop.store.rollups import FAILURE_COLUMNS, TOKEN_KINDS, add_excluded
 from agenttop.store.rows import FAILURES, MINUTE_NS
 
 KINDS = ("agent", "tool", "model")
 PENDING_NS = 3600 * 10**9  # how long a call waits for its ancestors
 MAX_DEPTH = 64  # ancestors walked at most (a parent cycle ends there)
-_FAILURE_COLUMNS = tuple(f"f_{category}" for category in FAILURES)
-_SUMMED = ("calls", "failures", *_FAILURE_COLUMNS, "input_tokens", "output_tokens",
+_SUMMED = ("calls", "failures", *FAILURE_COLUMNS, "input_tokens", "output_tokens",
            "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
            "priced", "unpriced", "ttft_sum_s", "ttft_count")
 
@@ -138,7 +137,7 @@ SELECT minute, kind, caller, provider, name, sum(sign), sum(sign * (failure IS N
 FROM temp.call_rows
 GROUP BY 1, 2, 3, 4, 5
 ON CONFLICT (minute, kind, caller, provider, name) DO UPDATE SET
-    {", ".join(f"{c} = {c} + excluded.{c}" for c in _SUMMED)};
+    {add_excluded(_SUMMED)};
 
 INSERT INTO call_minute_durations (minute, kind, provider, name, bucket, count)
 SELECT minute, kind, provider, name,
@@ -233,7 +232,7 @@ def calls_window(conn: apsw.Connection, first_minute: int, last_minute: int
             s = stats[subject] = CallStats(subject)
         s.calls += v["calls"]
         s.failures += v["failures"]
-        for category, column in zip(FAILURES, _FAILURE_COLUMNS, strict=True):
+        for category, column in zip(FAILURES, FAILURE_COLUMNS, strict=True):
             if v[column]:
                 s.by_failure[category] = s.by_failure.get(category, 0) + v[column]
         tokens = {k: v[column] for k, column in TOKEN_COLUMNS.items() if v[column]}

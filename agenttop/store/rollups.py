@@ -20,20 +20,24 @@ from agenttop.store.rows import FAILURES, MINUTE_NS
 # Spans this transaction added: rowid above the mark taken before the insert, so spans
 # ignored as duplicates are never counted twice.
 _NEW_SPANS = "FROM spans WHERE rowid > :mark"
-_FAILURE_COLUMNS = tuple(f"f_{category}" for category in FAILURES)
+FAILURE_COLUMNS = tuple(f"f_{category}" for category in FAILURES)
 _COUNTS = ("input_tokens", "output_tokens", "truncated", "content_filtered", "retrievals",
            "empty_retrievals", "runs", "unpriced")
 # The layer_minutes columns a window sums (reads), in RollupTotals' order of reading.
-_SUMMED = ("spans", "failures", *_FAILURE_COLUMNS, *_COUNTS, "top_score_sum",
+_SUMMED = ("spans", "failures", *FAILURE_COLUMNS, *_COUNTS, "top_score_sum",
            "top_score_count", "eval_score_sum", "eval_score_count", "cost_usd")
 
 
+def add_excluded(summed: Sequence[str]) -> str:
+    """The DO UPDATE SET items of a rollup upsert adding each column's new rows' sum."""
+    return ",\n    ".join(f"{c} = {c} + excluded.{c}" for c in summed)
+
+
 def _add_up(summed: Sequence[str]) -> str:
-    """The DO UPDATE SET of a rollup upsert: each summed column plus the new rows' sum (and
-    the duration sum), the duration maximum the larger of the two."""
-    return ",\n    ".join(
-        [f"{c} = {c} + excluded.{c}" for c in (*summed, "duration_sum_ns")]
-        + ["duration_max_ns = max(duration_max_ns, excluded.duration_max_ns)"])
+    """The DO UPDATE SET of a span rollup: each summed column (and the duration sum) plus
+    the new rows' sum, the duration maximum the larger of the two."""
+    return (add_excluded((*summed, "duration_sum_ns"))
+            + ",\n    duration_max_ns = max(duration_max_ns, excluded.duration_max_ns)")
 
 ROLLUP_MINUTES = f"""
 INSERT INTO layer_minutes (minute, layer, service, spans, failures, f_auth, f_rate_limit,
@@ -145,7 +149,7 @@ def _totals(values: Sequence) -> RollupTotals:
     return RollupTotals(
         spans=int(named["spans"]), failures=int(named["failures"]),
         by_failure={category: int(named[column])
-                    for category, column in zip(FAILURES, _FAILURE_COLUMNS, strict=True)
+                    for category, column in zip(FAILURES, FAILURE_COLUMNS, strict=True)
                     if named[column]},
         duration_max_ns=values[len(_SUMMED)],
         **{c: int(named[c]) for c in _COUNTS},
