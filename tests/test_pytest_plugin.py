@@ -49,6 +49,8 @@ def test_agent_answers(i):
 RULES = PROMPT_AND_AUTH + """
 [regression]
 measures = ["failure_rate", "p50_ms"]  # p95 needs 100 calls a side
+# These spans last microseconds: machine noise, not the code, moves them by 30 %.
+p50_ms = {relative = 0.2, absolute = 5.0}
 """
 
 
