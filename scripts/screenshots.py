@@ -42,7 +42,7 @@ CONVERSATION = "s-2"  # its turns include that trace
 
 async def _settle(app, pilot, done=lambda: True) -> None:
     for _ in range(500):
-        if not app._refreshing and done():
+        if app._reading is None and done():
             break
         await pilot.pause(0.02)
     target = app.refresh_count + 1

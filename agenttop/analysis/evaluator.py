@@ -176,8 +176,11 @@ class AlertEvaluator:
         metrics: Mapping[int, Sequence[MetricHealth]] | None,
         now_ns: int,
         evals: Mapping[int, Mapping[str, EvalTotals]] | None = None,
+        partial: set[str] | frozenset[str] = frozenset(),
     ) -> list[Transition]:
-        """Apply one round of figures; return the alerts that started or resolved."""
+        """Apply one round of figures; return the alerts that started or resolved.
+        ``partial`` names the rules whose figures cover only some of their series (capped
+        by ``max_series``): their alerts not in this round stay as they are."""
         metrics = metrics or {}
         out: list[Transition] = []
         seen: set[AlertKey] = set()
@@ -194,6 +197,8 @@ class AlertEvaluator:
         for key, active in list(self._active.items()):
             if key in seen:
                 continue
+            if active.rule.name in partial and not active.orphan:
+                continue  # its series was not judged this round, which says nothing
             if active.orphan:
                 out.append(self._resolve(active, None, now_ns,
                                          "resolved: rule no longer configured"))

@@ -27,6 +27,7 @@ from agenttop.store.evaluations import EvalTotals, eval_totals
 from agenttop.store.metrics import field_getter, points_between
 from agenttop.store.rollups import RollupTotals, add_totals, window_totals
 from agenttop.store.rows import LAYERS, MINUTE_NS, SECOND_NS
+from agenttop.store.series import SERIES_ID, series_points
 
 WINDOWS_S = (60, 300, 900)  # 1 m, 5 m, 15 m
 # Every layer together, a subject of rules like a layer: what a run costs, in all.
@@ -82,6 +83,7 @@ class MetricHealth:
     mean: float | None = None
     min: float | None = None
     max: float | None = None
+    series_id: int | None = None  # its metric_series row, when read by series
 
 
 # ------------------------------------------------------------------------------ layers
@@ -348,6 +350,9 @@ class _Series:
     order: bytes  # attributes as sorted JSON: the series key and the sort order
     points: list[_Point] = field(default_factory=list)
     newest_ns: int = -1
+    series_id: int | None = None
+    ordered: bool = False  # points sorted by time, their times in ``times``
+    times: list[int] = field(default_factory=list)
 
 
 def _expanded(offset: int | None, counts_json: str | None) -> dict[int, int]:
@@ -394,13 +399,16 @@ def _read_points(rows: Iterator[tuple], series: dict[tuple, _Series],
             if not create:
                 continue
             one = series[key] = _Series(name, kind, unit, temporality, monotonic, service,
-                                        canonical[1], canonical[0])
+                                        canonical[1], canonical[0],
+                                        series_id=row[SERIES_ID] if len(row) > SERIES_ID
+                                        else None)
         point = _point(row, kind)
         if point.time_ns > one.newest_ns:
             # The newest point says what the series is now (unit, temporality).
             one.newest_ns = point.time_ns
             one.unit, one.temporality, one.monotonic = unit, temporality, monotonic
         one.points.append(point)
+        one.ordered = False
 
 
 def evaluation_health(conn: apsw.Connection, now_ns: int, windows: Sequence[int] = WINDOWS_S
@@ -454,16 +462,58 @@ def metric_health(
     if cumulative:
         _read_points(points_between(conn, widest_lo - BASELINE_LOOKBACK_NS, widest_lo,
                                     cumulative), series, attrs, False)
+    return _health(series, now_ns, windows)
 
+
+def series_health(
+    conn: apsw.Connection,
+    series_ids: Sequence[int],
+    now_ns: int,
+    windows: Sequence[int] = WINDOWS_S,
+) -> dict[int, list[MetricHealth]]:
+    """``metric_health`` of the given series only (``metric_series`` ids): same figures,
+    same order, each series read through its own index range, so the cost follows these
+    series' points in the widest window whatever else the file holds. ``series_id`` is
+    set on each figure."""
+    windows = tuple(windows)
+    if not windows:
+        return {}
+    return SeriesPoints(conn, series_ids, now_ns - max(windows) * SECOND_NS,
+                        now_ns).health(now_ns, windows)
+
+
+class SeriesPoints:
+    """The points of some series between ``lo_ns`` and ``hi_ns`` (and the lookback before
+    ``lo_ns`` a cumulative histogram's baseline needs), read once, for figures at any
+    time inside that span (a trend's minutes)."""
+
+    def __init__(self, conn: apsw.Connection, series_ids: Sequence[int], lo_ns: int,
+                 hi_ns: int) -> None:
+        self._series: dict[tuple, _Series] = {}
+        if series_ids:
+            _read_points(series_points(conn, series_ids, lo_ns - BASELINE_LOOKBACK_NS, hi_ns),
+                         self._series, {}, True)
+
+    def health(self, now_ns: int, windows: Sequence[int]) -> dict[int, list[MetricHealth]]:
+        """Figures over each window ending at ``now_ns`` (within the span read)."""
+        return _health(self._series, now_ns, tuple(windows))
+
+
+def _health(series: dict[tuple, _Series], now_ns: int, windows: tuple[int, ...]
+            ) -> dict[int, list[MetricHealth]]:
     ordered = sorted(series.values(), key=lambda s: (s.name, s.service, s.order, s.type))
     out: dict[int, list[MetricHealth]] = {w: [] for w in windows}
     for one in ordered:
-        one.points.sort(key=lambda p: p.time_ns)
-        times = [p.time_ns for p in one.points]
+        if not one.ordered:
+            one.points.sort(key=lambda p: p.time_ns)
+            one.times = [p.time_ns for p in one.points]
+            one.ordered = True
+        times = one.times
+        end = bisect_right(times, now_ns)  # points after now_ns: read for a later "now"
         for window_s in windows:
             lo = now_ns - window_s * SECOND_NS
             first = bisect_right(times, lo)
-            inside = one.points[first:]
+            inside = one.points[first:end]
             if not inside:
                 continue
             base = one.points[first - 1] if first else None
@@ -496,7 +546,8 @@ def _figures(one: _Series, inside: list[_Point], base: _Point | None, lo: int,
             figures[label] = _nearest(newest.quantiles(), q)
     return MetricHealth(
         name=one.name, type=one.type, unit=one.unit, service=one.service,
-        attributes=dict(one.attributes), points=len(inside), **figures,
+        attributes=dict(one.attributes), points=len(inside), series_id=one.series_id,
+        **figures,
     )
 
 

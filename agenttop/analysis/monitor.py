@@ -13,13 +13,17 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import apsw
+import orjson
 
 from agenttop.analysis.evaluator import AlertEvaluator, Transition
-from agenttop.analysis.health import evaluation_health, layer_health, metric_health
+from agenttop.analysis.health import evaluation_health, layer_health, series_health
 from agenttop.analysis.hooks import AlertCommand
-from agenttop.analysis.rules import Rule
+from agenttop.analysis.rules import Rule, attr_text
 from agenttop.store import open_reader
 from agenttop.store.alerts import load_firing, refresh_episode, resolve_episode, start_episode
+from agenttop.store.rows import MINUTE_NS, SECOND_NS
+from agenttop.store.series import metric_series, total_series
+from agenttop.store.status import bump_version, data_version
 from agenttop.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,16 @@ def update_values(conn: apsw.Connection, firing: Mapping[object, Transition]) ->
         refresh_episode(conn, t.key, started_ns=t.started_ns, value=t.value, at_ns=t.at_ns)
 
 
+def _attributes_match(rule: Rule, attributes: str) -> bool:
+    if not rule.attributes:
+        return True
+    try:
+        parsed = orjson.loads(attributes)
+    except orjson.JSONDecodeError:
+        return False
+    return all(k in parsed and attr_text(parsed[k]) == v for k, v in rule.attributes.items())
+
+
 class AlertMonitor:
     """Evaluates ``rules`` against the database that ``writer`` writes."""
 
@@ -60,7 +74,14 @@ class AlertMonitor:
         self.command = command
         self.clock = clock
         self._reader = None
-        self._metric_names = sorted({r.metric for r in rules if r.metric})
+        self._metric_rules = [r for r in rules if r.metric]
+        # The figures of the last evaluation and what they were read at (data version,
+        # minute): with nothing new in the file and the same minute, they are judged again
+        # as they are (time still counts for ``for`` and ``keep_firing_for``).
+        self._figures: tuple | None = None
+        self._read_at: tuple[int, int] | None = None
+        # Metric rules with more series than they judge: name -> (judged, series in all).
+        self.capped: dict[str, tuple[int, int]] = {}
         # The pending alerts after the last evaluation, as the receiver row reports them
         # (replaced whole, so another thread reads one consistent list).
         self.pending: list[dict] = []
@@ -76,13 +97,15 @@ class AlertMonitor:
         if self._reader is None:
             self._reader = open_reader(self.db)
         now = self.clock()
-        windows = sorted(self.evaluator.windows)
-        layers = layer_health(self._reader, now, windows)
-        metrics = (metric_health(self._reader, now, windows, self._metric_names)
-                   if self._metric_names else {})
-        evals = (evaluation_health(self._reader, now, windows)
-                 if any(r.evaluation for r in self.evaluator.rules) else None)
-        transitions = self.evaluator.evaluate(layers, metrics, now, evals)
+        with self._reader:  # one snapshot for every figure
+            read_at = (data_version(self._reader), now // MINUTE_NS)
+            fresh = read_at != self._read_at or self._figures is None
+            if fresh:
+                self._figures = self.read_figures(now)
+                self._read_at = read_at
+        layers, metrics, evals = self._figures
+        transitions = self.evaluator.evaluate(layers, metrics, now, evals,
+                                              partial=set(self.capped))
         firing = self.evaluator.firing
         self.pending = [{"key": str(p.key), "since_ns": p.since_ns, "for_s": p.rule.for_s,
                          "message": p.message} for p in self.evaluator.pending]
@@ -90,17 +113,57 @@ class AlertMonitor:
         def write(conn) -> None:
             record(conn, transitions)
             update_values(conn, firing)
+            version = data_version(conn)
+            bump_version(conn)  # readers show alerts
+            if self._read_at is not None and self._read_at[0] == version:
+                # Nothing else was written since the figures were read: this write alone
+                # is no reason to read them again.
+                self._read_at = (version + 1, self._read_at[1])
 
-        self.writer.call(write).result(30)
+        if transitions or (fresh and firing):
+            self.writer.call(write).result(30)
         for transition in transitions:
             log.warning("alert %s: %s", transition.state, transition.message)
             if self.command is not None:
                 self.command.notify(transition)
         return transitions
 
+    def read_figures(self, now: int) -> tuple:
+        """Every figure the rules judge: layers, the series of each metric rule (at most
+        its ``max_series``, most recently active first), evaluations."""
+        if self._reader is None:
+            self._reader = open_reader(self.db)
+        windows = sorted(self.evaluator.windows)
+        layers = layer_health(self._reader, now, windows)
+        ids: dict[int, None] = {}
+        capped: dict[str, tuple[int, int]] = {}
+        for rule in self._metric_rules:
+            judged = 0
+            for series in metric_series(self._reader, rule.metric, now - rule.window_s
+                                        * SECOND_NS, rule.service):  # type: ignore[arg-type]
+                if not _attributes_match(rule, series.attributes):
+                    continue
+                if judged == rule.max_series:
+                    capped[rule.name] = (judged, total_series(self._reader, rule.metric))
+                    break
+                ids[series.series_id] = None
+                judged += 1
+        for name in capped.keys() - self.capped.keys():
+            log.warning("rule %s judges the %s most recently active of %s series of its "
+                        "metric (max_series)", name, f"{capped[name][0]:,}",
+                        f"{capped[name][1]:,}")
+        self.capped = capped
+        metrics = series_health(self._reader, list(ids), now, windows) if ids else {}
+        evals = (evaluation_health(self._reader, now, windows)
+                 if any(r.evaluation for r in self.evaluator.rules) else None)
+        return layers, metrics, evals
+
     def status(self) -> dict:
-        """For the receiver row: alerts whose breach has not yet lasted their ``for``."""
-        return {"pending": self.pending}
+        """For the receiver row: alerts whose breach has not yet lasted their ``for``, and
+        the metric rules judging fewer series than their metric has."""
+        return {"pending": self.pending,
+                "capped": [{"rule": name, "judged": judged, "series": total}
+                           for name, (judged, total) in sorted(self.capped.items())]}
 
     def close(self) -> None:
         if self.command is not None:

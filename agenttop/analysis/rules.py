@@ -32,6 +32,7 @@ from agenttop.analysis.tomlfile import key_line, parse_tables, read_text, where
 from agenttop.config import format_duration, parse_duration
 from agenttop.store.evaluations import EvalTotals
 from agenttop.store.rows import FAILURES, LAYERS
+from agenttop.store.series import CARDINALITY_LIMIT
 
 Op = Literal[">", ">=", "<", "<="]
 
@@ -132,6 +133,9 @@ class Rule(BaseModel):
     # until then), and the measure must stay clear this long before it resolves; "2m".
     for_s: Annotated[int, Field(alias="for", ge=0)] = 0
     keep_firing_for_s: Annotated[int, Field(alias="keep_firing_for", ge=0)] = 0
+    # Metric rules: at most this many series are judged, the most recently active first
+    # (the evaluator's cost per tick stays bounded however many series a metric has).
+    max_series: Annotated[int, Field(ge=1)] = CARDINALITY_LIMIT
     description: str = ""
     # label_rate: the share of results with this label.
     label: Annotated[str | None, Field(validate_default=True)] = None

@@ -470,7 +470,9 @@ def metrics_batch(request: Any, received_ns: int, max_value_bytes: int = MAX_VAL
                         service=service, resource_id=resource_id, scope=scope,
                         start_ns=_ns(p.start_time_unix_nano),
                         time_ns=_ns(p.time_unix_nano) or received_ns,
-                        attributes=attributes(p.attributes, limit), flags=p.flags,
+                        # Sorted keys: a series is the same whatever order they came in.
+                        attributes=dict(sorted(attributes(p.attributes, limit).items())),
+                        flags=p.flags,
                         received_ns=received_ns, fingerprint=fingerprint(
                             resource_id, scope, metric.name, metric.unit, which,
                             p.SerializeToString()),

@@ -136,19 +136,27 @@ def load_firing(conn: apsw.Connection) -> list[AlertEpisode]:
     return _episodes(conn, "state = 'firing' ORDER BY started_ns, alert_id")
 
 
-def alert_episodes(conn: apsw.Connection, *, limit: int = 200
-                   ) -> tuple[list[AlertEpisode], list[AlertEpisode], int]:
-    """Firing episodes (newest first), the newest ``limit`` resolved ones, and how many
-    resolved episodes there are; both lists read through ``alerts_state``."""
-    firing = _episodes(conn, "state = 'firing' ORDER BY started_ns DESC, alert_id DESC")
+def alert_episodes(conn: apsw.Connection, *, limit: int = 200, cap: int = 10_000
+                   ) -> tuple[list[AlertEpisode], list[AlertEpisode], int, int]:
+    """The newest ``limit`` firing episodes and the newest ``limit`` resolved ones, and
+    how many of each there are (counted up to ``cap``); all read through
+    ``alerts_state``, so the cost follows ``limit`` and ``cap``, not the history."""
+    firing = _episodes(conn, "state = 'firing' ORDER BY started_ns DESC, alert_id DESC "
+                             "LIMIT ?", (limit,))
     resolved = _episodes(conn, "state = 'resolved' ORDER BY started_ns DESC, alert_id DESC "
                                "LIMIT ?", (limit,))
-    return firing, resolved, count_resolved(conn)
+    return firing, resolved, count_state(conn, "firing", cap), count_state(conn, "resolved",
+                                                                            cap)
+
+
+def count_state(conn: apsw.Connection, state: str, cap: int | None = None) -> int:
+    """Episodes in ``state`` (counted up to ``cap``)."""
+    return int(scalar(conn, "SELECT count(*) FROM (SELECT 1 FROM alerts WHERE state = ? "
+                            "LIMIT ?)", (state, -1 if cap is None else cap)) or 0)  # type: ignore[arg-type]
 
 
 def count_resolved(conn: apsw.Connection) -> int:
-    return int(scalar(conn, "SELECT count(*) FROM alerts WHERE state = 'resolved'")  # type: ignore[arg-type]
-               or 0)
+    return count_state(conn, "resolved")
 
 
 def alert_changes(conn: apsw.Connection, after_id: int | None

@@ -72,7 +72,7 @@ def _int(conn: apsw.Connection, sql: str, bindings: tuple = ()) -> int:
 def read_facts(conn: apsw.Connection) -> FileFacts:
     firsts = [scalar(conn, "SELECT min(start_ns) FROM traces"),
               scalar(conn, "SELECT min(time_ns) FROM logs"),
-              scalar(conn, "SELECT min(time_ns) FROM metric_points")]
+              scalar(conn, "SELECT min(first_ns) FROM metric_series")]
     known = [int(t) for t in firsts if t is not None]  # type: ignore[call-overload]
     traces, spans, cross = conn.execute(
         "SELECT count(*), coalesce(sum(span_count), 0), count(CASE WHEN instr(services, ',') "
@@ -123,7 +123,7 @@ def read_facts(conn: apsw.Connection) -> FileFacts:
         cross_service_traces=cross,
         structured_logs=structured,
         log_services=log_services,
-        metric_names=_int(conn, "SELECT count(DISTINCT name) FROM metric_points"),
+        metric_names=_int(conn, "SELECT count(*) FROM metric_names"),
         layer=layer,
         findings={(k, d, p): n for k, d, p, n in conn.execute(
             "SELECT kind, CASE WHEN echo THEN 'echo' ELSE direction END AS side, pattern, "

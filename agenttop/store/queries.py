@@ -30,13 +30,14 @@ def latest_data_ns(conn: apsw.Connection) -> int | None:
     """The newest span start, log or metric point time in the file, or None when empty."""
     return _newest(conn, "SELECT max(start_ns) FROM traces",
                    "SELECT max(time_ns) FROM logs",
-                   "SELECT max(time_ns) FROM metric_points")
+                   # One index seek: metric_points has no index led by time.
+                   "SELECT max(last_ns) FROM metric_series")
 
 
 def earliest_data_ns(conn: apsw.Connection) -> int | None:
     """The oldest span start, log or metric point time in the file, or None when empty."""
     return _newest(conn, "SELECT min(start_ns) FROM traces", "SELECT min(time_ns) FROM logs",
-                   "SELECT min(time_ns) FROM metric_points", pick=min)
+                   "SELECT min(first_ns) FROM metric_series", pick=min)
 
 
 def latest_arrival_ns(conn: apsw.Connection) -> int | None:

@@ -37,6 +37,8 @@ import apsw
 from agenttop.store.conversations import refresh_conversations, sessions_of
 from agenttop.store.db import BUSY_TIMEOUT_MS, scalar
 from agenttop.store.rows import MINUTE_NS
+from agenttop.store.series import forget_series
+from agenttop.store.status import bump_version
 from agenttop.store.writer import Writer
 
 T = TypeVar("T")
@@ -99,15 +101,6 @@ def _delete_traces(conn: apsw.Connection, rows: list[tuple[str, int]], max_spans
     return step
 
 
-_METRIC_NAMES = """
-WITH RECURSIVE names(name) AS (
-    SELECT min(name) FROM metric_points
-    UNION ALL
-    SELECT (SELECT min(name) FROM metric_points WHERE name > names.name)
-    FROM names WHERE names.name IS NOT NULL)
-SELECT name FROM names WHERE name IS NOT NULL
-"""  # one index seek per distinct name, where SELECT DISTINCT would read the whole index
-
 # Rows older than the cutoff that arrived before the received cutoff and belong to no stored
 # trace, among the :n oldest (bounded work: a step never reads more than :n rows a table;
 # rows it skips, like a replay of old data received just now, only delay the ones after).
@@ -125,11 +118,21 @@ _OLDER = {
     "audit": "SELECT audit_id FROM audit WHERE time_ns < :cutoff ORDER BY time_ns LIMIT :n",
 }
 _KEYS = {"logs": "log_id", "findings": "finding_id", "alerts": "alert_id", "audit": "audit_id"}
+_OLD_SERIES = ("SELECT series_id FROM metric_series WHERE first_ns < :cutoff "
+               "ORDER BY first_ns LIMIT :n")
 _OLDER_POINTS = """
 DELETE FROM metric_points WHERE point_id IN (
     SELECT point_id FROM (SELECT point_id, received_ns FROM metric_points
-                          WHERE name = :name AND time_ns < :cutoff ORDER BY time_ns LIMIT :n)
+                          WHERE series_id = :series AND time_ns < :cutoff
+                          ORDER BY time_ns LIMIT :n)
     WHERE received_ns < :received)
+"""
+# A series' first point after a step (its last, when none is left: forget_series then
+# drops it).
+_FIRST_POINT = """
+UPDATE metric_series SET first_ns = coalesce(
+    (SELECT min(time_ns) FROM metric_points WHERE series_id = :series), last_ns)
+WHERE series_id = :series
 """
 
 
@@ -147,10 +150,14 @@ def _prune_rows_before(conn: apsw.Connection, cutoff_ns: int, received_ns: int,
     for table in ("logs", "findings"):
         delete(f"DELETE FROM {table} WHERE {_KEYS[table]} IN ({_OLDER[table]})",
                {**times, "n": budget})
-    for (name,) in list(conn.execute(_METRIC_NAMES)):
+    # Metric points by series, the series with the oldest points first (one index seek
+    # each, not a walk over every metric name), then the series left without points.
+    for (series_id,) in list(conn.execute(_OLD_SERIES, {"cutoff": cutoff_ns, "n": budget})):
         if budget <= 0:
             break
-        delete(_OLDER_POINTS, {**times, "name": name, "n": budget})
+        delete(_OLDER_POINTS, {**times, "series": series_id, "n": budget})
+        conn.execute(_FIRST_POINT, {"series": series_id})
+    forget_series(conn, cutoff_ns)
     # The rollups have no rowid: bound the step by the minute of the budget's last row
     # (overshooting by at most that minute's rows).
     minute = rollup_cutoff_ns // MINUTE_NS
@@ -187,6 +194,8 @@ def prune_by_age(conn: apsw.Connection, cutoff_ns: int, now_ns: int) -> Step:
     if not step.traces:
         step.rows = _prune_rows_before(conn, cutoff_ns, cutoff_ns,
                                        _rollup_cutoff(conn, cutoff_ns, now_ns))
+    if step.more:
+        bump_version(conn)
     return step
 
 
@@ -212,6 +221,8 @@ def prune_by_size(conn: apsw.Connection, target_bytes: int, now_ns: int,
             break
         step.traces += chunk.traces
         step.rows += chunk.rows
+    if step.more:
+        bump_version(conn)
     return step
 
 

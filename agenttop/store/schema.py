@@ -4,6 +4,14 @@ Column names are a contract with users who query the file directly (see docs/sch
 add columns in a new migration, never rename or drop one.
 """
 
+from agenttop.store.series import (
+    COUNT_KEYS,
+    COUNT_NAMES,
+    RECORD_VALUES,
+    SET_SERIES_IDS,
+    UPSERT_SERIES,
+)
+
 # Marks a file as an agenttop database ("AGTP"), so that a foreign SQLite file is refused
 # instead of being written into.
 APPLICATION_ID = 0x41475450
@@ -375,6 +383,57 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (minute, name, service, label)
     ) WITHOUT ROWID;
     """,
+    # 11: metric series and cardinality (agenttop/store/series.py), kept by the writer:
+    # one row per series (name, type, service, attributes as sorted JSON) with its first
+    # and last point time and point count, each point's series_id, series per metric name,
+    # and per metric name and attribute key the series holding it and its distinct values.
+    # data_changes.version grows with every write a reader would show (data, alerts,
+    # pruning) and not with the heartbeat: a reader with nothing new to show reads nothing.
+    # Existing points are counted in (attributes as stored: a series sent with its keys in
+    # two orders before this version shows as two).
+    """
+    CREATE TABLE metric_series (
+        series_id  INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        service    TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        unit       TEXT NOT NULL,
+        first_ns   INTEGER NOT NULL,
+        last_ns    INTEGER NOT NULL,
+        points     INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX metric_series_key ON metric_series (name, type, service, attributes);
+    CREATE INDEX metric_series_name_last ON metric_series (name, last_ns);
+    CREATE INDEX metric_series_last ON metric_series (last_ns);
+    CREATE INDEX metric_series_first ON metric_series (first_ns);
+    ALTER TABLE metric_points ADD COLUMN series_id INTEGER;
+    CREATE INDEX metric_points_series ON metric_points (series_id, time_ns);
+    CREATE TABLE metric_names (
+        name   TEXT PRIMARY KEY,
+        series INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX metric_names_series ON metric_names (series);
+    CREATE TABLE metric_label_keys (
+        name     TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        series   INTEGER NOT NULL,
+        "values" INTEGER NOT NULL,
+        PRIMARY KEY (name, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE metric_label_values (
+        name  TEXT NOT NULL,
+        key   TEXT NOT NULL,
+        value,
+        PRIMARY KEY (name, key, value)
+    ) WITHOUT ROWID;
+    CREATE TABLE data_changes (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO data_changes (id, version) VALUES (1, 0);
+    """ + ";\n".join(s.replace(":mark", "0").replace(":series", "0") for s in (
+        UPSERT_SERIES, SET_SERIES_IDS, COUNT_NAMES, COUNT_KEYS, RECORD_VALUES)),
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

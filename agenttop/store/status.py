@@ -59,3 +59,15 @@ def read_status(conn: apsw.Connection) -> ReceiverStatus | None:
         status = {}
     return ReceiverStatus(row[0], row[1], row[2], row[3],
                           status if isinstance(status, dict) else {})
+
+
+def bump_version(conn: apsw.Connection) -> None:
+    """Say that something a reader shows changed (data, alerts, pruning); not the
+    heartbeat, so that a reader of an idle file reads nothing again."""
+    conn.execute("UPDATE data_changes SET version = version + 1 WHERE id = 1")
+
+
+def data_version(conn: apsw.Connection) -> int:
+    """Grows with every change a reader would show (see ``bump_version``)."""
+    row = conn.execute("SELECT version FROM data_changes WHERE id = 1").fetchone()
+    return row[0] if row else 0

@@ -31,6 +31,8 @@ from agenttop.store.db import scalar
 from agenttop.store.evaluations import add_evaluations
 from agenttop.store.rollups import add_to_rollups
 from agenttop.store.rows import LAYOUTS, Batch, Layout
+from agenttop.store.series import add_points
+from agenttop.store.status import bump_version
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +379,7 @@ class Writer:
         with self._transaction():
             mark = scalar(conn, "SELECT coalesce(max(rowid), 0) FROM spans")
             log_mark = scalar(conn, "SELECT coalesce(max(log_id), 0) FROM logs")
+            point_mark = scalar(conn, "SELECT coalesce(max(point_id), 0) FROM metric_points")
             # One statement per batch, not one for the whole group: SQLite parses the bound
             # JSON into memory of its own, and a group of 20,000 spans (~19 MB of JSON)
             # cost ~70 MB at once, on top of the joined copy in Python; per batch it is
@@ -398,6 +401,9 @@ class Writer:
                 add_calls(conn, mark, touched["ids"], touched["now"])
             if any(b.kind in ("traces", "logs") for b in batches):
                 add_evaluations(conn, mark, log_mark)
+            if any(b.kind == "metrics" for b in batches):
+                add_points(conn, point_mark)  # type: ignore[arg-type]
+            bump_version(conn)
 
 
 def _json_list(ids: set[str]) -> str:

@@ -5,14 +5,19 @@ share. The app owns:
 
 - the screens, one Textual *mode* each (``SCREENS``: key, mode name, class); adding a
   screen is one entry there;
-- the refresh loop: every ``refresh_s`` seconds one thread worker reads the file for the
-  visible screen (see ``screens.base.LiveScreen``) and posts the result, which is applied
-  in one ``batch_update``. The next refresh is armed only when the previous one has been
-  applied, so refreshes never overlap, and a failed or slow read never blocks a key;
+- the refresh loop, in two parts that never wait for each other. Every ``refresh_s``
+  seconds a status worker reads what the header and banner show (spans stored, alerts,
+  the receiver's heartbeat, ``data_changes.version``, the file's size): a few index
+  seeks. Then, only if the file changed or the minute did since the visible screen's data
+  was read (see ``screens.base.LiveScreen``), a screen worker runs that screen's job and
+  the result is applied in one ``batch_update``; idle, nothing else is read. A screen read
+  never holds up the status nor another screen's read: switching screens starts the new
+  screen's read at once (the old one's result is dropped), and a read taking longer than
+  ``LOADING_AFTER_S`` says "loading" in the header while keys keep working;
 - the status: title (the database path), subtitle (live/paused, ingest rate, file size,
-  firing alerts, the receiver's state) and the notice banner (waiting for the file, an
-  unreadable or locked file, the receiver gone). The receiver's state comes from its
-  heartbeat row, read on every refresh (see ``receiver.py``); a change is also a toast.
+  firing alerts, the receiver's state, loading) and the notice banner (waiting for the
+  file, an unreadable or locked file, a failed read, the receiver gone). A change of the
+  receiver's state is also a toast.
 
 Times: every "now" comes from ``clock`` when one is given (tests, screenshots), so that
 output is reproducible; otherwise from the wall clock.
@@ -30,13 +35,12 @@ from typing import Any, ClassVar
 import apsw
 from rich.cells import cell_len
 from textual import on, work
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand, UnknownModeError
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from agenttop.analysis.rules import Rule, load_rules
@@ -44,8 +48,8 @@ from agenttop.store import StoreError
 from agenttop.store.alerts import AlertEpisode, alert_changes
 from agenttop.store.db import locked_message
 from agenttop.store.queries import span_mark
-from agenttop.store.rows import SECOND_NS
-from agenttop.store.status import ReceiverStatus, read_status
+from agenttop.store.rows import MINUTE_NS, SECOND_NS
+from agenttop.store.status import ReceiverStatus, data_version, read_status
 from agenttop.tui import fmt
 from agenttop.tui.commands import AgentTopCommands
 from agenttop.tui.receiver import ReceiverView, change_notice, receiver_view
@@ -68,6 +72,8 @@ from agenttop.tui.widgets.trace_table import TraceTable
 
 log = logging.getLogger(__name__)
 
+# A screen read taking longer than this says so in the header (keys keep working).
+LOADING_AFTER_S = 0.5
 HEADER_CHROME = 18  # cells of the header that are not its title: the icon and clock space
 
 # (key, mode, screen class, title).
@@ -84,15 +90,13 @@ SCREENS: tuple[tuple[str, str, type[LiveScreen], str], ...] = (
 
 
 @dataclass
-class Snapshot:
-    """What one refresh read: status figures, and the screen's result if it asked."""
+class Status:
+    """What one status read found: cheap figures every screen shows, read apart from the
+    screens' data so that a slow screen query never holds them up."""
 
-    screen: LiveScreen | None
-    generation: int
-    data: Any = None
-    ok: bool = False  # the screen's job ran without error
     mark: int | None = None  # max(rowid) of spans
     alerts: tuple[int, list[AlertEpisode]] | None = None  # from alert_changes
+    version: int | None = None  # data_changes.version: what changed, for the screen reads
     size: int | None = None
     notice: str = ""
     error: bool = False
@@ -101,12 +105,31 @@ class Snapshot:
     exited: str | None = None  # from the health check: why serve is gone
 
 
-class RefreshDone(Message):
-    """Posted by the refresh worker; applied on the UI thread."""
+@dataclass
+class ScreenRead:
+    """One screen job's result, for the screen and generation it was made for."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    screen: LiveScreen | None
+    generation: int
+    data: Any = None
+    ok: bool = False  # the job ran without error
+    notice: str = ""  # why it failed
+
+
+class StatusDone(Message):
+    """Posted by the status worker; applied on the UI thread."""
+
+    def __init__(self, status: Status) -> None:
         super().__init__()
-        self.snapshot = snapshot
+        self.status = status
+
+
+class ScreenDone(Message):
+    """Posted by a screen worker; applied on the UI thread."""
+
+    def __init__(self, read: ScreenRead) -> None:
+        super().__init__()
+        self.read = read
 
 
 class AgentTopApp(App[None]):
@@ -157,11 +180,17 @@ class AgentTopApp(App[None]):
         self._health_check = health_check
         self._receiver_status: ReceiverStatus | None = None  # as last read
         self.receiver: ReceiverView | None = None  # None until the first refresh
-        self._timer: Timer | None = None
-        self._refreshing = False
+        self._status_busy = False  # a status read is under way
+        # The screen read under way: (screen, generation), since when; one more wanted.
+        self._reading: tuple[LiveScreen, int] | None = None
+        self._reading_since = 0.0
         self._again = False
+        self._version: int | None = None  # data_changes.version, as last read
+        self._status = Status()  # as last read
+        self._read_problem = ""  # why the visible screen's last read failed
         self._last_mark: tuple[int, int] | None = None  # (now_ns, mark)
-        self.refresh_count = 0  # refreshes applied (tests wait on it)
+        self.refresh_count = 0  # screen reads applied (tests wait on it)
+        self.status_count = 0  # status reads applied
         self.ingest_rate: float | None = None  # spans stored per second
         self.db_size: int | None = None
         self.title = clean(f"agenttop · {self.db}")
@@ -171,13 +200,17 @@ class AgentTopApp(App[None]):
     def now_ns(self) -> int:
         return self._clock() if self._clock is not None else time.time_ns()
 
-    def _current_notice(self, snapshot: Snapshot) -> tuple[str, str]:
-        # A file that cannot be read explains the rest; then a receiver gone; then waiting.
-        if snapshot.notice and snapshot.error:
-            return snapshot.notice, "error"
+    def _current_notice(self) -> tuple[str, str]:
+        # A file that cannot be read explains the rest; then a screen's failed read; then
+        # a receiver gone; then waiting.
+        status = self._status
+        if status.notice and status.error:
+            return status.notice, "error"
+        if self._read_problem:
+            return self._read_problem, "error"
         if self.receiver is not None and self.receiver.problem:
             return self.receiver.problem, "error"
-        return snapshot.notice, "info"
+        return status.notice, "info"
 
     def _show_status(self) -> None:
         parts = ["⏸ PAUSED" if self.paused else "● LIVE"]
@@ -190,6 +223,9 @@ class AgentTopApp(App[None]):
         elif receiver is not None:
             parts.append(receiver.headline)
         parts.append(f"db {fmt.size(self.db_size)}")
+        loading = self.loading_s
+        if loading is not None and loading >= LOADING_AFTER_S:
+            parts.append(f"loading {loading:.0f}s…")
         if self._firing:
             parts.append(f"● {len(self._firing)} firing")
         self.sub_title = " · ".join(parts)
@@ -214,107 +250,209 @@ class AgentTopApp(App[None]):
     # --- the refresh loop ---------------------------------------------------------------
     def on_mount(self) -> None:
         self._show_status()
+        self.set_interval(self.refresh_s, self._tick, name="refresh")
         self.request_refresh()
 
     def on_unmount(self) -> None:
         self.source.close()
 
     def request_refresh(self) -> None:
-        """Refresh now; if a refresh is under way, once more as soon as it is applied."""
-        if self._refreshing:
-            self._again = True
-            return
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        screen = self.screen if self.is_running else None
-        job: Job | None = None
-        generation = 0
-        if isinstance(screen, LiveScreen) and (screen.dirty or not self.paused):
-            try:
-                job = screen.collect()
-            except Exception:  # a screen's bug must not stop the loop for the others
-                log.exception("collect failed on %s", type(screen).__name__)
-            generation = screen.generation
-        self._refreshing = True
-        self._refresh(screen if job is not None else None, job, generation, self._alert_mark)
+        """Refresh now: the status, and the visible screen's data whether or not the file
+        changed (what it shows did, or it was just shown). A read under way for the same
+        screen and generation runs once more when it is done."""
+        self._read_status()
+        self._read_screen()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="refresh")
-    def _refresh(self, screen: LiveScreen | None, job: Job | None, generation: int,
-                 alert_mark: int | None = None) -> None:
-        snapshot = Snapshot(screen, generation)
+    def _visible(self) -> LiveScreen | None:
+        """The screen on show if it is fed by the loop (None too while starting or
+        closing, when there is no screen)."""
+        if not self.is_running:
+            return None
+        try:
+            screen = self.screen
+        except (ScreenStackError, UnknownModeError):
+            return None
+        return screen if isinstance(screen, LiveScreen) else None
+
+    def _tick(self) -> None:
+        """Every ``refresh_s``: the status; the screen's data only if the status says
+        something changed (see ``_stale``)."""
+        self._read_status()
+
+    def _read_status(self) -> None:
+        if self._status_busy:
+            return
+        self._status_busy = True
+        self._status_worker(self._alert_mark)
+
+    @work(thread=True, exit_on_error=False, group="status")
+    def _status_worker(self, alert_mark: int | None) -> None:
+        status = Status()
         if self._health_check is not None:
             try:
-                snapshot.exited = self._health_check()
+                status.exited = self._health_check()
             except Exception:  # the check is the caller's; its failure is not ours
                 log.exception("health check failed")
         try:
             with self.source.connection() as conn:
-                snapshot.mark = span_mark(conn)
-                snapshot.alerts = alert_changes(conn, alert_mark)
-                snapshot.receiver, snapshot.receiver_read = read_status(conn), True
-                if job is not None:
-                    snapshot.data = job(conn)
-                    snapshot.ok = True
+                status.mark = span_mark(conn)
+                status.alerts = alert_changes(conn, alert_mark)
+                status.receiver, status.receiver_read = read_status(conn), True
+                status.version = data_version(conn)
         except NotReady as e:
-            snapshot.notice = str(e)
-            snapshot.receiver_read = True  # no file: no receiver has written one
+            status.notice = str(e)
+            status.receiver_read = True  # no file: no receiver has written one
         except apsw.BusyError:
-            # Another program holds a lock on the file (rare in WAL mode): the next refresh
+            # Another program holds a lock on the file (rare in WAL mode): the next read
             # tries again; what was last read stays on screen meanwhile.
-            snapshot.notice, snapshot.error = locked_message(self.source.path), True
+            status.notice, status.error = locked_message(self.source.path), True
         except StoreError as e:
-            snapshot.notice, snapshot.error = str(e), True
+            status.notice, status.error = str(e), True
+        except Exception as e:  # a failed query must not take the UI down: say it, go on
+            log.exception("status read failed")
+            status.notice, status.error = f"refresh failed: {e}", True
+        status.size = self.source.file_size()
+        self.post_message(StatusDone(status))
+
+    @on(StatusDone)
+    def _status_done(self, message: StatusDone) -> None:
+        status = message.status
+        self._status_busy = False
+        self.status_count += 1
+        try:
+            self._apply_status(status)
+            screen = self._visible()
+            if screen is not None:
+                screen.tick(self.now_ns())
+        except Exception:
+            log.exception("applying the status failed")
+            self.notice = ("could not show the latest status (see the log)", "error")
+        reading = self._reading
+        if self._stale() and (reading is None or reading[0] is not self._visible()):
+            self._read_screen()
+
+    def _stale(self) -> bool:
+        """Whether the visible screen's data may differ from what it shows: the file
+        changed since it was read, or the minute did (windows slide), or it never loaded
+        (or, while paused, what it shows changed). Idle, nothing is read again."""
+        screen = self._visible()
+        if screen is None:
+            return False
+        if screen.dirty:
+            return True
+        if self.paused:
+            return False
+        return (self._version is None or screen.read_at is None
+                or screen.read_at != (self._version, self.now_ns() // MINUTE_NS))
+
+    def _read_screen(self) -> None:
+        screen = self._visible()
+        if screen is None:
+            self.refresh_count += 1
+            return
+        if self._reading == (screen, screen.generation):
+            self._again = True  # once more when this one is done
+            return
+        # A read under way for another screen or generation does not hold this one up: its
+        # result is dropped (a thread cannot be stopped; its connection is its own).
+        job: Job | None = None
+        if screen.dirty or not self.paused:
+            try:
+                job = screen.collect()
+            except Exception:  # a screen's bug must not stop the loop for the others
+                log.exception("collect failed on %s", type(screen).__name__)
+        if job is None:
+            self.refresh_count += 1
+            return
+        self._reading = (screen, screen.generation)
+        self._reading_since = time.monotonic()
+        read_at = (self._version, self.now_ns() // MINUTE_NS)
+        self._screen_worker(screen, job, screen.generation, read_at)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="screen")
+    def _screen_worker(self, screen: LiveScreen, job: Job, generation: int,
+                       read_at: tuple[int | None, int]) -> None:
+        read = ScreenRead(screen, generation)
+        try:
+            with self.source.connection() as conn:
+                read.data = job(conn)
+                read.ok = True
+        except NotReady:
+            pass  # the status read says so
+        except apsw.BusyError:
+            read.notice = locked_message(self.source.path)
+        except StoreError as e:
+            read.notice = str(e)
         except Exception as e:  # a failed query must not take the UI down: say it, go on
             log.exception("refresh failed")
-            snapshot.notice, snapshot.error = f"refresh failed: {e}", True
-        snapshot.size = self.source.file_size()
-        self.post_message(RefreshDone(snapshot))
+            read.notice = f"refresh failed: {e}"
+        read.data = (read.data, read_at)
+        self.post_message(ScreenDone(read))
 
-    @on(RefreshDone)
-    def _apply(self, message: RefreshDone) -> None:
-        snapshot = message.snapshot
+    @on(ScreenDone)
+    def _screen_done(self, message: ScreenDone) -> None:
+        read = message.read
+        screen = read.screen
+        data, read_at = read.data
+        mine = self._reading == (screen, read.generation)
+        if mine:
+            self._reading = None
         try:
             with self.batch_update():
-                self._apply_status(snapshot)
-                screen = snapshot.screen
+                if mine:
+                    self._read_problem = read.notice
+                    self.notice = self._current_notice()
                 if screen is not None and screen.is_attached:
-                    if snapshot.ok and snapshot.generation == screen.generation:
+                    if read.ok and read.generation == screen.generation:
                         screen.dirty = False
-                        screen.apply(snapshot.data)
-                    elif snapshot.generation != screen.generation:
+                        screen.read_at = read_at
+                        screen.apply(data)
+                    elif read.generation != screen.generation and mine:
                         self._again = True  # what the screen shows changed meanwhile
+                self._show_status()
         except Exception:
             log.exception("applying a refresh failed")
             self.notice = ("could not show the latest data (see the log)", "error")
         finally:
             self.refresh_count += 1
-            self._finish()
+            if self._again and self._reading is None:
+                self._again = False
+                self._read_screen()
 
-    def _apply_status(self, snapshot: Snapshot) -> None:
+    @property
+    def loading_s(self) -> float | None:
+        """How long the visible screen's read has been under way (None: none is)."""
+        if self._reading is None or self._reading[0] is not self._visible():
+            return None
+        return time.monotonic() - self._reading_since
+
+    def _apply_status(self, status: Status) -> None:
         now = self.now_ns()
-        if snapshot.mark is not None:
+        if status.mark is not None:
             last = self._last_mark
             if last is not None and now - last[0] >= SECOND_NS // 4:
-                self.ingest_rate = max(0, snapshot.mark - last[1]) * SECOND_NS / (now - last[0])
+                self.ingest_rate = max(0, status.mark - last[1]) * SECOND_NS / (now - last[0])
             if last is None or now - last[0] >= SECOND_NS // 4:
-                self._last_mark = (now, snapshot.mark)
-        self.db_size = snapshot.size
-        if snapshot.alerts is not None:
-            self._alerts_changed(*snapshot.alerts)
-        self._receiver_changed(snapshot, now)
+                self._last_mark = (now, status.mark)
+        self.db_size = status.size
+        if status.version is not None or status.notice:
+            self._version = status.version
+        if status.alerts is not None:
+            self._alerts_changed(*status.alerts)
+        self._status = status
+        self._receiver_changed(status, now)
         self._show_status()
-        self.notice = self._current_notice(snapshot)
+        self.notice = self._current_notice()
 
-    def _receiver_changed(self, snapshot: Snapshot, now_ns: int) -> None:
+    def _receiver_changed(self, status: Status, now_ns: int) -> None:
         """Update the receiver's state; a toast when it went away or came back.
 
         When the file could not be read, the last heartbeat read is judged again: it goes
         stale like a receiver that stopped writing.
         """
-        if snapshot.receiver_read:
-            self._receiver_status = snapshot.receiver
-        view = receiver_view(self._receiver_status, now_ns, snapshot.exited)
+        if status.receiver_read:
+            self._receiver_status = status.receiver
+        view = receiver_view(self._receiver_status, now_ns, status.exited)
         news = change_notice(self.receiver, view)
         if news is not None:
             title, message, severity = news
@@ -322,21 +460,18 @@ class AgentTopApp(App[None]):
                         markup=False, timeout=8)
         self.receiver = view
 
-    def _finish(self) -> None:
-        self._refreshing = False
-        if self._again:
-            self._again = False
-            self.request_refresh()
-        elif self.is_running:
-            self._timer = self.set_timer(self.refresh_s, self.request_refresh)
-
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # The worker catches its own errors; this is the net under it (a bug, say). A
+        # The workers catch their own errors; this is the net under them (a bug, say). A
         # cancelled worker is no failure: a thread worker runs to its end and reports.
-        if event.worker.group == "refresh" and event.state == WorkerState.ERROR:
-            log.error("refresh worker failed: %r", event.worker.error)
-            self.notice = (f"refresh failed: {event.worker.error}", "error")
-            self._finish()
+        if event.state != WorkerState.ERROR:
+            return
+        log.error("%s worker failed: %r", event.worker.group, event.worker.error)
+        self.notice = (f"refresh failed: {event.worker.error}", "error")
+        if event.worker.group == "status":
+            self._status_busy = False
+        elif event.worker.group == "screen":
+            self._reading = None
+            self.refresh_count += 1
 
     def _alerts_changed(self, mark: int, rows: list[AlertEpisode]) -> None:
         """Notify alerts that fired or resolved since the last refresh (not at start)."""

@@ -65,7 +65,7 @@ async def refreshed(pilot: Pilot) -> None:
     """Refresh now and wait until a refresh that started after this call is applied."""
     app = pilot.app
     assert isinstance(app, AgentTopApp)
-    busy = app._refreshing
+    busy = app._reading is not None
     target = app.refresh_count + (2 if busy else 1)
     app.request_refresh()
     await wait_for(pilot, lambda: app.refresh_count >= target, what="a refresh")

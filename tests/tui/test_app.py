@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -132,8 +133,8 @@ async def test_pause_freezes_the_list_until_resumed(demo_db):
         assert app.paused and "PAUSED" in app.sub_title
         assert "PAUSED" in rendered(app.screen.query_one("#traces-info"))
         write(demo_db, ("traces", traces_request(agent_trace(100, NOW - 5 * 10**9))))
-        count = app.refresh_count
-        await wait_for(pilot, lambda: app.refresh_count >= count + 3, what="refreshes")
+        count = app.status_count
+        await wait_for(pilot, lambda: app.status_count >= count + 3, what="status reads")
         assert table.row_count == before
         await pilot.press("space")
         await wait_for(pilot, lambda: table.row_count == before + 1, what="the new trace")
@@ -370,3 +371,50 @@ def test_another_day_shows_its_date():
     assert fmt.clock(NOW, today_ns=NOW) == fmt.clock(NOW)
     assert fmt.clock(NOW - 2 * day, today_ns=NOW).count(":") == 1  # "Jun 13 15:06"
     assert fmt.clock(NOW + 200 * 365 * day, today_ns=NOW)[:4].isdigit()
+
+
+async def test_keys_are_answered_while_a_slow_read_runs(demo_db, monkeypatch):
+    """A screen whose read is slow says it is loading; the header's status keeps being
+    read, and switching screens shows the other screen's fresh data at once."""
+    from agenttop.tui.screens import metrics
+
+    gate = threading.Event()
+    real = metrics.read_metrics
+
+    def slow(*args, **kwargs):
+        gate.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "read_metrics", slow)
+    app = app_for(demo_db, refresh_s=0.05)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await refreshed(pilot)
+            await pilot.press("5")
+            await wait_for(pilot, lambda: "loading" in app.sub_title, what="loading")
+            statuses = app.status_count
+            await wait_for(pilot, lambda: app.status_count >= statuses + 3, what="statuses")
+            reads = app.refresh_count
+            await pilot.press("1")
+            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen)
+                           and app.refresh_count > reads, what="the dashboard's read")
+            assert not gate.is_set() and "loading" not in app.sub_title
+            gate.set()
+            await pilot.press("5")
+            await wait_for(pilot, lambda: "requests_total" in screen_text(app),
+                           what="the metrics")
+    finally:
+        gate.set()
+
+
+async def test_an_idle_file_is_not_read_again(demo_db):
+    """With nothing new in the file, the status is read every interval and the screen's
+    data is not; new data is read at the next interval."""
+    app = app_for(demo_db, refresh_s=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot)
+        reads, statuses = app.refresh_count, app.status_count
+        await wait_for(pilot, lambda: app.status_count >= statuses + 5, what="statuses")
+        assert app.refresh_count == reads
+        write(demo_db, ("traces", traces_request(agent_trace(102, NOW - 3 * 10**9))))
+        await wait_for(pilot, lambda: app.refresh_count > reads, what="a read of new data")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 from pathlib import Path
 
+import orjson
 from textual.command import CommandPalette
 from textual.widgets import Input
 
+from agenttop.analysis.health import metric_health
 from agenttop.otlp.decode import decode
 from agenttop.store import open_reader, open_writer
 from agenttop.store.writer import Writer
@@ -51,10 +53,15 @@ async def open_screen(pilot, key: str, cls: type) -> object:
 
 def test_metric_figures_read_naturally(demo_db):
     conn = open_reader(demo_db)
-    start = time.perf_counter()
     data = read_metrics(conn, NOW, 300)
-    assert time.perf_counter() - start < 0.5  # ~5 ms here; generous for slow machines
-    by_name = {(m.name, tuple(sorted(m.attributes.items()))): m for m in data.series}
+    # Read by series, the figures are those of every series read at once.
+    everything = metric_health(conn, NOW, (300,))[300]
+    assert sorted(data.health.values(), key=repr) == sorted(
+        (replace(m, series_id=s.series_id) for m in everything for s in data.rows
+         if (s.name, s.service, orjson.loads(s.attributes)) == (m.name, m.service,
+                                                                 m.attributes)), key=repr)
+    assert len(data.health) == len(everything) == data.total
+    by_name = {(m.name, tuple(sorted(m.attributes.items()))): m for m in data.health.values()}
     chat = by_name[("requests_total", (("route", "/chat"),))]
     assert chat.rate is not None and 0.5 < chat.rate < 3
     latency = by_name[("request_latency", (("route", "/chat"),))]

@@ -1,7 +1,9 @@
 """The alerts (key ``3``): firing episodes on top, then the history of resolved ones.
 
-Read from the ``alerts`` table as ``serve``'s evaluator left it (``alert_episodes``: all
-firing rows and the newest ``HISTORY`` resolved ones, through ``alerts_state``).
+Read from the ``alerts`` table as ``serve``'s evaluator left it (``alert_episodes``: the
+newest ``HISTORY`` firing and resolved ones, and how many of each, through
+``alerts_state``); the info line names the metric rules judging fewer series than their
+metric has (``max_series``), as the receiver reports them.
 ``enter`` on an alert shows the traces that breached it: the trace list filtered to the
 alert's layer (with errors, for failure measures) or, for a metric alert, to the service
 its series names, over the alert's window (``started - window`` to resolved, or now).
@@ -23,13 +25,15 @@ from agenttop.config import format_duration
 from agenttop.store.alerts import AlertEpisode, alert_episodes
 from agenttop.store.rows import SECOND_NS
 from agenttop.tui import fmt
+from agenttop.tui.receiver import part
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.screens.dashboard import _value
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
 from agenttop.tui.widgets.list_table import ListTable
 
-HISTORY = 200
+HISTORY = 200  # firing and resolved episodes listed, each
+COUNT_CAP = 10_000
 
 
 class AlertTable(ListTable[AlertEpisode]):
@@ -42,6 +46,10 @@ class AlertTable(ListTable[AlertEpisode]):
         Binding("enter", "select_cursor", "Breaching traces", id="alerts.traces",
                 tooltip="The traces of the alert's layer or service in its window"),
     ]
+
+
+def count(n: int) -> str:
+    return f"{n:,}+" if n >= COUNT_CAP else f"{n:,}"
 
 
 def distinct_names(alerts: list[AlertEpisode]) -> dict[int, str]:
@@ -71,7 +79,9 @@ class AlertsData:
     now_ns: int
     firing: list[AlertEpisode]
     resolved: list[AlertEpisode]
+    firing_total: int  # counted up to COUNT_CAP
     resolved_total: int
+    capped: list[dict]  # metric rules judging fewer series than they have (the receiver's)
 
 
 def breach_filter(alert: AlertEpisode, now_ns: int) -> tuple[str, int, int | None]:
@@ -124,20 +134,33 @@ class AlertsScreen(LiveScreen):
     def collect(self) -> Job:
         now_ns = self.agenttop.now_ns()
 
+        receiver = self.agenttop.receiver
+        capped = [c for c in part(receiver.status if receiver else None, "alerts")
+                  .get("capped", []) if isinstance(c, dict)]
+
         def job(conn: apsw.Connection) -> AlertsData:
-            return AlertsData(now_ns, *alert_episodes(conn, limit=HISTORY))
+            firing, resolved, firing_total, resolved_total = alert_episodes(
+                conn, limit=HISTORY, cap=COUNT_CAP)
+            return AlertsData(now_ns, firing, resolved, firing_total, resolved_total, capped)
 
         return job
 
     def apply(self, data: AlertsData) -> None:
         self.now_ns = data.now_ns
         info = Text(end="")
-        info.append(f"● {len(data.firing)} firing", style="bold" if data.firing else "")
-        shown = len(data.resolved)
-        info.append(f"   {data.resolved_total:,} resolved")
-        if shown < data.resolved_total:
-            info.append(f" (newest {shown:,} shown)")
+        info.append(f"● {count(data.firing_total)} firing",
+                    style="bold" if data.firing else "")
+        if len(data.firing) < data.firing_total:
+            info.append(f" (newest {len(data.firing):,} shown)")
+        info.append(f"   {count(data.resolved_total)} resolved")
+        if len(data.resolved) < data.resolved_total:
+            info.append(f" (newest {len(data.resolved):,} shown)")
         info.append("   enter: the traces that breached")
+        for c in data.capped:  # as the receiver reported them: untrusted
+            info.append("\n")
+            info.append_text(safe(
+                f"rule {c.get('rule')} judges the {c.get('judged')} most recently active of "
+                f"{c.get('series')} series of its metric (max_series)", "yellow", width=120))
         self.query_one("#alerts-info", Static).update(info)
         alerts = data.firing + data.resolved
         names = distinct_names(alerts)

@@ -11,8 +11,11 @@ The contract between a screen and the loop (``AgentTopApp.request_refresh``):
    screen is still mounted and its ``generation`` is the one the job was made for: a
    result for an old filter is dropped, and the loop runs again at once.
 
-While the app is paused the loop asks a screen for a job only when it is ``dirty``: the
-user changed what it shows (a filter, the window) or it has never loaded.
+The loop asks for a job when the screen is shown, when it is ``dirty`` (the user changed
+what it shows: a filter, the window; or it has never loaded), and, unless paused, when the
+file changed (``data_changes.version``) or the minute did since the data it shows was read
+(``read_at``). With nothing new, nothing is read again: ``tick`` runs every refresh
+interval for what only the clock changes.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class LiveScreen(Screen):
     COMMANDS: ClassVar[set[Any]] = {ScreenCommands}
     dirty: bool = True
     generation: int = 0
+    # (data version, minute) of the data shown: read again only when either moved.
+    read_at: tuple[int | None, int] | None = None
 
     def palette(self) -> list[tuple[str, str, str]]:
         """This screen's entries in the command palette: (name, help, action name)."""
@@ -52,6 +57,10 @@ class LiveScreen(Screen):
 
     def apply(self, result: Any) -> None:
         """Show a job's result (UI thread, inside a batch update)."""
+
+    def tick(self, now_ns: int) -> None:
+        """Every refresh interval, with or without new data: what only the clock changes
+        (UI thread; no reads)."""
 
     def invalidate(self) -> None:
         """What the screen shows changed: refresh now, even while paused."""

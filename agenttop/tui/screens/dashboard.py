@@ -28,6 +28,7 @@ from agenttop.store.queries import (
 )
 from agenttop.store.rollups import Spend, minute_series, spend
 from agenttop.store.rows import SECOND_NS
+from agenttop.store.series import CARDINALITY_LIMIT, NameCardinality, names_over
 from agenttop.tui import fmt
 from agenttop.tui.health_state import layer_state
 from agenttop.tui.receiver import part
@@ -54,6 +55,7 @@ class DashboardData:
     latest_ns: int | None
     refused: dict[str, int]  # refused calls in the window, by reason
     spend: Spend
+    crowded: list[NameCardinality]  # metrics with more than CARDINALITY_LIMIT series
 
 
 def _value(measure: str, value: float | None) -> str:
@@ -64,6 +66,33 @@ def _value(measure: str, value: float | None) -> str:
     if measure.endswith("_ms"):
         return fmt.millis(value)
     return f"{value:.4g}"
+
+
+def read_dashboard(conn: apsw.Connection, now_ns: int, window_s: int) -> DashboardData:
+    """Everything the dashboard shows from the file, over the window ending at now."""
+    return DashboardData(
+        window_s=window_s,
+        now_ns=now_ns,
+        health=layer_health(conn, now_ns, [window_s]),
+        minutes=minute_series(conn, now_ns, SPARK_MINUTES),
+        firing=load_firing(conn),
+        findings_window=count_findings(conn, now_ns - window_s * SECOND_NS),
+        findings_total=count_findings(conn),
+        latest_ns=latest_data_ns(conn),
+        refused=refused_by_reason(conn, now_ns - window_s * SECOND_NS),
+        spend=spend(conn, now_ns, window_s, SPARK_MINUTES),
+        crowded=names_over(conn, CARDINALITY_LIMIT),
+    )
+
+
+def cardinality_line(crowded: list[NameCardinality]) -> Text:
+    """"high cardinality: quality_0 1,000 series, … (over 1,000 series; 5 then c …)"."""
+    text = Text("high cardinality: ", style="bold yellow", end="")
+    names = ", ".join(f"{c.name} {c.series:,} series" for c in crowded[:3])
+    more = f" and {len(crowded) - 3:,} more metrics" if len(crowded) > 3 else ""
+    text.append_text(safe(names + more, width=90))
+    text.append(f"  (over {CARDINALITY_LIMIT:,} series; 5 then c shows them)", style="dim")
+    return text
 
 
 def spend_line(s: Spend, window_label: str) -> Text:
@@ -96,6 +125,7 @@ class DashboardScreen(LiveScreen):
     def __init__(self) -> None:
         super().__init__(id="dashboard")
         self.window_s = DEFAULT_WINDOW_S
+        self.data: DashboardData | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -107,6 +137,7 @@ class DashboardScreen(LiveScreen):
             yield SummaryCard()
         yield ReceiverLine(id="receiver-line")
         yield Static(id="spend-line")
+        yield Static(id="cardinality-line", classes="-hidden")
         yield Static(id="alerts")
         yield Footer()
 
@@ -124,24 +155,8 @@ class DashboardScreen(LiveScreen):
         self.invalidate()
 
     def collect(self) -> Job:
-        window_s = self.window_s
-        now_ns = self.agenttop.now_ns()
-
-        def job(conn: apsw.Connection) -> DashboardData:
-            return DashboardData(
-                window_s=window_s,
-                now_ns=now_ns,
-                health=layer_health(conn, now_ns, [window_s]),
-                minutes=minute_series(conn, now_ns, SPARK_MINUTES),
-                firing=load_firing(conn),
-                findings_window=count_findings(conn, now_ns - window_s * SECOND_NS),
-                findings_total=count_findings(conn),
-                latest_ns=latest_data_ns(conn),
-                refused=refused_by_reason(conn, now_ns - window_s * SECOND_NS),
-                spend=spend(conn, now_ns, window_s, SPARK_MINUTES),
-            )
-
-        return job
+        window_s, now_ns = self.window_s, self.agenttop.now_ns()
+        return lambda conn: read_dashboard(conn, now_ns, window_s)
 
     def _show_head(self, now_ns: int | None) -> None:
         head = Text("Window ", end="")
@@ -156,16 +171,34 @@ class DashboardScreen(LiveScreen):
         self.query_one("#dash-head", Static).update(head)
 
     def apply(self, data: DashboardData) -> None:
+        self.data = data
         self._show_head(data.now_ns)
         rules = self.agenttop.rules
         zeros = [0] * SPARK_MINUTES
-        receiver = self.agenttop.receiver
         for layer in CARD_LAYERS:
             health = data.health[(layer, data.window_s)]
             firing = [str(a.key) for a in data.firing if a.layer == layer]
             spans, failures = data.minutes.get(layer, (zeros, zeros))
             self.query_one(f"#card-{layer}", LayerCard).show(
                 health, layer_state(health, rules, firing), spans, failures)
+        self.query_one("#spend-line", Static).update(
+            spend_line(data.spend, format_duration(data.window_s)))
+        line = self.query_one("#cardinality-line", Static)
+        line.set_class(not data.crowded, "-hidden")
+        if data.crowded:
+            line.update(cardinality_line(data.crowded))
+        self._show_live(data)
+
+    def tick(self, now_ns: int) -> None:
+        # Idle, nothing is read again; the clock, the ingest rate and the receiver's state
+        # still move.
+        if self.data is not None:
+            self._show_head(now_ns)
+            self._show_live(self.data)
+
+    def _show_live(self, data: DashboardData) -> None:
+        """What comes from the app's status read, not from this screen's data."""
+        receiver = self.agenttop.receiver
         self.query_one(SummaryCard).show(
             ingest_rate=self.agenttop.ingest_rate, size=self.agenttop.db_size,
             findings_window=data.findings_window, findings_total=data.findings_total,
@@ -174,9 +207,7 @@ class DashboardScreen(LiveScreen):
             retention=part(receiver.status if receiver else None, "retention"))
         self.query_one(ReceiverLine).show(receiver, data.refused,
                                           format_duration(data.window_s))
-        self.query_one("#spend-line", Static).update(
-            spend_line(data.spend, format_duration(data.window_s)))
-        self._show_alerts(data)
+        self._show_alerts(data)  # pending alerts are the receiver's
 
     def _show_alerts(self, data: DashboardData) -> None:
         panel = self.query_one("#alerts", Static)
