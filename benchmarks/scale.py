@@ -157,12 +157,14 @@ def idle_serve(path: Path) -> float:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "agenttop", "serve", "--db", str(path),
+    proc = subprocess.Popen([sys.executable, "-m", "agenttop.cli", "serve", "--db", str(path),
                              "--grpc", f"127.0.0.1:{port}", "--http", "off",
                              "--retention", "off"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        return cpu_over(proc.pid)
+        cpu = cpu_over(proc.pid)
+        assert proc.poll() is None, "serve exited"
+        return cpu
     finally:
         proc.terminate()
         proc.wait(timeout=60)

@@ -221,9 +221,13 @@ def test_size_limit_prunes_the_oldest_and_gives_the_space_back(store, db_path):
                              "pruned_traces": keep.pruned_traces, "last_prune_ns": NOW}
 
 
-def test_new_files_are_made_for_incremental_vacuum(db_path):
+def test_new_files_are_made_for_incremental_vacuum_with_8k_pages(db_path):
     conn = open_writer(db_path)
     assert scalar(conn, "PRAGMA auto_vacuum") == 2
+    assert scalar(conn, "PRAGMA page_size") == 8192
+    conn.close()
+    conn = open_writer(db_path)  # an existing file keeps what it has
+    assert scalar(conn, "PRAGMA page_size") == 8192
     conn.close()
 
 

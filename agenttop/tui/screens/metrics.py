@@ -118,8 +118,8 @@ def read_metrics(conn: apsw.Connection, now_ns: int, window_s: int, *,
                 figure = trend_figure(m)
                 if figure is not None:
                     trends[m.series_id][i] = figure  # type: ignore[index]
-    data = MetricsData(window_s, rows, count_series(conn, since, text=text), health, trends,
-                       names_over(conn, CARDINALITY_LIMIT)[:3])
+    data = MetricsData(window_s, rows, count_series(conn, since, text=text), len(shown),
+                       health, trends, names_over(conn, CARDINALITY_LIMIT)[:3])
     if cardinality_of is not None:
         data.names = series_by_name(conn, CARDINALITY_ROWS)
         data.keys = keys_of(conn, cardinality_of)[:CARDINALITY_ROWS] if cardinality_of else []
@@ -131,6 +131,7 @@ class MetricsData:
     window_s: int
     rows: list[SeriesRow]
     total: int  # series active in the window, counted up to LiveListScreen.COUNT_CAP
+    figured: int  # rows (from the top) whose figures were read
     health: dict[int, MetricHealth]  # series_id -> figures, for the rows on screen
     trends: dict[int, list[float]]
     over: list[NameCardinality]  # metric names past CARDINALITY_LIMIT, the most first
@@ -232,7 +233,7 @@ class MetricsScreen(LiveListScreen):
 
     def apply(self, data: MetricsData) -> None:
         self.data = data
-        self.figured = len(data.health)
+        self.figured = data.figured
         table = self.table
         table.fit_columns()
         table.show_rows(data.rows, lambda r: str(r.series_id),
@@ -350,7 +351,8 @@ class MetricsScreen(LiveListScreen):
         selected = self.table.selected_item()
         keys_of_other = (self.cardinality_shown and selected is not None and self.data
                          is not None and [k.name for k in self.data.keys[:1]] != [selected.name])
-        if event.cursor_row >= self.figured - 1 or keys_of_other:
+        past = self.figured < self.table.row_count and event.cursor_row >= self.figured - 1
+        if past or keys_of_other:
             self.invalidate()
 
     @on(DataTable.RowSelected)
