@@ -478,7 +478,27 @@ def ui(**values: Any) -> None:
     from agenttop.tui.app import make_app
 
     settings = build(UiSettings, values)
+    problem = _unreadable(settings.db)
+    if problem:
+        _fail(problem)
     make_app(settings.db, rules=_load_rules(settings.rules)).run()
+
+
+def _unreadable(db: Path) -> str | None:
+    """Why an existing file cannot be watched (not an agenttop database, corrupt, an
+    older or newer schema), or None: a file that does not exist yet, or that a receiver
+    is creating, is waited for; one locked for a moment is retried by the UI."""
+    from agenttop.store import StoreError
+    from agenttop.store.db import is_unmigrated, locked_message, open_reader
+
+    db = db.expanduser()
+    if not db.is_file() or db.stat().st_size == 0 or is_unmigrated(db):
+        return None
+    try:
+        open_reader(db).close()
+    except StoreError as e:
+        return None if str(e) == locked_message(db) else str(e)
+    return None
 
 
 ENDPOINT_OPTION = click.option(

@@ -91,6 +91,11 @@ def format_ms(value: float | None) -> str:
     return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 span``, ``2 spans``, ``1,000 spans``: a count and its noun (singular given)."""
+    return f"{count:,} {noun if count == 1 else noun + 's'}"
+
+
 def format_duration(seconds: int) -> str:
     """The shortest exact spelling: 90 -> 90s, 900 -> 15m, 3600 -> 1h."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import apsw
 import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
@@ -128,3 +129,18 @@ def test_bounds_are_checked_once_and_name_the_option(args, message):
 def test_build_leaves_what_was_not_given_at_the_model_default():
     settings = build(ServeSettings, {"grpc": None, "keep_pii": False, "forward_header": ()})
     assert settings == ServeSettings()
+
+
+def test_ui_on_a_file_it_cannot_watch_is_one_line(tmp_path):
+    foreign = tmp_path / "other.db"
+    conn = apsw.Connection(str(foreign))
+    conn.execute("CREATE TABLE notes (x)")
+    conn.close()
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, this is not a database at all\n")
+    for path, says in ((foreign, "is an SQLite file but not an agenttop database"),
+                       (text, "not")):
+        result = CliRunner().invoke(main, ["ui", "--db", str(path)])
+        assert result.exit_code == 1, result.output
+        [line] = result.output.strip().splitlines()
+        assert line.startswith("agenttop: error: ") and says in line

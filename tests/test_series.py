@@ -141,7 +141,7 @@ def test_a_rule_judges_at_most_max_series_and_says_so(tmp_path):
         writer.close()
 
 
-def test_an_idle_evaluator_reads_nothing_again(tmp_path, monkeypatch):
+def test_an_idle_evaluator_reads_nothing_again(tmp_path, monkeypatch, caplog):
     db = tmp_path / "idle.db"
     write(db, gauges("quality_0", [{"route": "a"}], NOW - MINUTE, value=0.1))
     writer = Writer(open_writer(db))
@@ -163,6 +163,9 @@ def test_an_idle_evaluator_reads_nothing_again(tmp_path, monkeypatch):
         now[0] += 5 * S
         resolved = monitor.tick()
         assert len(reads) == 2 and [t.state for t in resolved] == ["resolved"]
+        # The log says it once: "alert resolved: quality_0{…} last 0.9 (not < 0.5) …".
+        [line] = [r.getMessage() for r in caplog.records if "resolved" in r.getMessage()]
+        assert line.startswith("alert resolved: quality_0") and line.count("resolved") == 1
         now[0] += MINUTE  # a new minute: windows slide, figures are read again
         monitor.tick()
         assert len(reads) == 3

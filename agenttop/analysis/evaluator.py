@@ -47,7 +47,7 @@ from agenttop.analysis.rules import (
     attr_text,
     layer_samples,
 )
-from agenttop.config import format_duration
+from agenttop.config import counted, format_duration
 from agenttop.store.alerts import AlertEpisode, AlertKey
 from agenttop.store.evaluations import EvalTotals
 
@@ -392,7 +392,7 @@ def _firing_message(rule: Rule, seen: Observation) -> str:
     assert seen.value is not None
     return (f"{seen.subject} {rule.measure} {_format(rule, seen.value)} {rule.op} "
             f"{_format(rule, rule.threshold)} over {format_duration(rule.window_s)} "
-            f"({seen.samples} {seen.unit})")
+            f"({counted(seen.samples, seen.unit.removesuffix('s'))})")
 
 
 def _resolved_message(rule: Rule, seen: Observation) -> str:

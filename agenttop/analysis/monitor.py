@@ -123,7 +123,9 @@ class AlertMonitor:
         if transitions or (fresh and firing):
             self.writer.call(write).result(30)
         for transition in transitions:
-            log.warning("alert %s: %s", transition.state, transition.message)
+            # A resolution's message says "resolved: …" itself.
+            log.warning("alert %s: %s", transition.state,
+                        transition.message.removeprefix(f"{transition.state}: "))
             if self.command is not None:
                 self.command.notify(transition)
         return transitions

@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 import apsw
 
 from agenttop.analysis.rules import Rule
+from agenttop.config import counted as _n
 from agenttop.store.facts import FileFacts, Observed, read_facts
 
 PASS, FAIL, NOT_OBSERVABLE = "pass", "fail", "not_observable"
@@ -163,10 +164,6 @@ def _facts(conn: apsw.Connection) -> _Facts:
 
 
 # ----------------------------------------------------------------------------- the items
-
-def _n(count: int, noun: str) -> str:
-    return f"{count:,} {noun if count == 1 else noun + 's'}"
-
 
 def _share(part: int, whole: int) -> str:
     return f"{part / whole:.0%}" if whole else "-"

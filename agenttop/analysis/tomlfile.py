@@ -64,26 +64,33 @@ def parse_tables(text: str, filename: str, table: str, model: type[M],
         raise error(f"{where(filename, line)}'{table}' must be [[{table}]] tables")
 
     out: list[tuple[M, int | None]] = []
+    problems: list[str] = []  # every problem of every entry, one line each
     for n, entry in enumerate(entries):
         start = headers[n] if n < len(headers) and len(headers) == len(entries) else None
         end = headers[n + 1] - 1 if start is not None and n + 1 < len(headers) else len(lines)
         name = entry.get(label_key) if isinstance(entry, dict) else None
         label = f'{table} "{name}"' if isinstance(name, str) else f"{table} #{n + 1}"
         if not isinstance(entry, dict):
-            raise error(f"{where(filename, start)}{label}: must be a table")
+            problems.append(f"{where(filename, start)}{label}: must be a table")
+            continue
         try:
             item = model.model_validate(entry)
         except ValidationError as e:
             errors = [((key_line(lines, str(err["loc"][0]), start, end, table)
                         if err["loc"] else None) or start, err) for err in e.errors()]
-            # The first problem in the file; but a misspelt key also makes its correct
-            # spelling "missing", so name the typo first.
-            line, first = min(errors, key=lambda item: (item[1]["type"] != "extra_forbidden",
-                                                        item[0] or 0))
-            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            raise error(f"{where(filename, line)}{label}: "
-                        f"{_describe(first, entry, model)}{more}") from None
+            # In file order; but a misspelt key also makes its correct spelling "missing",
+            # so the typo comes first.
+            errors.sort(key=lambda item: (item[1]["type"] != "extra_forbidden", item[0] or 0))
+            meant = {_meant(str(err["loc"][0]), entry, model) for _, err in errors
+                     if err["type"] == "extra_forbidden"}
+            errors = [(line, err) for line, err in errors if not (
+                err["type"] == "missing" and err["loc"] and err["loc"][0] in meant)]
+            problems += [f"{where(filename, line)}{label}: {_describe(err, entry, model)}"
+                         for line, err in errors]
+            continue
         out.append((item, key_line(lines, label_key, start, end, table) or start))
+    if problems:
+        raise error("\n".join(problems))
     return out
 
 
@@ -96,13 +103,23 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
+def _unset(entry: Mapping[str, Any], model: type[BaseModel]) -> list[str]:
+    """The model's keys (as written in the file) that ``entry`` does not set."""
+    return [info.alias or k for k, info in model.model_fields.items()
+            if (info.alias or k) not in entry]
+
+
+def _meant(word: str, entry: Mapping[str, Any], model: type[BaseModel]) -> str | None:
+    """The unset key a misspelt ``word`` most likely meant (its "missing" is the typo)."""
+    close = difflib.get_close_matches(word, _unset(entry, model), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def _describe(error: Mapping[str, Any], entry: Mapping[str, Any], model: type[BaseModel]) -> str:
     loc = error["loc"]
     path = ".".join(str(part) for part in loc)
     if error["type"] == "extra_forbidden":
-        known = [info.alias or k for k, info in model.model_fields.items()
-                 if (info.alias or k) not in entry]
-        return f"{path}: unknown key{_did_you_mean(str(loc[0]), known)}"
+        return f"{path}: unknown key{_did_you_mean(str(loc[0]), _unset(entry, model))}"
     if error["type"] == "missing":
         return f"{path}: required key is missing"
     message = str(error["msg"]).removeprefix("Value error, ")

@@ -140,7 +140,7 @@ class AgentTopApp(App[None]):
     MODES: ClassVar[dict[str, Any]] = {mode: cls for _, mode, cls, _ in SCREENS}
     DEFAULT_MODE = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
-        *(Binding(key, f"app.switch_mode('{mode}')", title, id=f"agenttop.{mode}")
+        *(Binding(key, f"app.show_mode('{mode}')", title, id=f"agenttop.{mode}")
           for key, mode, _, title in SCREENS),
         Binding("space", "toggle_pause", "Pause", id="agenttop.pause",
                 tooltip="Freeze the view; again to resume"),
@@ -148,6 +148,9 @@ class AgentTopApp(App[None]):
         Binding("b", "toggle_bell", "Bell on/off", id="agenttop.bell",
                 tooltip="Ring the terminal bell when an alert fires or resolves"),
         Binding("q", "quit", "Quit", id="agenttop.quit"),
+        Binding("y", "copy", "Copy", id="agenttop.copy", show=False,
+                tooltip="Copy the selected value (trace id, span id, message…) to the "
+                        "clipboard"),
         # Not in the footer, which the keys above already fill at 120 columns.
         Binding("r", "scorecard", "Readiness scorecard", id="agenttop.scorecard", show=False,
                 tooltip="The production-readiness scorecard, from this file"),
@@ -508,6 +511,19 @@ class AgentTopApp(App[None]):
         self.notify("Bell on: alerts ring the terminal bell" if self.bell_on else
                     "Bell off", title="Bell", timeout=3)
 
+    def action_copy(self) -> None:
+        """``y``: the screen's selected value to the clipboard (OSC 52), and a toast."""
+        screen = self._visible()
+        target = screen.copy_target() if screen is not None else None
+        if target is None:
+            self.notify("nothing to copy here", timeout=2)
+            return
+        what, text = target
+        self.copy_to_clipboard(text)
+        shown = clean(text)
+        shown = shown if len(shown) <= 40 else shown[:39] + "…"
+        self.notify(f"copied {what}: {shown}", timeout=3, markup=False)
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.help_sections()))
@@ -521,13 +537,25 @@ class AgentTopApp(App[None]):
         """Open a trace; ``span_id`` selects that span, ``location`` marks a finding."""
         self.push_screen(TraceScreen(trace_id, span_id=span_id, location=location))
 
+    def action_show_mode(self, mode: str) -> None:
+        """A screen's key: that screen itself, never a trace left open over it (``2``
+        always shows the trace list)."""
+        self.switch_mode(mode)
+        for _ in range(len(self.screen_stack) - 1):
+            self.pop_screen()
+
     async def show_traces(self, query: str, *, since_ns: int | None = None,
                           until_ns: int | None = None) -> None:
-        """Switch to the trace list showing ``query`` (as typed after ``/``) in a range."""
+        """Switch to the trace list showing ``query`` (as typed after ``/``) in a range;
+        escape there comes back to the screen this was called from."""
+        came_from = self.current_mode
         await self.switch_mode("traces")
+        while len(self.screen_stack) > 1:
+            await self.pop_screen()
         screen = self.screen
         if isinstance(screen, TracesScreen):
-            screen.set_filter(query, since_ns=since_ns, until_ns=until_ns)
+            screen.set_filter(query, since_ns=since_ns, until_ns=until_ns,
+                              back_to=came_from if came_from != "traces" else None)
 
     def help_sections(self) -> list[tuple[str, list[Binding]]]:
         """Every binding with a description, grouped by where it applies: each screen's
@@ -556,7 +584,7 @@ class AgentTopApp(App[None]):
         yield from super().get_system_commands(screen)
         for key, mode, _, title in SCREENS:
             yield SystemCommand(f"Screen: {title}", f"Switch to the {title.lower()} ({key})",
-                                lambda mode=mode: self.switch_mode(mode))
+                                lambda mode=mode: self.action_show_mode(mode))
         yield SystemCommand("Pause / resume live updates", "Freeze the view (space)",
                             self.action_toggle_pause)
         yield SystemCommand("Readiness scorecard", "Production readiness from what was "

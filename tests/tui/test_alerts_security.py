@@ -98,8 +98,8 @@ async def test_enter_on_a_layer_alert_shows_its_failing_traces(demo_db):
         assert hex_trace("run-18") in shown
         assert "failed:auth" in screen_text(app) and "started 15:01:30–now" in (
             screen_text(app))
-        await pilot.press("escape")  # clears the filter and the range
-        await refreshed(pilot)
+        await pilot.press("escape")  # back where it came from, the list whole again
+        await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen), what="alerts")
         assert traces.filter.empty and traces.range == (None, None)
 
 

@@ -384,6 +384,11 @@ class AgentsScreen(LiveScreen):
     def tables(self) -> list[SubjectTable]:
         return [self.query_one(cls) for cls in (AgentTable, ToolTable, ModelTable)]
 
+    def copy_target(self) -> tuple[str, str] | None:
+        table = self.focused if isinstance(self.focused, SubjectTable) else None
+        row = table.selected_item() if table is not None else None
+        return (table.KIND, row.subject.name) if row is not None else None  # type: ignore[union-attr]
+
     def collect(self) -> Job:
         now_ns = self.agenttop.now_ns()
         first = (now_ns - self.window_s * SECOND_NS) // MINUTE_NS

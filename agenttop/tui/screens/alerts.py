@@ -130,6 +130,10 @@ class AlertsScreen(LiveScreen):
     def table(self) -> AlertTable:
         return self.query_one("#alerts-table", AlertTable)
 
+    def copy_target(self) -> tuple[str, str] | None:
+        alert = self.table.selected_item()
+        return ("alert", f"{alert.key}: {alert.message}") if alert is not None else None
+
     # --- refresh ------------------------------------------------------------------------
     def collect(self) -> Job:
         now_ns = self.agenttop.now_ns()

@@ -58,6 +58,10 @@ class LiveScreen(Screen):
     def apply(self, result: Any) -> None:
         """Show a job's result (UI thread, inside a batch update)."""
 
+    def copy_target(self) -> tuple[str, str] | None:
+        """What ``y`` copies here: (what it is, its text), or None for nothing."""
+        return None
+
     def tick(self, now_ns: int) -> None:
         """Every refresh interval, with or without new data: what only the clock changes
         (UI thread; no reads)."""

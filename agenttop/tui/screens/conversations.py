@@ -122,6 +122,10 @@ class ConversationsScreen(LiveListScreen):
     def table(self) -> ConversationTable:
         return self.query_one(ConversationTable)
 
+    def copy_target(self) -> tuple[str, str] | None:
+        row = self.table.selected_item()
+        return ("session id", row.session) if row is not None else None
+
     def collect(self) -> Job:
         text, limit, cap = self.filter, self.limit, self.COUNT_CAP
         now_ns = self.agenttop.now_ns()

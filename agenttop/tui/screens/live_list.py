@@ -6,8 +6,11 @@
   within ``NEAR_END`` rows of the window's end;
 - follow (``f``): the cursor stays on the newest row as rows arrive, until the user moves
   it (``ListTable.UserMoved``);
-- the info line: how many rows match (counted up to ``COUNT_CAP``), the filter, what the
-  screen adds (``info_extras``), and LIVE or PAUSED.
+- the info line: how many rows match (counted up to ``COUNT_CAP``; "loading…" until the
+  rows of a new filter, severity or window arrive), the filter, what the screen adds
+  (``info_extras``), and LIVE or PAUSED;
+- a new filter, severity or window opens the list at its newest row; when not following,
+  rows that arrive above the viewport are counted ("↑ 12 newer", ``g`` goes there).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class LiveListScreen(LiveScreen):
     FILTER_ID: ClassVar[str] = "filter"
     INFO_ID: ClassVar[str] = "list-info"
     TABLE_ID: ClassVar[str] = "list-table"
+    NEWEST_FIRST: ClassVar[bool] = True  # new rows come in on top ("↑ N newer")
     PAGE: ClassVar[int] = 200
     NEAR_END: ClassVar[int] = 20
     COUNT_CAP: ClassVar[int] = 10_000
@@ -50,6 +54,12 @@ class LiveListScreen(LiveScreen):
         self.follow = False
         self.total = 0
         self.shown = 0
+        # What the list shows changed (filter, severity, window): "loading…" until its rows
+        # arrive, then the cursor on the newest one.
+        self.awaiting_rows = True
+        self.to_top = False
+        self.newer = 0  # rows that arrived above the viewport since the user left the top
+        self._newest_key: str | None = None  # the newest row's key, as of the last refresh
 
     # --- what subclasses give ---------------------------------------------------------------
     def parse_query(self, text: str) -> Any:
@@ -93,11 +103,26 @@ class LiveListScreen(LiveScreen):
     def shown_rows(self, shown: int, total: int) -> None:
         """A refresh brought ``shown`` rows of ``total`` matching ones."""
         self.shown, self.total = shown, total
+        self.awaiting_rows = False
+        table = self.table
+        keys = table.keys
+        if self.to_top:
+            self.to_top = False
+            self.newer = 0
+            if table.row_count:
+                table.move_cursor(row=0)
+            table.scroll_to(y=0, animate=False, immediate=True)
+        elif self.NEWEST_FIRST and not self.follow and self._newest_key in keys and (
+                table.cursor_row > 0 or table.scroll_offset.y > 0):
+            self.newer += keys.index(self._newest_key)  # type: ignore[arg-type]
+        self._newest_key = keys[0] if keys else None
         self.show_info()
 
     def show_info(self) -> None:
         info = Text(f"{self.NOUN} ", end="")
-        if self.shown:
+        if self.awaiting_rows:
+            info.append("loading…")
+        elif self.shown:
             more = "+" if self.total >= self.COUNT_CAP else ""
             info.append(f"1–{self.shown:,} of {self.total:,}{more}")
         else:
@@ -110,11 +135,14 @@ class LiveListScreen(LiveScreen):
         info.append("⏸ PAUSED" if self.agenttop.paused else "● LIVE")
         if self.follow:
             info.append("   ⇡ FOLLOW")
+        elif self.newer:
+            info.append(f"   ↑ {self.newer:,} newer (g)", style="bold")
         self.query_one(f"#{self.INFO_ID}", Static).update(info)
 
     def changed(self) -> None:
-        """What the list shows changed: from its first page again."""
+        """What the list shows changed: from its first page again, at its newest row."""
         self.limit = self.PAGE
+        self.awaiting_rows = self.to_top = True
         self.show_info()
         self.invalidate()
 
@@ -137,6 +165,7 @@ class LiveListScreen(LiveScreen):
         self.follow = not self.follow
         if self.follow and self.table.row_count:
             self.table.move_cursor(row=0)
+            self.newer = 0
         self.show_info()
 
     @on(Input.Changed)
@@ -154,8 +183,13 @@ class LiveListScreen(LiveScreen):
 
     @on(ListTable.UserMoved)
     def _user_moved(self, event: ListTable.UserMoved) -> None:
-        if self.follow and event.control is self.table:
+        if event.control is not self.table:
+            return
+        if self.follow:
             self.follow = False
+            self.show_info()
+        if self.newer and self.table.cursor_row == 0:  # back at the newest: seen them all
+            self.newer = 0
             self.show_info()
 
     @on(DataTable.RowHighlighted)

@@ -143,6 +143,10 @@ class LogsScreen(LiveListScreen):
         return self.query_one(LogTable)
 
     # --- refresh ----------------------------------------------------------------------
+    def copy_target(self) -> tuple[str, str] | None:
+        row = self.table.selected_item()
+        return ("log message", row.body) if row is not None and row.body else None
+
     def collect(self) -> Job:
         sev, text, limit, cap = self.min_severity, self.filter, self.limit, self.COUNT_CAP
 

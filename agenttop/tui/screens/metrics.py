@@ -176,6 +176,7 @@ class MetricsScreen(LiveListScreen):
     """Metric series, a page at a time, with figures for the rows on screen."""
 
     NOUN = "Metric series"
+    NEWEST_FIRST = False  # by activity, rows move up and down; by name, they do not arrive
     FILTER_ID = "metric-filter"
     INFO_ID = "metrics-info"
     TABLE_ID = "metric-table"
@@ -219,6 +220,13 @@ class MetricsScreen(LiveListScreen):
     def _rows_on_screen(self) -> int:
         table = self.table
         return int(table.scroll_offset.y) + max(table.size.height, 10) + FIGURES_MARGIN
+
+    def copy_target(self) -> tuple[str, str] | None:
+        row = self.table.selected_item()
+        if row is None:
+            return None
+        labels = ",".join(f"{k}={v}" for k, v in _attributes(row).items())
+        return "series", f"{row.name}{{{labels}}}" if labels else row.name
 
     def collect(self) -> Job:
         now, window_s, sort, text = self.agenttop.now_ns(), self.window_s, self.sort, \

@@ -131,6 +131,10 @@ class SecurityScreen(LiveListScreen):
         return self.query_one(FindingTable)
 
     # --- refresh ------------------------------------------------------------------------
+    def copy_target(self) -> tuple[str, str] | None:
+        finding = self.table.selected_item()  # redacted at ingest: the excerpt as stored
+        return ("finding", finding.excerpt) if finding is not None else None
+
     def collect(self) -> Job:
         f, now_ns, limit, cap = self.filter, self.agenttop.now_ns(), self.limit, self.COUNT_CAP
 

@@ -105,6 +105,11 @@ class TraceScreen(LiveScreen):
             self.tree.ruler()))
 
     # --- refresh ------------------------------------------------------------------------
+    def copy_target(self) -> tuple[str, str] | None:
+        if self.detail_span_id is not None:
+            return "span id", self.detail_span_id
+        return "trace id", self.trace_id
+
     def collect(self) -> Job:
         trace_id, known = self.trace_id, self._version
 

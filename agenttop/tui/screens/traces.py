@@ -65,6 +65,7 @@ class TracesScreen(LiveListScreen):
         self.range: tuple[int | None, int | None] = (None, None)
         self.ahead = 0
         self.marked: str | None = None  # a trace to compare others with
+        self.back_to: str | None = None  # the screen a jump came from: escape returns
         super().__init__(id="traces")
 
     def compose(self) -> ComposeResult:
@@ -119,6 +120,10 @@ class TracesScreen(LiveListScreen):
         if self.marked:
             info.append(f"   marked {self.marked[:8]} (d compares)", style="bold")
 
+    def copy_target(self) -> tuple[str, str] | None:
+        selected = self.table.selected_key()
+        return ("trace id", selected) if selected else None
+
     # --- actions ----------------------------------------------------------------------
     def action_mark(self) -> None:
         selected = self.table.selected_key()
@@ -141,9 +146,11 @@ class TracesScreen(LiveListScreen):
             self.app.push_screen(DiffScreen(self.marked, selected))
 
     def set_filter(self, text: str, *, since_ns: int | None = None,
-                   until_ns: int | None = None) -> None:
-        """Show the traces matching ``text`` (as typed after ``/``) started in a range."""
+                   until_ns: int | None = None, back_to: str | None = None) -> None:
+        """Show the traces matching ``text`` (as typed after ``/``) started in a range;
+        ``back_to``: the screen (mode) escape returns to, clearing the filter."""
         self.range = (since_ns, until_ns)
+        self.back_to = back_to
         box = self.filter_box
         with box.prevent(Input.Changed):
             box.value = text
@@ -153,8 +160,15 @@ class TracesScreen(LiveListScreen):
         self.table.focus()
         self.changed()
 
-    def action_clear_filter(self) -> None:
+    async def action_clear_filter(self) -> None:
         box = self.filter_box
+        if self.back_to is not None and not box.has_focus:
+            # Opened from another screen (an alert's breaching traces): escape goes back
+            # there, and the list is whole again for the next visit.
+            mode, self.back_to = self.back_to, None
+            self.set_filter("")
+            self.agenttop.action_show_mode(mode)
+            return
         if not (box.has_focus and box.value):
             if self.range != (None, None) and not box.value:
                 self.set_filter("")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar, Generic, TypeVar
 
 from rich.text import Text
-from textual.binding import BindingType
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
 
@@ -31,7 +31,11 @@ class ListTable(DataTable, Generic[T]):
     COLUMNS: ClassVar[tuple[tuple[str, str, int | None], ...]] = ()
     FLEX: ClassVar[str] = ""
     FLEX_MIN: ClassVar[int] = 16
-    BINDINGS: ClassVar[list[BindingType]] = [*VI_KEYS]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *VI_KEYS,
+        Binding("g", "scroll_top", "Newest (top)", show=False, id="nav.top"),
+        Binding("G", "scroll_bottom", "Bottom", show=False, id="nav.bottom"),
+    ]
 
     class UserMoved(Message):
         """The user moved the cursor (keys or mouse): following the newest row stops."""

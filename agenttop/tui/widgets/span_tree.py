@@ -30,6 +30,7 @@ from agenttop.tui.trace_model import TOP, TraceModel
 
 CHUNK = 200
 INITIAL_LINES = 400
+EXPAND_ALL_LINES = 5_000  # Z opens at most this many lines (a trace may hold 100,000 spans)
 GUIDE_DEPTH = 2
 LAYER_WIDTH = 8
 DURATION_WIDTH = 8
@@ -54,6 +55,16 @@ class SpanTree(Tree[NodeData]):
         Binding("enter", "select_cursor", "Expand/collapse", id="trace.toggle",
                 tooltip="Expand or collapse the span; on a \"more\" line, load more spans"),
         *VI_KEYS,
+        # As in otel-tui and lazygit: left collapses an open span, else goes to its parent;
+        # right opens a closed one, else goes to its first child.
+        Binding("left,h", "collapse_or_parent", "Collapse / parent", id="trace.collapse",
+                show=False),
+        Binding("right,l", "expand_or_child", "Expand / child", id="trace.expand",
+                show=False),
+        Binding("p", "cursor_parent", "Parent span", id="trace.parent", show=False),
+        Binding("z", "collapse_all", "Collapse all", id="trace.collapse_all", show=False),
+        Binding("Z", "expand_all", "Expand all", id="trace.expand_all", show=False,
+                tooltip=f"Every span, up to {EXPAND_ALL_LINES:,} lines"),
         # Tree toggles nodes with space; here space pauses like everywhere else, and
         # enter toggles (Tree's auto_expand on select).
         Binding("space", "app.toggle_pause", "Pause", id="agenttop.pause"),
@@ -144,6 +155,63 @@ class SpanTree(Tree[NodeData]):
         self._add_children(parent, data.parent)
         self.get_node_at_line(0)  # lay the new lines out before moving the cursor there
         self.move_cursor(self._by_key.get(first_new))
+
+    # --- keys -------------------------------------------------------------------------
+    def _openable(self, node: TreeNode[NodeData]) -> bool:
+        return isinstance(node.data, str) and bool(self.model.kids(node.data))
+
+    def action_collapse_or_parent(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.is_expanded and self._openable(node):
+            node.collapse()
+        elif node.parent is not None and node.parent is not self.root:
+            self.move_cursor(node.parent)
+
+    def action_expand_or_child(self) -> None:
+        node = self.cursor_node
+        if node is None or not self._openable(node):
+            return
+        if not node.is_expanded:
+            key = node.data
+            if key not in self._loaded:
+                self._add_children(node, key)  # type: ignore[arg-type]
+            node.expand()
+        elif node.children:
+            self.get_node_at_line(0)  # lay the lines out before moving there
+            self.move_cursor(node.children[0])
+
+    def action_collapse_all(self) -> None:
+        """Every span closed; the cursor on the top-level span it was under."""
+        node = self.cursor_node
+        while node is not None and node.parent is not None and node.parent is not self.root:
+            node = node.parent
+        for child in self.root.children:
+            child.collapse_all()
+        self.get_node_at_line(0)
+        if node is not None:
+            self.move_cursor(node)
+
+    def action_expand_all(self) -> None:
+        """Every span open, loading children as needed, up to ``EXPAND_ALL_LINES``."""
+        budget = EXPAND_ALL_LINES - len(self._by_key)
+        queue = list(self.root.children)
+        while queue:
+            node = queue.pop(0)
+            key = node.data
+            if not isinstance(key, str) or not self.model.kids(key):
+                continue
+            if key not in self._loaded:
+                if budget <= 0:
+                    break
+                budget -= self._add_children(node, key)
+            node.expand()
+            queue.extend(node.children)
+        self.get_node_at_line(0)
+        if len(self._by_key) >= EXPAND_ALL_LINES:
+            self.notify(f"opened the first {EXPAND_ALL_LINES:,} lines of this trace",
+                        timeout=3)
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[NodeData]) -> None:
         key = event.node.data
