@@ -20,6 +20,7 @@ from agenttop.config import (
     ServeSettings,
     UiSettings,
     default_db_path,
+    home_relative,
     parse_address,
 )
 from agenttop.options import build, option, options, serve_args
@@ -555,10 +556,9 @@ def run(with_demo: bool, **values: Any) -> None:
     Takes serve's options and passes them on to it. Point your exporters at the --grpc or
     the --http address. Quitting the UI stops the receiver cleanly (everything received is
     flushed); its log is written beside the database. With --demo and no --db, the
-    simulated traffic goes to demo.db in the user data directory, never into your default
-    database.
+    simulated traffic goes to demo.db beside the default database, never into it.
     """
-    from agenttop.launcher import Children, LaunchError, exit_reason, log_path
+    from agenttop.launcher import Children, LaunchError, exit_reason, log_path, port_in_use
     from agenttop.tui.app import make_app
 
     if with_demo and values.get("db") is None:
@@ -576,21 +576,34 @@ def run(with_demo: bool, **values: Any) -> None:
     # Secrets go through the environment: `ps` shows a command line to everyone.
     os.environ.update(env)
     children = Children(log_path(db))
+    failed: list[str] = []  # why serve ended before it listened
     try:
-        serve_proc = children.start_serve(args, settings.grpc)
+        for address in (settings.grpc, settings.http):
+            busy = address and port_in_use(address)
+            if busy:
+                raise LaunchError(busy)
+        serve = children.start_serve(args, settings.grpc)
         if with_demo:
             children.start(["demo", "--endpoint", settings.grpc])
 
         def serve_health() -> str | None:
-            ended = exit_reason(serve_proc)
+            reason = serve.failed_start()
+            if reason is not None:  # it never came up: say why in one line, as serve would
+                failed.append(reason)
+                app.call_from_thread(app.exit, None, 1)
+            ended = exit_reason(serve.proc)
             return ended and f"agenttop serve {ended}; its log: {children.log}"
 
-        make_app(db, rules=alert_rules, health_check=serve_health).run()
+        greeting = (f"demo traffic goes to {home_relative(db)}, not your default database"
+                    if with_demo else None)
+        app = make_app(db, rules=alert_rules, health_check=serve_health, greeting=greeting)
+        app.run()
     except LaunchError as e:
-        children.stop()
-        _fail(str(e))
+        failed.append(str(e))
     finally:
         children.stop()
+    if failed:
+        _fail(failed[0])
 
 
 if __name__ == "__main__":

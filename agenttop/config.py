@@ -27,6 +27,17 @@ def default_db_path() -> Path:
     return platformdirs.user_data_path("agenttop") / "agenttop.db"
 
 
+def home_relative(path: Path) -> str:
+    """``~/.local/share/agenttop/agenttop.db``: a path under the home directory, short."""
+    try:
+        return "~/" + str(path.expanduser().relative_to(Path.home()))
+    except (ValueError, RuntimeError):  # elsewhere, or no home directory
+        return str(path)
+
+
+DEFAULT_DB_SHOWN = home_relative(default_db_path())
+
+
 def parse_address(value: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[V6]:PORT`` or a bare ``PORT`` (loopback) -> (host, port)."""
     value = value.strip()
@@ -219,7 +230,7 @@ class ServeSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     db: Annotated[Path, Cli(env="AGENTTOP_DB", metavar="FILE",
-                            show_default="a file in the user data directory")] = Field(
+                            show_default=DEFAULT_DB_SHOWN)] = Field(
         default_factory=default_db_path,
         description="SQLite database file (env AGENTTOP_DB).")
     grpc: Annotated[str, Cli(metavar="HOST:PORT")] = Field(
@@ -475,7 +486,7 @@ class UiSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     db: Annotated[Path, Cli(env="AGENTTOP_DB", metavar="FILE",
-                            show_default="a file in the user data directory")] = Field(
+                            show_default=DEFAULT_DB_SHOWN)] = Field(
         default_factory=default_db_path, description="SQLite database file (env AGENTTOP_DB).")
     rules: Annotated[Path | None, Cli(metavar="FILE", exists=True)] = Field(
         None, description=ServeSettings.model_fields["rules"].description)

@@ -8,17 +8,17 @@ flushes) and reaped; none is left behind.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from agenttop.config import parse_address
 
-STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 
 
@@ -69,11 +69,56 @@ def exit_reason(proc: subprocess.Popen) -> str | None:
     return f"exited with code {code}"
 
 
+class Serve:
+    """The ``serve`` child of a run, and whether it came up.
+
+    Readiness is serve's own line in its log, not a successful connect: another program
+    already listening on the port would answer a connect too.
+    """
+
+    def __init__(self, proc: subprocess.Popen, log: Path, offset: int) -> None:
+        self.proc = proc
+        self.log = log
+        self.offset = offset
+        self.ready = False
+
+    def failed_start(self) -> str | None:
+        """Its one-line reason when it ended before it listened; None while it starts or
+        once it listens."""
+        if self.ready:
+            return None
+        exited = self.proc.poll() is not None  # before reading: its last words are written
+        text = _new_text(self.log, self.offset)
+        if READY in text:
+            self.ready = True
+            return None
+        return _last_error(text) if exited else None
+
+
+def port_in_use(address: str) -> str | None:
+    """``cannot listen on HOST:PORT: Address already in use`` when another program listens
+    there: said at once, where serve would say it after starting."""
+    host, port = parse_address(address)
+    if port == 0:
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As a server binds: a port left in TIME_WAIT is free to listen on.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return f"cannot listen on {address}: {os.strerror(e.errno)}"
+    return None
+
+
 class Children:
     """The child processes of one ``agenttop run``."""
 
     def __init__(self, log: Path) -> None:
         self.log = log
+        log.touch(mode=0o600)  # from the start: the place to look when anything goes wrong
         self.procs: list[subprocess.Popen] = []
 
     def start(self, args: Sequence[str]) -> subprocess.Popen:
@@ -85,27 +130,13 @@ class Children:
         self.procs.append(proc)
         return proc
 
-    def start_serve(self, args: Sequence[str], grpc: str) -> subprocess.Popen:
-        """Start ``serve`` with ``args`` (its options, listening for OTLP/gRPC on ``grpc``)
-        and wait until it listens; LaunchError with its reason if not.
-
-        Readiness is serve's own line in its log, not a successful connect: another
-        program already listening on the port would answer a connect too.
-        """
+    def start_serve(self, args: Sequence[str], grpc: str) -> Serve:
+        """Start ``serve`` with ``args`` (its options, listening for OTLP/gRPC on ``grpc``),
+        without waiting for it: the UI paints meanwhile and says it is coming up."""
         if parse_address(grpc)[1] == 0:
             raise LaunchError("agenttop run needs a fixed --grpc port for the exporters")
         offset = self.log.stat().st_size if self.log.exists() else 0
-        proc = self.start(["serve", *args])
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            exited = proc.poll() is not None
-            text = _new_text(self.log, offset)
-            if READY in text:
-                return proc
-            if exited:
-                raise LaunchError(_last_error(text))
-            time.sleep(0.05)
-        raise LaunchError(f"agenttop serve did not start listening on {grpc} in time")
+        return Serve(self.start(["serve", *args]), self.log, offset)
 
     def stop(self) -> None:
         """Stop the children one by one, newest first, killing any that do not stop.

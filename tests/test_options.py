@@ -144,3 +144,13 @@ def test_ui_on_a_file_it_cannot_watch_is_one_line(tmp_path):
         assert result.exit_code == 1, result.output
         [line] = result.output.strip().splitlines()
         assert line.startswith("agenttop: error: ") and says in line
+
+
+def test_help_shows_the_actual_default_database_path():
+    from agenttop.config import default_db_path, home_relative
+
+    shown = home_relative(default_db_path())
+    assert shown.endswith("agenttop.db") and "user data directory" not in shown
+    for command in ("ui", "serve", "run"):
+        result = CliRunner().invoke(main, [command, "--help"], terminal_width=200)
+        assert f"[default: {shown}]" in result.output, command

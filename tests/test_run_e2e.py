@@ -145,3 +145,23 @@ def test_demo_never_writes_into_the_default_database(tmp_path):
     assert result.returncode == 1
     assert (tmp_path / "agenttop" / "demo.db.log").exists()
     assert not (tmp_path / "agenttop" / "agenttop.db.log").exists()
+
+
+@pytest.mark.timeout(180)
+def test_a_receiver_that_fails_after_the_ui_painted_is_one_line(tmp_path):
+    """The UI paints before serve has started; if serve then fails to come up (here: the
+    file already has a receiver), run exits with serve's reason in one line."""
+    from tests.test_process import start_serve, wait_listening
+
+    db, first_port = tmp_path / "a.db", free_port()
+    first = start_serve(db, first_port)
+    try:
+        wait_listening(first, first_port)
+        term = Terminal([sys.executable, "-m", "agenttop.cli", "run", "--db", str(db),
+                         "--grpc", f"127.0.0.1:{free_port()}", "--http", "off"])
+        assert term.wait_exit(120) == 1
+        text = term.text()
+        assert "agenttop: error:" in text and "receiver" in text.split("agenttop: error:")[-1]
+    finally:
+        first.terminate()
+        first.wait(30)

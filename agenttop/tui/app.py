@@ -168,8 +168,10 @@ class AgentTopApp(App[None]):
         rules: Sequence[Rule] | None = None,
         health_check: Callable[[], str | None] | None = None,
         bell: bool = True,
+        greeting: str | None = None,
     ) -> None:
         super().__init__()
+        self.greeting = greeting
         self.bell_on = bell
         # Alert notifications: the newest alert id and the firing episodes (id -> key) as
         # of the last refresh; None until the first, whose alerts are not news.
@@ -252,6 +254,8 @@ class AgentTopApp(App[None]):
 
     # --- the refresh loop ---------------------------------------------------------------
     def on_mount(self) -> None:
+        if self.greeting:
+            self.notify(self.greeting, timeout=8, markup=False)
         self._show_status()
         self.set_interval(self.refresh_s, self._tick, name="refresh")
         self.request_refresh()
@@ -600,6 +604,7 @@ def make_app(
     rules: Sequence[Rule] | None = None,
     health_check: Callable[[], str | None] | None = None,
     bell: bool = True,
+    greeting: str | None = None,
 ) -> AgentTopApp:
     """The TUI over the database file ``db`` (which may not exist yet).
 
@@ -609,7 +614,8 @@ def make_app(
     UI thread; a string it returns says why the receiver is gone, and the receiver then
     counts as not running (``agenttop run`` passes one that reports its ``serve`` child's
     exit, which it knows before the heartbeat goes stale). ``bell``: ring the terminal bell
-    when an alert fires or resolves (``b`` toggles it).
+    when an alert fires or resolves (``b`` toggles it). ``greeting``: a toast at start
+    (``run --demo`` says where the demo traffic goes).
     """
     return AgentTopApp(db, refresh_s=refresh_s, clock=clock, rules=rules,
-                       health_check=health_check, bell=bell)
+                       health_check=health_check, bell=bell, greeting=greeting)

@@ -105,3 +105,15 @@ async def test_2_always_shows_the_trace_list(demo_db):
         await open_trace(pilot, hex_trace("run-3"))
         await pilot.press("1", "2")
         await wait_for(pilot, lambda: isinstance(app.screen, TracesScreen), what="the list")
+
+
+async def test_a_greeting_says_where_demo_traffic_goes(demo_db):
+    from agenttop.tui.app import make_app
+    from tests.tui.fixtures import frozen_clock
+
+    app = make_app(demo_db, refresh_s=60, clock=frozen_clock,
+                   greeting="demo traffic goes to ~/x/demo.db, not your default database")
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot)
+        assert [n.message for n in app._notifications] == [
+            "demo traffic goes to ~/x/demo.db, not your default database"]
