@@ -63,7 +63,7 @@ from agenttop.tui.screens.logs import LogsScreen, LogTable
 from agenttop.tui.screens.metrics import MetricsScreen, MetricTable
 from agenttop.tui.screens.scorecard import ScorecardScreen
 from agenttop.tui.screens.security import FindingTable, SecurityScreen
-from agenttop.tui.screens.trace import TraceScreen
+from agenttop.tui.screens.trace import DetailPane, TraceScreen
 from agenttop.tui.screens.traces import TracesScreen
 from agenttop.tui.source import NotReady, Source
 from agenttop.tui.text import clean
@@ -567,7 +567,7 @@ class AgentTopApp(App[None]):
         lists and trees share (ids ``nav.*``)."""
         places: list[tuple[str, tuple[type, ...]]] = [
             ("Dashboard", (DashboardScreen,)), ("Traces", (TracesScreen, TraceTable)),
-            ("Trace", (TraceScreen, SpanTree)), ("Alerts", (AlertsScreen, AlertTable)),
+            ("Trace", (TraceScreen, SpanTree, DetailPane)), ("Alerts", (AlertsScreen, AlertTable)),
             ("Security", (SecurityScreen, FindingTable)),
             ("Metrics", (MetricsScreen, MetricTable)), ("Logs", (LogsScreen, LogTable)),
             ("Conversations", (ConversationsScreen, ConversationTable)),

@@ -117,3 +117,26 @@ async def test_a_greeting_says_where_demo_traffic_goes(demo_db):
         await refreshed(pilot)
         assert [n.message for n in app._notifications] == [
             "demo traffic goes to ~/x/demo.db, not your default database"]
+
+
+async def test_j_and_k_scroll_the_span_detail_and_help_lists_them(demo_db):
+    from tests.tui.test_app import select_span
+
+    app = app_for(demo_db)
+    async with app.run_test(size=(120, 24)) as pilot:
+        screen = await open_trace(pilot, hex_trace("run-0"))
+        await select_span(pilot, screen, hex_span("run-0", "chat gpt-4o"))
+        pane = screen.query_one("#detail-pane")
+        pane.focus()
+        await pilot.pause()
+        assert pane.max_scroll_y > 2
+        await pilot.press("j", "j", "j")
+        await pilot.pause()
+        assert pane.scroll_y == 3
+        await pilot.press("k")
+        await pilot.pause()
+        assert pane.scroll_y == 2
+        await pilot.press("question_mark")
+        await pilot.pause()
+        help_text = str(app.screen.query_one("#help-text").render())
+        assert "Scroll down" in help_text and "Jump to trace id" in help_text

@@ -28,7 +28,7 @@ def bindings_by_id(cls: type) -> dict[str, Binding]:
 BUILTIN: tuple[tuple[str, str], ...] = (
     ("↑ ↓", "move the cursor"),
     ("pgup pgdn", "move by a page"),
-    ("ctrl+p", "command palette: screens and actions"),
+    ("ctrl+p", "command palette: screens, actions, and \"Jump to trace id\""),
 )
 
 

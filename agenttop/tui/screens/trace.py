@@ -49,6 +49,15 @@ class DetailLoaded(Message):
         self.error = error
 
 
+class DetailPane(VerticalScroll):
+    """The span detail's scroll: j / k scroll it as the arrows do when it has focus."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "scroll_down", "Scroll down", show=False, id="detail.down"),
+        Binding("k", "scroll_up", "Scroll up", show=False, id="detail.up"),
+    ]
+
+
 class TraceScreen(LiveScreen):
     """A trace's span tree with waterfall bars, and the selected span's detail."""
 
@@ -82,7 +91,7 @@ class TraceScreen(LiveScreen):
             with Vertical(id="tree-pane"):
                 yield Static(id="ruler")
                 yield SpanTree(id="span-tree")
-            with VerticalScroll(id="detail-pane"):
+            with DetailPane(id="detail-pane"):
                 yield SpanDetailView(id="span-detail")
         yield Footer()
 
