@@ -140,3 +140,28 @@ async def test_j_and_k_scroll_the_span_detail_and_help_lists_them(demo_db):
         await pilot.pause()
         help_text = str(app.screen.query_one("#help-text").render())
         assert "Scroll down" in help_text and "Jump to trace id" in help_text
+
+
+async def test_the_service_column_shows_long_names_whole_when_there_is_room(tmp_path):
+    from agenttop.tui.app import make_app
+    from agenttop.tui.widgets.trace_table import TraceTable
+    from tests.tui.fixtures import SERVER, frozen_clock, span
+
+    db = tmp_path / "wide.db"
+    long_name = "rc2-pydantic-ai-v2-http"
+    write(db, ("traces", traces_request([(long_name, [span(
+        "wide", "invoke_agent research", key="root", base_ns=NOW - 10**9, duration_ms=20,
+        kind=SERVER)])])))
+    for size, whole in (((200, 40), True), ((120, 36), False)):
+        app = make_app(db, refresh_s=60, clock=frozen_clock)
+        async with app.run_test(size=size) as pilot:
+            table = await open_traces(pilot)
+            listed = rendered(table)
+            assert (long_name in listed) is whole, listed.splitlines()[1]
+            # The root name keeps its room first: the service grows only past it.
+            assert isinstance(table, TraceTable)
+            if whole:
+                assert "invoke_agent research" in listed
+                assert table.columns["root"].width >= TraceTable.FLEX_KEEP
+            else:
+                assert table.columns["service"].width == 13

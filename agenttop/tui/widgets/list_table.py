@@ -31,6 +31,10 @@ class ListTable(DataTable, Generic[T]):
     COLUMNS: ClassVar[tuple[tuple[str, str, int | None], ...]] = ()
     FLEX: ClassVar[str] = ""
     FLEX_MIN: ClassVar[int] = 16
+    # Columns that widen to their widest cell, up to this many cells, while the FLEX
+    # column keeps FLEX_KEEP: a service name is read whole when there is room.
+    GROW: ClassVar[dict[str, int]] = {}
+    FLEX_KEEP: ClassVar[int] = 32
     BINDINGS: ClassVar[list[BindingType]] = [
         *VI_KEYS,
         Binding("g", "scroll_top", "Newest (top)", show=False, id="nav.top"),
@@ -55,6 +59,7 @@ class ListTable(DataTable, Generic[T]):
         self.items: dict[str, T] = {}
         self._cells: dict[str, dict[str, Text]] = {}
         self._order: list[str] = []
+        self._widest: dict[str, int] = {}  # GROW column -> its widest cell
 
     # --- columns --------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -67,14 +72,28 @@ class ListTable(DataTable, Generic[T]):
         self.fit_columns()
 
     def fit_columns(self) -> None:
-        column = self.columns.get(self.FLEX)  # type: ignore[call-overload]
-        if column is None:
+        flex = self.columns.get(self.FLEX)  # type: ignore[call-overload]
+        if flex is None:
             return
-        fixed = (sum(w or 0 for _, _, w in self.COLUMNS)
-                 + 2 * self.cell_padding * len(self.COLUMNS))
-        width = max(self.FLEX_MIN, self.size.width - fixed - 2)
-        if column.width != width:
-            column.width = width
+        widths = {key: w or 0 for key, _, w in self.COLUMNS if key != self.FLEX}
+        free = (self.size.width - sum(widths.values()) - 2 * self.cell_padding
+                * len(self.COLUMNS) - 2)
+        # What the FLEX column can give up and keep FLEX_KEEP; the GROW columns take it.
+        room = free - max(self.FLEX_MIN, self.FLEX_KEEP)
+        for key, most in self.GROW.items():
+            extra = min(max(0, min(most, self._widest.get(key, 0)) - widths[key]),
+                        max(0, room))
+            widths[key] += extra
+            free -= extra
+            room -= extra
+        changed = False
+        grown = [(key, widths[key]) for key in self.GROW]
+        for key, width in [*grown, (self.FLEX, max(self.FLEX_MIN, free))]:
+            column = self.columns.get(key)  # type: ignore[call-overload]
+            if column is not None and column.width != width:
+                column.width = width
+                changed = True
+        if changed:
             self._require_update_dimensions = True
             self.refresh()
 
@@ -124,6 +143,10 @@ class ListTable(DataTable, Generic[T]):
             rank = {id(self._cells[k][first]): i for i, k in enumerate(wanted)}
             self.sort(first, key=lambda cell: rank[id(cell)])
         self._order = wanted
+        if self.GROW:
+            self._widest = {key: max((self._cells[k][key].cell_len for k in wanted),
+                                     default=0) for key in self.GROW}
+            self.fit_columns()
         if follow and wanted:
             self.move_cursor(row=0, scroll=True)
         elif selected in wanted_set:

@@ -38,6 +38,7 @@ class TraceTable(ListTable[TraceRow]):
 
     COLUMNS = COLUMNS
     FLEX = "root"
+    GROW = {"service": 26}  # "rc2-pydantic-ai-v2-http", "research-agent" whole
     FLEX_MIN = ROOT_MIN_WIDTH
 
     BINDINGS: ClassVar[list[BindingType]] = [
