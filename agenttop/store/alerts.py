@@ -13,6 +13,7 @@ Writes run inside the caller's transaction (``Writer.call``): none begins or com
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import apsw
@@ -159,10 +160,13 @@ def count_resolved(conn: apsw.Connection) -> int:
     return count_state(conn, "resolved")
 
 
-def alert_changes(conn: apsw.Connection, after_id: int | None
+def alert_changes(conn: apsw.Connection, after_id: int | None, watched: Sequence[int] = ()
                   ) -> tuple[int, list[AlertEpisode]]:
-    """The newest alert id, and the episodes firing now or written after ``after_id``
-    (None: firing ones only). What the UI compares between refreshes to notify."""
+    """The newest alert id, and the episodes firing now, written after ``after_id`` (None:
+    firing ones only) or ``watched`` (those firing at the last read: how each resolved).
+    What the UI compares between refreshes to notify."""
     top = int(scalar(conn, "SELECT coalesce(max(alert_id), 0) FROM alerts") or 0)  # type: ignore[arg-type]
-    return top, _episodes(conn, "state = 'firing' OR alert_id > ? ORDER BY alert_id",
-                          (top if after_id is None else after_id,))
+    return top, _episodes(
+        conn, "state = 'firing' OR alert_id > ? OR alert_id IN (SELECT value FROM "
+              "json_each(?)) ORDER BY alert_id",
+        (top if after_id is None else after_id, json.dumps(list(watched))))

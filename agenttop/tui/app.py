@@ -290,10 +290,10 @@ class AgentTopApp(App[None]):
         if self._status_busy:
             return
         self._status_busy = True
-        self._status_worker(self._alert_mark)
+        self._status_worker(self._alert_mark, list(self._firing))
 
     @work(thread=True, exit_on_error=False, group="status")
-    def _status_worker(self, alert_mark: int | None) -> None:
+    def _status_worker(self, alert_mark: int | None, firing: list[int]) -> None:
         status = Status()
         if self._health_check is not None:
             try:
@@ -303,7 +303,7 @@ class AgentTopApp(App[None]):
         try:
             with self.source.connection() as conn:
                 status.mark = span_mark(conn)
-                status.alerts = alert_changes(conn, alert_mark)
+                status.alerts = alert_changes(conn, alert_mark, firing)
                 status.receiver, status.receiver_read = read_status(conn), True
                 status.version = data_version(conn)
         except NotReady as e:
@@ -486,16 +486,20 @@ class AgentTopApp(App[None]):
         if self._alert_mark is not None:
             news: list[tuple[str, str, str]] = []  # (title, message, severity)
             old = self._alert_mark
+            by_id = {a.alert_id: a for a in rows}
             for alert in rows:
                 if alert.alert_id > old:
                     news.append((f"Alert firing: {clean(str(alert.key))}", alert.message,
                                  "error"))
-            for alert_id, key in self._firing.items():
-                if alert_id not in firing:
-                    news.append((f"Alert resolved: {clean(key)}", "", "information"))
-            for alert in rows:
-                if alert.alert_id > old and alert.state == "resolved":
-                    news.append((f"Alert resolved: {clean(str(alert.key))}", "", "information"))
+            # A resolution says what resolved it: the value, not the title again.
+            resolved = [(alert_id, key, by_id[alert_id].message if alert_id in by_id else "")
+                        for alert_id, key in self._firing.items() if alert_id not in firing]
+            resolved += [(a.alert_id, str(a.key), a.message) for a in rows
+                         if a.alert_id > old and a.state == "resolved"]
+            for _, key, message in resolved:
+                # An episode's message is its firing message, then "; resolved: why".
+                why = message.rpartition("resolved: ")[2] if "resolved: " in message else ""
+                news.append((f"Alert resolved: {clean(key)}", why, "information"))
             for title, message, severity in news:
                 # Markup off: keys and messages are the evaluator's, built from user rules
                 # and series labels.

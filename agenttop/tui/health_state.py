@@ -81,8 +81,8 @@ def layer_state(health: LayerHealth, rules: Sequence[Rule], firing: Iterable[str
                 if seen.samples >= rule.min_samples:
                     worse(LayerState("critical", describe(rule)))
                 else:
-                    worse(LayerState("warn", f"{describe(rule)} ({seen.samples}/"
-                                             f"{rule.min_samples} {seen.unit})"))
+                    worse(LayerState("warn", f"{describe(rule)} (needs {rule.min_samples} "
+                                             f"{seen.unit}, has {seen.samples})"))
             elif _elevated(rule, seen.value):
                 worse(LayerState("warn", describe(rule, "near")))
     if health.failures and best.state == "ok":

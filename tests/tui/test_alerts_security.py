@@ -235,10 +235,12 @@ async def test_new_alerts_notify_and_ring_the_bell(demo_db):
         assert not app.bell_on
         record_alerts(demo_db, [alert_transition(
             "tool-error-rate", "resolved", started_ns=started, at_ns=NOW, value=0.0,
-            message="resolved")])
+            message="resolved: tool failure_rate 0% (not > 2%) over 5m")])
         await refreshed(pilot)
         resolved = [n for n in app._notifications if n.title.startswith("Alert resolved")]
         assert len(resolved) == 1 and resolved[0].severity == "information"
+        # What resolved it, not the title again.
+        assert resolved[0].message == "tool failure_rate 0% (not > 2%) over 5m"
         assert rings == [1]  # no bell while it is off
         assert "● 1 firing" in app.sub_title
 
