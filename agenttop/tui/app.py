@@ -44,6 +44,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from agenttop.analysis.rules import Rule, load_rules
+from agenttop.config import home_relative
 from agenttop.store import StoreError
 from agenttop.store.alerts import AlertEpisode, alert_changes
 from agenttop.store.db import locked_message
@@ -198,7 +199,7 @@ class AgentTopApp(App[None]):
         self.status_count = 0  # status reads applied
         self.ingest_rate: float | None = None  # spans stored per second
         self.db_size: int | None = None
-        self.title = clean(f"agenttop · {self.db}")
+        self.title = clean(f"agenttop · {home_relative(self.db)}")
         self.sub_title = "● LIVE"
 
     # --- time and status ----------------------------------------------------------------
@@ -218,7 +219,10 @@ class AgentTopApp(App[None]):
         return status.notice, "info"
 
     def _show_status(self) -> None:
-        parts = ["⏸ PAUSED" if self.paused else "● LIVE"]
+        # Most telling first: a header too narrow for all of it cuts the file size, not
+        # the firing count.
+        parts = [f"● {len(self._firing)} firing"] if self._firing else []
+        parts.append("⏸ PAUSED" if self.paused else "● LIVE")
         receiver = self.receiver
         if receiver is not None and receiver.state == "running":
             rate = ("" if self.ingest_rate is None else
@@ -230,18 +234,18 @@ class AgentTopApp(App[None]):
         parts.append(f"db {fmt.size(self.db_size)}")
         loading = self.loading_s
         if loading is not None and loading >= LOADING_AFTER_S:
-            parts.append(f"loading {loading:.0f}s…")
-        if self._firing:
-            parts.append(f"● {len(self._firing)} firing")
+            parts.insert(-1, f"loading {loading:.0f}s…")
         self.sub_title = " · ".join(parts)
 
     def format_title(self, title: str, sub_title: str) -> Content:
         """The header's line. The status outranks the path: when both do not fit, the
-        middle of the path gives way first."""
+        middle of the path gives way first, then the path."""
         room = self.size.width - HEADER_CHROME - 3 - cell_len(sub_title)  # 3: " — "
         if cell_len(title) > room >= 16:
             head = 11  # "agenttop · "
             title = title[:head] + "…" + title[len(title) - (room - head - 1):]
+        elif cell_len(title) > room:
+            title = "agenttop"
         return super().format_title(title, sub_title)
 
     def on_resize(self) -> None:

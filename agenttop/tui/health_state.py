@@ -81,8 +81,9 @@ def layer_state(health: LayerHealth, rules: Sequence[Rule], firing: Iterable[str
                 if seen.samples >= rule.min_samples:
                     worse(LayerState("critical", describe(rule)))
                 else:
-                    worse(LayerState("warn", f"{describe(rule)} (needs {rule.min_samples} "
-                                             f"{seen.unit}, has {seen.samples})"))
+                    # Breached, on too few to judge (the card's figures say by how much).
+                    worse(LayerState("warn", f"needs {rule.min_samples} {seen.unit}, "
+                                             f"has {seen.samples}"))
             elif _elevated(rule, seen.value):
                 worse(LayerState("warn", describe(rule, "near")))
     if health.failures and best.state == "ok":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from agenttop.tui.screens.traces import TracesScreen
 from agenttop.tui.widgets.span_tree import SpanTree
-from tests.tui.conftest import SIZE, refreshed, rendered, wait_for
+from tests.tui.conftest import SIZE, refreshed, rendered, screen_text, wait_for
 from tests.tui.fixtures import NOW, agent_trace, hex_span, hex_trace, traces_request, write
 from tests.tui.test_app import app_for, open_trace, open_traces
 
@@ -165,3 +165,11 @@ async def test_the_service_column_shows_long_names_whole_when_there_is_room(tmp_
                 assert table.columns["root"].width >= TraceTable.FLEX_KEEP
             else:
                 assert table.columns["service"].width == 13
+
+
+async def test_a_narrow_header_keeps_the_firing_count(demo_db):
+    app = app_for(demo_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await refreshed(pilot)
+        header = screen_text(app).splitlines()[0]
+        assert "● 1 firing" in header and "LIVE" in header, header
