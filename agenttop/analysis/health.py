@@ -8,8 +8,11 @@ tests and cheap enough to run on every refresh of a million-span file:
 
 - layer figures come from the writer's per-minute rollups (``layer_minutes`` and
   ``layer_minute_durations``), never from ``spans``: windows are whole minutes;
-- metric figures come from the raw ``metric_points`` of the window, read through the
-  (name, time_ns) index, grouped into series and reduced in Python per point type.
+- metric figures come from the raw ``metric_points`` of the window, grouped into series
+  and reduced in Python per point type: every series of some metrics through the
+  (name, time_ns) index (``metric_health``, for a one-shot gate), or given series through
+  their own (series_id, time_ns) ranges (``series_health``, ``SeriesPoints``: screens and
+  the evaluator, whose cost follows the series they show or judge).
 """
 
 from __future__ import annotations

@@ -87,22 +87,20 @@ def add_points(conn: apsw.Connection, point_mark: int) -> None:
             conn.execute(sql, {"series": series_mark})
 
 
-def forget_series(conn: apsw.Connection, cutoff_ns: int) -> int:
+def forget_series(conn: apsw.Connection, cutoff_ns: int) -> None:
     """Drop the series whose newest point is older than ``cutoff_ns`` and that have no
-    point left (retention pruned them), and count their metrics' cardinality again.
-    Returns the series dropped."""
+    point left (retention pruned them), and count their metrics' cardinality again."""
     gone = conn.execute(
         "SELECT series_id, name FROM metric_series AS s WHERE last_ns < ? AND NOT EXISTS "
         "(SELECT 1 FROM metric_points AS p WHERE p.series_id = s.series_id)",
         (cutoff_ns,)).fetchall()
     if not gone:
-        return 0
+        return
     ids = orjson.dumps([g[0] for g in gone]).decode()
     conn.execute("DELETE FROM metric_series WHERE series_id IN (SELECT value FROM json_each(?))",
                  (ids,))
-    for (name,) in {(g[1],) for g in gone}:
+    for name in {g[1] for g in gone}:
         recount(conn, name)
-    return len(gone)
 
 
 def recount(conn: apsw.Connection, name: str) -> None:
@@ -136,7 +134,6 @@ class SeriesRow(NamedTuple):
     points: int
 
 
-SORTS = ("activity", "name")
 _SERIES_COLUMNS = ", ".join(SeriesRow._fields)
 _ORDER = {"activity": "last_ns DESC, series_id DESC",
           "name": "name, type, service, attributes"}
