@@ -522,8 +522,10 @@ def span_mark(conn: apsw.Connection) -> int:
 
 # --- the security screen
 
-FINDING_FILTER_HELP = ("text · kind:pii|injection · pattern:NAME · "
-                       "direction:input|output|echo · service:NAME")
+FINDING_KINDS = ("pii", "injection")
+FINDING_DIRECTIONS = ("input", "output", "echo")
+FINDING_FILTER_HELP = (f"text · kind:{'|'.join(FINDING_KINDS)} · pattern:NAME · "
+                       f"direction:{'|'.join(FINDING_DIRECTIONS)} · service:NAME")
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,6 +542,14 @@ class FindingFilter:
     def empty(self) -> bool:
         return not (self.words or self.kinds or self.patterns or self.directions
                     or self.services)
+
+    @property
+    def problems(self) -> list[str]:
+        """Values no finding can have, each with the values that exist."""
+        return [f"no {key} {value!r} ({'|'.join(known)})"
+                for key, values, known in (("kind", self.kinds, FINDING_KINDS),
+                                           ("direction", self.directions, FINDING_DIRECTIONS))
+                for value in values if value not in known]
 
 
 def parse_finding_filter(query: str) -> FindingFilter:

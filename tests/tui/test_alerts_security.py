@@ -137,6 +137,11 @@ async def test_security_screen_lists_filters_and_opens_the_span(demo_db):
         box = screen.query_one("#finding-filter", Input)
         box.value = "kind:injection direction:output"
         await wait_for(pilot, lambda: screen.table.row_count == 0, what="no output findings")
+        box.value = "direction:in kind:secret"  # values no finding has: say which exist
+        await refreshed(pilot)
+        info = " ".join(rendered(screen.query_one("#security-info")).split())  # wraps
+        assert "no kind 'secret' (pii|injection)" in info
+        assert "no direction 'in' (input|output|echo)" in info
         box.value = "kind:injection \"system prompt\""
         await wait_for(pilot, lambda: screen.table.row_count == 3, what="reveal_prompt")
         await pilot.press("enter")  # leaves the box

@@ -155,6 +155,9 @@ class SecurityScreen(LiveListScreen):
         return not self.filter.empty
 
     def info_extras(self, info: Text) -> None:
+        for problem in self.filter.problems:
+            info.append("   ")
+            info.append_text(safe(problem, width=80))
         info.append("   excerpts are redacted at ingest")
 
     def apply(self, data: SecurityData) -> None:
