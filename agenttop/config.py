@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
+import socket
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -113,6 +114,21 @@ def format_duration(seconds: int) -> str:
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def bind_error(host: str, port: int) -> OSError | None:
+    """The error listening on ``host:port`` would meet now, as a server binds (a port left
+    in TIME_WAIT is free), for each address the host resolves to; None if it is free.
+    Raises OSError when the host does not resolve."""
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port,
+                                                               type=socket.SOCK_STREAM):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as e:
+                return e
+    return None
 
 
 def format_address(host: str, port: int) -> str:

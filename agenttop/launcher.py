@@ -11,13 +11,12 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agenttop.config import parse_address
+from agenttop.config import bind_error, parse_address
 
 STOP_TIMEOUT_S = 20.0
 
@@ -101,15 +100,12 @@ def port_in_use(address: str) -> str | None:
     host, port = parse_address(address)
     if port == 0:
         return None
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # As a server binds: a port left in TIME_WAIT is free to listen on.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                return f"cannot listen on {address}: {os.strerror(e.errno)}"
+    try:
+        error = bind_error(host, port)
+    except OSError:
+        return None  # a host that does not resolve: serve says so
+    if error is not None and error.errno == errno.EADDRINUSE:
+        return f"cannot listen on {address}: {os.strerror(error.errno)}"
     return None
 
 

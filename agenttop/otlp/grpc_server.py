@@ -11,7 +11,6 @@ detail, which OTLP exporters honour by backing off and sending again.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -23,6 +22,7 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_status import rpc_status
 
+from agenttop.config import bind_error
 from agenttop.otlp.receiver import (
     MALFORMED,
     NOT_AUTHENTICATED,
@@ -140,19 +140,11 @@ def _handler(receiver: Receiver, signal: Signal) -> Callable[[Any, Any], Any]:
 def _bind_problem(address: str) -> str:
     """Why ``address`` cannot be bound, in the operating system's words."""
     host, _, port = address.rpartition(":")
-    host = host.strip("[]")
     try:
-        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        error = bind_error(host.strip("[]"), int(port))
     except (OSError, ValueError) as e:
         return f"cannot resolve host ({e})"
-    for family, kind, proto, _, sockaddr in infos:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(sockaddr)
-            except OSError as e:
-                return e.strerror or str(e)
-    return "the address is not available"
+    return (error.strerror or str(error)) if error else "the address is not available"
 
 
 async def start_server(
