@@ -364,7 +364,13 @@ def _matches(rule: Rule, series: MetricHealth) -> bool:
         return False
     if rule.service is not None and series.service != rule.service:
         return False
-    return all(k in series.attributes and attr_text(series.attributes[k]) == v
+    return attributes_match(rule, series.attributes)
+
+
+def attributes_match(rule: Rule, attributes: Mapping[str, object]) -> bool:
+    """Whether a series' attributes hold every value of the rule's attribute filter
+    (compared as text, as the rules file writes them)."""
+    return all(k in attributes and attr_text(attributes[k]) == v
                for k, v in (rule.attributes or {}).items())
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import apsw
 import orjson
 
-from agenttop.analysis.evaluator import AlertEvaluator, Transition
+from agenttop.analysis.evaluator import AlertEvaluator, Transition, attributes_match
 from agenttop.analysis.health import evaluation_health, layer_health, series_health
 from agenttop.analysis.hooks import AlertCommand
-from agenttop.analysis.rules import Rule, attr_text
+from agenttop.analysis.rules import Rule
 from agenttop.store import open_reader
 from agenttop.store.alerts import load_firing, refresh_episode, resolve_episode, start_episode
 from agenttop.store.rows import MINUTE_NS, SECOND_NS
@@ -48,13 +48,14 @@ def update_values(conn: apsw.Connection, firing: Mapping[object, Transition]) ->
 
 
 def _attributes_match(rule: Rule, attributes: str) -> bool:
+    """``attributes_match`` on a series' stored attributes (JSON text)."""
     if not rule.attributes:
         return True
     try:
         parsed = orjson.loads(attributes)
     except orjson.JSONDecodeError:
         return False
-    return all(k in parsed and attr_text(parsed[k]) == v for k, v in rule.attributes.items())
+    return isinstance(parsed, dict) and attributes_match(rule, parsed)
 
 
 class AlertMonitor:
@@ -94,10 +95,8 @@ class AlertMonitor:
         """One evaluation; blocking (SQLite), so callers run it in a thread."""
         if not self.evaluator.rules:
             return []
-        if self._reader is None:
-            self._reader = open_reader(self.db)
         now = self.clock()
-        with self._reader:  # one snapshot for every figure
+        with self._open():  # one snapshot for every figure
             read_at = (data_version(self._reader), now // MINUTE_NS)
             fresh = read_at != self._read_at or self._figures is None
             if fresh:
@@ -130,11 +129,16 @@ class AlertMonitor:
                 self.command.notify(transition)
         return transitions
 
+    def _open(self) -> apsw.Connection:
+        """The evaluator's reader, opened on first use."""
+        if self._reader is None:
+            self._reader = open_reader(self.db)
+        return self._reader
+
     def read_figures(self, now: int) -> tuple:
         """Every figure the rules judge: layers, the series of each metric rule (at most
         its ``max_series``, most recently active first), evaluations."""
-        if self._reader is None:
-            self._reader = open_reader(self.db)
+        self._open()
         windows = sorted(self.evaluator.windows)
         layers = layer_health(self._reader, now, windows)
         ids: dict[int, None] = {}

@@ -379,7 +379,9 @@ class Writer:
         with self._transaction():
             mark = scalar(conn, "SELECT coalesce(max(rowid), 0) FROM spans")
             log_mark = scalar(conn, "SELECT coalesce(max(log_id), 0) FROM logs")
-            point_mark = scalar(conn, "SELECT coalesce(max(point_id), 0) FROM metric_points")
+            metrics = any(b.kind == "metrics" for b in batches)
+            point_mark = scalar(conn, "SELECT coalesce(max(point_id), 0) FROM metric_points"
+                                ) if metrics else 0
             # One statement per batch, not one for the whole group: SQLite parses the bound
             # JSON into memory of its own, and a group of 20,000 spans (~19 MB of JSON)
             # cost ~70 MB at once, on top of the joined copy in Python; per batch it is
@@ -401,7 +403,7 @@ class Writer:
                 add_calls(conn, mark, touched["ids"], touched["now"])
             if any(b.kind in ("traces", "logs") for b in batches):
                 add_evaluations(conn, mark, log_mark)
-            if any(b.kind == "metrics" for b in batches):
+            if metrics:
                 add_points(conn, point_mark)  # type: ignore[arg-type]
             bump_version(conn)
 
