@@ -156,10 +156,6 @@ def count_state(conn: apsw.Connection, state: str, cap: int | None = None) -> in
                             "LIMIT ?)", (state, -1 if cap is None else cap)) or 0)  # type: ignore[arg-type]
 
 
-def count_resolved(conn: apsw.Connection) -> int:
-    return count_state(conn, "resolved")
-
-
 def alert_changes(conn: apsw.Connection, after_id: int | None, watched: Sequence[int] = ()
                   ) -> tuple[int, list[AlertEpisode]]:
     """The newest alert id, and the episodes firing now, written after ``after_id`` (None:

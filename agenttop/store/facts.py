@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import apsw
 
-from agenttop.store.alerts import count_resolved
+from agenttop.store.alerts import count_state
 from agenttop.store.db import scalar
 from agenttop.store.queries import latest_data_ns
 
@@ -132,7 +132,7 @@ def read_facts(conn: apsw.Connection) -> FileFacts:
         audit=dict(conn.execute("SELECT reason, sum(count) FROM audit GROUP BY reason")),
         alerts_firing=[r[0] for r in conn.execute(
             "SELECT rule FROM alerts WHERE state = 'firing' ORDER BY started_ns, rule")],
-        alerts_resolved=count_resolved(conn),
+        alerts_resolved=count_state(conn, "resolved"),
         retryable=retryable,
         retried=retried,
         degraded_runs=degraded,

@@ -261,7 +261,9 @@ class AgentTopApp(App[None]):
         if self.greeting:
             self.notify(self.greeting, timeout=8, markup=False)
         self._show_status()
-        self.set_interval(self.refresh_s, self._tick, name="refresh")
+        # Every refresh_s the status; the screen's data only if it says something changed
+        # (``_status_done``, ``_stale``).
+        self.set_interval(self.refresh_s, self._read_status, name="refresh")
         self.request_refresh()
 
     def on_unmount(self) -> None:
@@ -284,11 +286,6 @@ class AgentTopApp(App[None]):
         except (ScreenStackError, UnknownModeError):
             return None
         return screen if isinstance(screen, LiveScreen) else None
-
-    def _tick(self) -> None:
-        """Every ``refresh_s``: the status; the screen's data only if the status says
-        something changed (see ``_stale``)."""
-        self._read_status()
 
     def _read_status(self) -> None:
         if self._status_busy:

@@ -413,6 +413,10 @@ async def test_an_idle_file_is_not_read_again(demo_db):
     app = app_for(demo_db, refresh_s=0.05)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot)
+        # Settled: the data on screen was read at the version the status last saw (a read
+        # that started before the first status knew no version is read once more).
+        await wait_for(pilot, lambda: app._reading is None and app.screen.read_at is not None
+                       and app.screen.read_at[0] == app._version, what="settled")
         reads, statuses = app.refresh_count, app.status_count
         await wait_for(pilot, lambda: app.status_count >= statuses + 5, what="statuses")
         assert app.refresh_count == reads
