@@ -14,11 +14,13 @@ import click
 
 from agenttop import __version__
 from agenttop.config import (
+    DEFAULT_CONFIG_SHOWN,
     DEFAULT_GRPC,
     RUN_DOES_NOT_PASS,
     CheckSettings,
     ServeSettings,
     UiSettings,
+    default_config_path,
     default_db_path,
     home_relative,
     parse_address,
@@ -55,6 +57,25 @@ def _load_prices(path: Path | None) -> Any:
     except PricesError as e:
         click.echo(f"agenttop: error: {e}", err=True)
         sys.exit(2)
+
+
+CONFIG_OPTION = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    envvar="AGENTTOP_CONFIG", default=None, metavar="FILE",
+    help="Your UI settings (TOML): theme, bell, window and a keymap of binding ids (listed "
+         f"on the help screen). A missing file means the defaults (env AGENTTOP_CONFIG).  "
+         f"[default: {DEFAULT_CONFIG_SHOWN}]")
+
+
+def _load_preferences(path: Path | None) -> Any:
+    """The UI settings, or exit 2 naming every problem with its line."""
+    from agenttop.tui.app import binding_ids
+    from agenttop.tui.preferences import PreferencesError, load_preferences
+
+    try:
+        return load_preferences((path or default_config_path()).expanduser(), binding_ids())
+    except PreferencesError as e:
+        _usage_error(str(e))
 
 
 def _load_rules(path: Path | None, part: str = "rules") -> Any:
@@ -470,7 +491,8 @@ def import_(db: Path, files: tuple[Path, ...], keep_pii: bool, ignore_pii: tuple
 
 @main.command()
 @options(UiSettings)
-def ui(**values: Any) -> None:
+@CONFIG_OPTION
+def ui(config_path: Path | None, **values: Any) -> None:
     """Watch a database in the terminal UI (any number may watch one file).
 
     The file may be written by a running `agenttop serve`; if it does not exist yet, the
@@ -482,7 +504,8 @@ def ui(**values: Any) -> None:
     problem = _unreadable(settings.db)
     if problem:
         _fail(problem)
-    make_app(settings.db, rules=_load_rules(settings.rules)).run()
+    make_app(settings.db, rules=_load_rules(settings.rules),
+             preferences=_load_preferences(config_path)).run()
 
 
 def _unreadable(db: Path) -> str | None:
@@ -550,7 +573,8 @@ def demo(endpoint: str, rate: float, duration: float | None, seed: int | None,
 @click.option("--demo", "with_demo", is_flag=True,
               help="Also send simulated agent traffic, so every panel comes alive.")
 @options(ServeSettings, exclude=RUN_DOES_NOT_PASS)
-def run(with_demo: bool, **values: Any) -> None:
+@CONFIG_OPTION
+def run(with_demo: bool, config_path: Path | None, **values: Any) -> None:
     """Receive OTLP and watch it live: `serve` in the background, the UI in front.
 
     Takes serve's options and passes them on to it. Point your exporters at the --grpc or
@@ -567,6 +591,7 @@ def run(with_demo: bool, **values: Any) -> None:
     settings = build(ServeSettings, values)
     settings = settings.model_copy(update={"db": settings.db.expanduser()})
     alert_rules = _load_rules(settings.rules)  # a bad file is said here, not in a log
+    preferences = _load_preferences(config_path)
     db = settings.db
     try:
         db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -596,7 +621,8 @@ def run(with_demo: bool, **values: Any) -> None:
 
         greeting = (f"demo traffic goes to {home_relative(db)}, not your default database"
                     if with_demo else None)
-        app = make_app(db, rules=alert_rules, health_check=serve_health, greeting=greeting)
+        app = make_app(db, rules=alert_rules, health_check=serve_health,
+                       preferences=preferences, greeting=greeting)
         app.run()
     except LaunchError as e:
         failed.append(str(e))

@@ -39,6 +39,14 @@ def home_relative(path: Path) -> str:
 DEFAULT_DB_SHOWN = home_relative(default_db_path())
 
 
+def default_config_path() -> Path:
+    """The user's settings for the UI (keymap, theme, bell, window)."""
+    return platformdirs.user_config_path("agenttop") / "config.toml"
+
+
+DEFAULT_CONFIG_SHOWN = home_relative(default_config_path())
+
+
 def parse_address(value: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[V6]:PORT`` or a bare ``PORT`` (loopback) -> (host, port)."""
     value = value.strip()

@@ -66,9 +66,9 @@ def test_fires_on_breach_once_and_tracks_the_value():
     [t] = ev.evaluate(tool(5), {}, T0)
     assert (str(t.key), t.state, t.value, t.threshold) == ("tool-errors", "firing", 0.05, 0.02)
     assert t.started_ns == t.at_ns == T0
-    assert t.message == "tool failure_rate 5% > 2% over 5m (100 spans)"
+    assert t.message == "tool failure_rate 5% > 2% over 5m (5 failed of 100 spans)"
     [one] = AlertEvaluator([rule()]).evaluate(tool(1, spans=1), {}, T0)
-    assert one.message == "tool failure_rate 100% > 2% over 5m (1 span)"  # not "1 spans"
+    assert one.message == "tool failure_rate 100% > 2% over 5m (1 failed of 1 span)"
     assert ev.evaluate(tool(9), {}, T0 + 10 * S) == []  # still firing: no new transition
     now = ev.firing[AlertKey("tool-errors")]
     assert (now.value, now.at_ns, now.started_ns) == (0.09, T0 + 10 * S, T0)
@@ -179,7 +179,7 @@ def test_empty_retrieval_rate_counts_retrievals_as_samples():
     assert ev.evaluate(few, {}, T0) == []
     enough = figures(lh("memory", 10, retrievals=10, empty_retrievals=6))
     assert [t.message for t in ev.evaluate(enough, {}, T0 + S)] == [
-        "memory empty_retrieval_rate 60% > 50% over 5m (10 retrievals)"]
+        "memory empty_retrieval_rate 60% > 50% over 5m (6 empty of 10 retrievals)"]
 
 
 def test_for_keeps_a_short_breach_pending_and_it_never_fires():
@@ -502,7 +502,7 @@ def test_episodes_are_recorded_firing_then_resolved(conn):
          T0 + 3 * S, None, T0 + 3 * S),
     ]
     [message] = next(iter(conn.execute("SELECT message FROM alerts WHERE alert_id = 1")))
-    assert message == ("tool failure_rate 10% > 2% over 5m (100 spans); "
+    assert message == ("tool failure_rate 10% > 2% over 5m (10 failed of 100 spans); "
                        "resolved: tool failure_rate 0% (not > 2%) over 5m")
 
 
@@ -544,7 +544,7 @@ def test_restored_alert_of_a_removed_rule_resolves(conn):
     assert set(map(str, ev.firing)) == {"old"}
     out = ev.evaluate(tool(10), {}, T0 + S)
     assert [(str(t.key), t.state, t.message) for t in out] == [
-        ("tool-errors", "firing", "tool failure_rate 10% > 2% over 5m (100 spans)"),
+        ("tool-errors", "firing", "tool failure_rate 10% > 2% over 5m (10 failed of 100 spans)"),
         ("old", "resolved", "resolved: rule no longer configured")]
     write_tx(conn, record, out)
     assert [str(r.key) for r in load_firing(conn)] == ["tool-errors"]
@@ -581,7 +581,7 @@ def test_command_gets_the_transition_as_json_on_stdin(tmp_path):
         "rule": "tool-errors", "key": "tool-errors", "state": "firing", "layer": "tool",
         "metric": None, "measure": "failure_rate", "op": ">", "value": 0.1,
         "threshold": 0.02, "window_s": 300, "started_ns": T0, "at_ns": T0,
-        "message": "tool failure_rate 10% > 2% over 5m (100 spans)", "description": "",
+        "message": "tool failure_rate 10% > 2% over 5m (10 failed of 100 spans)", "description": "",
     }
 
 

@@ -394,11 +394,19 @@ def _format(rule: Rule, value: float) -> str:
     return text
 
 
+# What a layer rate counts, in its alert's words: "13 failed of 50 spans".
+RATE_WORDS = {"failure_rate": "failed", "truncated_rate": "truncated",
+              "empty_retrieval_rate": "empty"}
+
+
 def _firing_message(rule: Rule, seen: Observation) -> str:
     assert seen.value is not None
+    samples = counted(seen.samples, seen.unit.removesuffix("s"))
+    if rule.layer is not None and rule.measure in RATE_WORDS:
+        samples = f"{round(seen.value * seen.samples):,} {RATE_WORDS[rule.measure]} of {samples}"
     return (f"{seen.subject} {rule.measure} {_format(rule, seen.value)} {rule.op} "
             f"{_format(rule, rule.threshold)} over {format_duration(rule.window_s)} "
-            f"({counted(seen.samples, seen.unit.removesuffix('s'))})")
+            f"({samples})")
 
 
 def _resolved_message(rule: Rule, seen: Observation) -> str:

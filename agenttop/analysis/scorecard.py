@@ -142,6 +142,8 @@ class _Facts(FileFacts):
 _DENIAL_WORDS = ("forbidden", "permission", "accessdenied", "scope", "notallowed")
 _HTTP_CODE_KEYS = ("http.response.status_code", "http.status_code")
 _RPC_CODE_KEYS = ("rpc.grpc.status_code", "rpc.response.status_code")
+# The scorecard's title, the same in the UI and in the command line's report.
+TITLE = "Production Readiness"
 
 
 def _is_denial(attributes: dict, status_message: str) -> bool:
@@ -406,7 +408,7 @@ def ready_line(card: Scorecard) -> str:
 
 def render_markdown(card: Scorecard) -> str:
     """The scorecard, filled in: one table per section, then the score."""
-    out = [f"## Production Readiness: {_cell(card.application)}", "",
+    out = [f"## {TITLE}: {_cell(card.application)}", "",
            observed_line(card.observed), ""]
     for s in card.sections:
         required = "all items" if s.required is None else f"{s.required} of {len(s.items)}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import apsw
 
@@ -196,6 +196,39 @@ def parse_trace_filter(query: str) -> TraceFilter:
                        tuple(problems), skewed=skewed)
 
 
+HINT_NAMES = 12  # names a filter hint lists at most
+
+
+def filter_hints(conn: apsw.Connection, f: TraceFilter) -> list[str]:
+    """For a filter that matched nothing: its services, agents, models and tools that
+    nothing received has, each with the names that exist (``no agent 'x' (agents: a,
+    b)``). Read only then: the names come from ``resources`` and ``call_minutes``."""
+    hints: list[str] = []
+    if f.services:
+        known = sorted({row[0] for row in conn.execute("SELECT DISTINCT service FROM resources")})
+        for service in f.services:
+            if not any(service.casefold() in k.casefold() for k in known):
+                hints.append(f"no service matching {service!r} ({_listed('services', known)})")
+    for kind, names in (("agent", f.agents), ("model", f.models), ("tool", f.tools)):
+        if not names:
+            continue
+        known = [row[0] for row in conn.execute(
+            "SELECT DISTINCT name FROM call_minutes WHERE kind = ? ORDER BY name LIMIT ?",
+            (kind, HINT_NAMES + 1))]
+        for name in names:
+            if not scalar(conn, "SELECT EXISTS (SELECT 1 FROM call_minutes WHERE kind = ? "
+                                "AND name = ?)", (kind, name)):
+                hints.append(f"no {kind} {name!r} ({_listed(kind + 's', known)})")
+    return hints
+
+
+def _listed(what: str, names: list[str]) -> str:
+    if not names:
+        return f"no {what} yet"
+    shown = ", ".join(names[:HINT_NAMES])
+    return f"{what}: {shown}" + (", …" if len(names) > HINT_NAMES else "")
+
+
 def exact_token(key: str, value: str) -> str:
     """The filter token matching ``value`` exactly (``agent:NAME``), quoted when the value
     has spaces."""
@@ -365,6 +398,16 @@ def trace_spans(conn: apsw.Connection, trace_id: str, *,
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return [SpanNode(*row) for row in conn.execute(sql, (trace_id,))]
+
+
+def matching_spans(conn: apsw.Connection, trace_id: str, text: str) -> set[str]:
+    """The spans of a trace whose name, service, status message, attribute keys or values
+    or event names hold ``text`` (any case): the trace screen's ``/`` search."""
+    needle = text.casefold()
+    rows = conn.execute("SELECT span_id, name, service, status_message, attributes, events "
+                        "FROM spans WHERE trace_id = ?", (trace_id,))
+    return {span_id for span_id, *fields in rows
+            if any(needle in field.casefold() for field in fields)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,6 +656,9 @@ class FindingListRow:
     excerpt: str  # already redacted at ingest
     service: str
     time_ns: int
+    # Where the same value was found in this trace (``list_finding_groups``): each
+    # finding's (signal, span name or ""), this one's included; empty when not grouped.
+    seen: tuple[tuple[str, str], ...] = ()
 
 
 def count_matching_findings(conn: apsw.Connection, f: FindingFilter | None = None, *,
@@ -621,15 +667,54 @@ def count_matching_findings(conn: apsw.Connection, f: FindingFilter | None = Non
     return count_capped(conn, "findings", *_finding_where(f or FindingFilter()), cap)
 
 
-def list_findings(conn: apsw.Connection, f: FindingFilter | None = None, *,
-                  limit: int = 200) -> list[FindingListRow]:
-    """Findings newest first (through ``findings_time``), at most ``limit``."""
+def _value_key(trace_id: str | None, kind: str, pattern: str, digest: int | None,
+               excerpt: str, finding_id: int) -> tuple[object, ...]:
+    """Findings with the same key are one value found again in one trace: a PII value by
+    its keyed digest (its excerpt when it has none), an injection by its pattern."""
+    if trace_id is None:
+        return ("finding", finding_id)  # no trace to group within
+    value = digest if digest is not None else ("" if kind == "injection" else excerpt)
+    return (trace_id, kind, pattern, value)
+
+
+def list_finding_groups(conn: apsw.Connection, f: FindingFilter | None = None, *,
+                        limit: int = 200) -> list[FindingListRow]:
+    """Matching findings newest first, one row per value found in a trace (its newest
+    finding, with ``seen`` naming every place of the trace it was found), at most
+    ``limit`` rows; pages of findings through ``findings_time``, then the rows' traces'
+    findings through ``findings_unique``."""
     where, bindings = _finding_where(f or FindingFilter())
-    bindings["limit"] = limit
-    return [FindingListRow(*row) for row in conn.execute(
-        f"SELECT finding_id, kind, pattern, trace_id, span_id, signal, location, {_SIDE}, "
-        f"excerpt, service, time_ns FROM findings WHERE {where} "
-        "ORDER BY time_ns DESC, finding_id DESC LIMIT :limit", bindings)]
+    groups: dict[tuple[object, ...], FindingListRow] = {}
+    after: tuple[int, int] | None = None
+    while len(groups) < limit:
+        page = list(conn.execute(
+            f"SELECT finding_id, kind, pattern, trace_id, span_id, signal, location, {_SIDE}, "
+            f"excerpt, service, time_ns, digest FROM findings WHERE {where} "
+            + ("AND (time_ns, finding_id) < (:t, :id) " if after else "")
+            + "ORDER BY time_ns DESC, finding_id DESC LIMIT :limit",
+            {**bindings, "limit": limit, **({"t": after[0], "id": after[1]} if after else {})}))
+        for *row, digest in page:
+            key = _value_key(row[3], row[1], row[2], digest, row[8], row[0])
+            if key not in groups and len(groups) < limit:
+                groups[key] = FindingListRow(*row)
+        if len(page) < limit:
+            break
+        after = (page[-1][10], page[-1][0])
+    traces = sorted({key[0] for key in groups if key[0] != "finding"})
+    if not traces:
+        return list(groups.values())
+    seen: dict[tuple[object, ...], list[tuple[str, str]]] = {}
+    for finding_id, trace_id, kind, pattern, digest, excerpt, signal, name in conn.execute(
+            "SELECT finding_id, trace_id, kind, pattern, digest, excerpt, signal, "
+            "(SELECT s.name FROM spans AS s WHERE s.trace_id = findings.trace_id "
+            " AND s.span_id = findings.span_id) FROM findings "
+            f"WHERE trace_id IN (SELECT value FROM json_each(:traces)) AND {where}",
+            {**bindings, "traces": json.dumps(traces)}):
+        key = _value_key(trace_id, kind, pattern, digest, excerpt, finding_id)
+        if key in groups:
+            seen.setdefault(key, []).append((signal, name or ""))
+    return [replace(row, seen=tuple(sorted(seen.get(key, ())))) if len(seen.get(key, ())) > 1
+            else row for key, row in groups.items()]
 
 
 def findings_summary(conn: apsw.Connection, f: FindingFilter | None, now_ns: int,

@@ -44,7 +44,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from agenttop.analysis.rules import Rule, load_rules
-from agenttop.config import home_relative
+from agenttop.config import default_config_path, home_relative
 from agenttop.store import StoreError
 from agenttop.store.alerts import AlertEpisode, alert_changes
 from agenttop.store.db import locked_message
@@ -53,6 +53,7 @@ from agenttop.store.rows import MINUTE_NS, SECOND_NS
 from agenttop.store.status import ReceiverStatus, data_version, read_status
 from agenttop.tui import fmt
 from agenttop.tui.commands import AgentTopCommands
+from agenttop.tui.preferences import Preferences
 from agenttop.tui.receiver import ReceiverView, change_notice, receiver_view
 from agenttop.tui.screens.agents import AgentsScreen, AgentTable
 from agenttop.tui.screens.alerts import AlertsScreen, AlertTable
@@ -168,12 +169,16 @@ class AgentTopApp(App[None]):
         clock: Callable[[], int] | None = None,
         rules: Sequence[Rule] | None = None,
         health_check: Callable[[], str | None] | None = None,
-        bell: bool = True,
+        preferences: Preferences | None = None,
         greeting: str | None = None,
     ) -> None:
         super().__init__()
         self.greeting = greeting
-        self.bell_on = bell
+        self.preferences = preferences or Preferences()
+        self.bell_on = self.preferences.bell
+        if self.preferences.theme:
+            self.theme = self.preferences.theme
+        self.set_keymap(self.preferences.keymap)
         # Alert notifications: the newest alert id and the firing episodes (id -> key) as
         # of the last refresh; None until the first, whose alerts are not news.
         self._alert_mark: int | None = None
@@ -535,7 +540,8 @@ class AgentTopApp(App[None]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.help_sections()))
+            path = self.preferences.path or default_config_path()
+            self.push_screen(HelpScreen(self.help_sections(), home_relative(path)))
 
     def action_scorecard(self) -> None:
         if not isinstance(self.screen, ScorecardScreen):
@@ -570,19 +576,11 @@ class AgentTopApp(App[None]):
         """Every binding with a description, grouped by where it applies: each screen's
         own (with its list's or tree's), the app's everywhere, and the movement keys
         lists and trees share (ids ``nav.*``)."""
-        places: list[tuple[str, tuple[type, ...]]] = [
-            ("Dashboard", (DashboardScreen,)), ("Traces", (TracesScreen, TraceTable)),
-            ("Trace", (TraceScreen, SpanTree, DetailPane)), ("Alerts", (AlertsScreen, AlertTable)),
-            ("Security", (SecurityScreen, FindingTable)),
-            ("Metrics", (MetricsScreen, MetricTable)), ("Logs", (LogsScreen, LogTable)),
-            ("Conversations", (ConversationsScreen, ConversationTable)),
-            ("Agents", (AgentsScreen, AgentTable)),
-        ]
         everywhere = bindings_by_id(type(self))
         shared = {i: b for cls in (TraceTable, SpanTree)
                   for i, b in bindings_by_id(cls).items() if i.startswith("nav.")}
         sections = [("Everywhere", list(everywhere.values()))]
-        for title, classes in places:
+        for title, classes in HELP_PLACES:
             own = {i: b for cls in classes for i, b in bindings_by_id(cls).items()
                    if i not in everywhere and i not in shared}
             sections.append((title, list(own.values())))
@@ -601,6 +599,23 @@ class AgentTopApp(App[None]):
         yield SystemCommand("Key bindings", "Show every key (?)", self.action_help)
 
 
+# Where bindings apply, as the help screen groups them.
+HELP_PLACES: list[tuple[str, tuple[type, ...]]] = [
+    ("Dashboard", (DashboardScreen,)), ("Traces", (TracesScreen, TraceTable)),
+    ("Trace", (TraceScreen, SpanTree, DetailPane)), ("Alerts", (AlertsScreen, AlertTable)),
+    ("Security", (SecurityScreen, FindingTable)),
+    ("Metrics", (MetricsScreen, MetricTable)), ("Logs", (LogsScreen, LogTable)),
+    ("Conversations", (ConversationsScreen, ConversationTable)),
+    ("Agents", (AgentsScreen, AgentTable)),
+]
+
+
+def binding_ids() -> set[str]:
+    """Every binding id a keymap may name (the help screen lists them)."""
+    return {i for cls in (AgentTopApp, *(c for _, group in HELP_PLACES for c in group))
+            for i in bindings_by_id(cls)}
+
+
 def make_app(
     db: Path,
     *,
@@ -608,7 +623,7 @@ def make_app(
     clock: Callable[[], int] | None = None,
     rules: Sequence[Rule] | None = None,
     health_check: Callable[[], str | None] | None = None,
-    bell: bool = True,
+    preferences: Preferences | None = None,
     greeting: str | None = None,
 ) -> AgentTopApp:
     """The TUI over the database file ``db`` (which may not exist yet).
@@ -618,9 +633,10 @@ def make_app(
     (default: the shipped rules). ``health_check``: called before every refresh, off the
     UI thread; a string it returns says why the receiver is gone, and the receiver then
     counts as not running (``agenttop run`` passes one that reports its ``serve`` child's
-    exit, which it knows before the heartbeat goes stale). ``bell``: ring the terminal bell
-    when an alert fires or resolves (``b`` toggles it). ``greeting``: a toast at start
-    (``run --demo`` says where the demo traffic goes).
+    exit, which it knows before the heartbeat goes stale). ``preferences``: the user's
+    settings file (theme, bell, window, keymap; default: none of them). ``greeting``: a
+    toast at start (``run --demo`` says where the demo traffic goes).
     """
     return AgentTopApp(db, refresh_s=refresh_s, clock=clock, rules=rules,
-                       health_check=health_check, bell=bell, greeting=greeting)
+                       health_check=health_check, preferences=preferences,
+                       greeting=greeting)

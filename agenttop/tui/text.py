@@ -76,7 +76,8 @@ def safe(
     elif width is not None and len(raw) > width * 4 + 16:
         # Only the head can be shown; escaping the whole of a long value is wasted work.
         raw = raw[: width * 4 + 16]
-    text = Text(clean(raw, multiline=multiline), style=style, end="", no_wrap=width is not None)
+    text = Text(clean(raw, multiline=multiline), style=style, end="", no_wrap=width is not None,
+                overflow="ellipsis" if width is not None else None)
     if width is not None:
         text.truncate(max(width, 1), overflow="ellipsis")
     if cut:

@@ -52,6 +52,20 @@ class TraceModel:
     def kids(self, key: str) -> list[str]:
         return self.children.get(key, [])
 
+    def parents(self) -> dict[str, str]:
+        """Each node's key -> its parent's key (``TOP`` for the top level)."""
+        return {child: key for key, kids in self.children.items() for child in kids}
+
+    def order(self) -> list[str]:
+        """Every node's key in the order the fully opened tree shows them (depth first)."""
+        out: list[str] = []
+        stack = list(reversed(self.kids(TOP)))
+        while stack:
+            key = stack.pop()
+            out.append(key)
+            stack.extend(reversed(self.kids(key)))
+        return out
+
     def __len__(self) -> int:
         return len(self.spans)
 

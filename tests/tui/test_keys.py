@@ -4,7 +4,9 @@ and announce new rows, and tree keys in the trace."""
 from __future__ import annotations
 
 from agenttop.tui.screens.traces import TracesScreen
+from agenttop.tui.widgets.cards import LayerCard
 from agenttop.tui.widgets.span_tree import SpanTree
+from agenttop.tui.widgets.trace_table import TraceTable
 from tests.tui.conftest import SIZE, refreshed, rendered, screen_text, wait_for
 from tests.tui.fixtures import NOW, agent_trace, hex_span, hex_trace, traces_request, write
 from tests.tui.test_app import app_for, open_trace, open_traces
@@ -138,8 +140,23 @@ async def test_j_and_k_scroll_the_span_detail_and_help_lists_them(demo_db):
         assert pane.scroll_y == 2
         await pilot.press("question_mark")
         await pilot.pause()
-        help_text = str(app.screen.query_one("#help-text").render())
+        help_text = rendered(app.screen.query_one("#help-text"))
         assert "Scroll down" in help_text and "Jump to trace id" in help_text
+        for words in ("Search", "Next match", "Previous match", "Zoom", "Unzoom"):
+            assert words in help_text, words
+
+
+async def test_help_descriptions_wrap_under_their_own_column(demo_db):
+    app = app_for(demo_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        lines = rendered(app.screen.query_one("#help-text")).splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith("b "))
+        # "Bell on/off — Ring the terminal bell when an alert fires or resolves" is wider
+        # than the box: its second line starts under the description, not under the key.
+        assert "Bell on/off" in lines[at] and "resolves" not in lines[at]
+        assert lines[at + 1][:15].strip() == "" and "resolves" in lines[at + 1]
 
 
 async def test_the_service_column_shows_long_names_whole_when_there_is_room(tmp_path):
@@ -173,3 +190,102 @@ async def test_a_narrow_header_keeps_the_firing_count(demo_db):
         await refreshed(pilot)
         header = screen_text(app).splitlines()[0]
         assert "● 1 firing" in header and "LIVE" in header, header
+        # Each card's alert name whole: the state's word gives way on a narrow card.
+        auth = rendered(app.screen.query_one("#card-auth", LayerCard).query_one(".state"))
+        assert auth.strip() == "✖ auth-failures"
+        await pilot.resize_terminal(160, 40)
+        await pilot.pause(0.2)
+        auth = rendered(app.screen.query_one("#card-auth", LayerCard).query_one(".state"))
+        assert auth.strip() == "✖ CRITICAL  alert: auth-failures"
+
+
+def header_x(table, column: str) -> int:
+    """Where ``column``'s header starts on screen, in the table's cells."""
+    x = 0
+    for key, col in table.columns.items():
+        if key.value == column:
+            return x + 1
+        x += col.get_render_width(table)
+    raise AssertionError(column)
+
+
+async def test_every_list_column_sorts_by_key_and_by_header(demo_db):
+    app = app_for(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_traces(pilot)
+        screen = app.screen
+        newest = table.keys
+        assert table.sort_column is None  # newest first, as read
+        await pilot.press("s")  # the first column: start, newest first
+        assert table.sort_column == "start" and table.descending
+        assert "Start▼" in rendered(table).splitlines()[0]
+        await pilot.press("S")
+        starts = [table.items[k].start_ns for k in table.keys]
+        assert starts == sorted(starts)
+        info = rendered(screen.query_one("#traces-info"))
+        assert "sorted by start ▲" in info and "among" not in info  # every row is read
+        # A click on a header sorts by it, biggest first; again, the other way.
+        await pilot.click(TraceTable, offset=(header_x(table, "duration"), 0))
+        durations = [table.items[k].duration_ns for k in table.keys]
+        assert table.sort_column == "duration" and durations == sorted(durations, reverse=True)
+        assert "Duration▼" in rendered(table).splitlines()[0]
+        await pilot.click(TraceTable, offset=(header_x(table, "duration"), 0))
+        assert not table.descending
+        # A text column sorts A to Z first, by its text (the root span's name).
+        await pilot.click(TraceTable, offset=(header_x(table, "root"), 0))
+        roots = [table.items[k].root_name or "" for k in table.keys]
+        assert table.sort_column == "root" and table.descending is False
+        assert roots[-1] == "" or roots == sorted(roots)
+        # New rows arriving keep the order; s past the last column: newest first again.
+        await refreshed(pilot)
+        assert table.sort_column == "root"
+        while table.sort_column is not None:
+            await pilot.press("s")
+        assert table.keys == newest
+        assert "sorted" not in rendered(screen.query_one("#traces-info"))
+
+
+async def test_a_trace_filter_matching_nothing_names_what_exists(demo_db):
+    app = app_for(demo_db)
+    async with app.run_test(size=(200, 30)) as pilot:
+        await open_traces(pilot)
+        screen = app.screen
+        screen.set_query("agent:nobody service:zzz model:gpt-4o")
+        screen.changed()
+        await refreshed(pilot)
+        info = " ".join(rendered(screen.query_one("#traces-info")).split())
+        assert "no agent 'nobody' (agents: support)" in info
+        assert "no service matching 'zzz' (services: auth-gateway, billing-agent, " \
+               "support-agent)" in info
+        assert "model" not in info.replace("filter: agent:nobody service:zzz model:gpt-4o", "")
+        screen.set_query("agent:support")  # a name that exists: no hint
+        screen.changed()
+        await refreshed(pilot)
+        assert "no agent" not in rendered(screen.query_one("#traces-info"))
+
+
+async def test_the_mouse_chooses_windows_rows_and_footer_keys(demo_db):
+    from textual.widgets._footer import FooterKey
+
+    from agenttop.tui.screens.trace import TraceScreen
+
+    app = app_for(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot)
+        dashboard = app.screen
+        head = rendered(dashboard.query_one("#dash-head"))
+        await pilot.click("#dash-head", offset=(head.index("15m") + 1, 0))
+        assert dashboard.window_s == 900
+        assert "[15m]" in rendered(dashboard.query_one("#dash-head"))
+        # The footer's keys: "2 Traces".
+        key = next(k for k in app.screen.query(FooterKey) if k.key == "2")
+        await pilot.click(key)
+        await wait_for(pilot, lambda: isinstance(app.screen, TracesScreen), what="traces")
+        await refreshed(pilot)
+        table = app.screen.query_one(TraceTable)
+        # A row: a click selects it, a click on the selected row opens it.
+        await pilot.click(TraceTable, offset=(5, 4))  # the header, then rows 0, 1, 2
+        assert table.cursor_row == 3
+        await pilot.click(TraceTable, offset=(5, 4))
+        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace")
+        assert app.screen.trace_id == table.keys[3]

@@ -253,3 +253,37 @@ async def test_new_logs_arrive_on_top_and_the_cursor_stays(demo_db):
         assert table.selected_item() == selected and table.cursor_row == 4
         await pilot.press("f")
         assert table.cursor_row == 0 and screen.follow
+
+
+async def test_series_of_one_metric_read_by_the_values_that_tell_them_apart(tmp_path):
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+        Histogram,
+        HistogramDataPoint,
+        Metric,
+    )
+
+    from tests.tui.fixtures import kvs, metrics_request
+
+    db = tmp_path / "agenttop.db"
+    shared = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+              "gen_ai.request.model": "gpt-4o-mini", "error.type": "language_model_error"}
+    points = [HistogramDataPoint(
+        start_time_unix_nano=NOW - 120 * 10**9, time_unix_nano=NOW - 10**9, count=3, sum=30.0,
+        explicit_bounds=[10.0], bucket_counts=[2, 1],
+        attributes=kvs({**shared, "gen_ai.token.type": kind})) for kind in ("input", "output")]
+    write(db, ("metrics", metrics_request("research-agent", [Metric(
+        name="gen_ai.client.token.usage", unit="{token}",
+        histogram=Histogram(data_points=points, aggregation_temporality=2))])))
+    app = make_app(db, refresh_s=3600, clock=frozen_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_screen(pilot, "5", MetricsScreen)
+        lines = [line for line in rendered(screen.table).splitlines()
+                 if "gen_ai.client.token" in line]
+        assert len(lines) == 2
+        # Each row's own token type comes first, before what the two share.
+        assert {line.split()[3] for line in lines} == {"type=input,", "type=output,"}
+        await pilot.resize_terminal(200, 40)
+        await pilot.pause(0.3)
+        lines = [line for line in rendered(screen.table).splitlines()
+                 if "gen_ai.client.token" in line]
+        assert all("research-agent " in line for line in lines)  # whole, with room

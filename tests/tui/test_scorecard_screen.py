@@ -30,7 +30,7 @@ async def test_r_opens_the_scorecard_of_the_file_and_escape_closes_it(demo_db):
         await refreshed(pilot)
         await pilot.press("r")
         text = await _opened(pilot)
-        assert "Production readiness: support-agent, billing-agent" in text
+        assert "Production Readiness: support-agent, billing-agent" in text
         assert "Input validation implemented" in text and "❌ fail" in text
         assert "prompt-injection phrases reached instrumented" in text
         assert "Ready for production? ❌ No" in text
@@ -50,7 +50,7 @@ async def test_the_palette_offers_the_scorecard(demo_db):
         await pilot.press(*"readiness")
         await pilot.pause(0.3)
         await pilot.press("enter")
-        assert "Production readiness" in await _opened(pilot)
+        assert "Production Readiness" in await _opened(pilot)
 
 
 async def test_service_names_show_as_written_without_control_characters(tmp_path):
@@ -60,7 +60,7 @@ async def test_service_names_show_as_written_without_control_characters(tmp_path
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("r")
         text = await _opened(pilot)
-        assert "Production readiness: [bold red]x[/]\\x1b[2J" in text
+        assert "Production Readiness: [bold red]x[/]\\x1b[2J" in text
         assert "\x1b" not in screen_text(app)
 
 

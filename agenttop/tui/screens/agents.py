@@ -26,17 +26,16 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static, Tree
 
 from agenttop.analysis.buckets import quantile_ns
-from agenttop.config import format_duration
 from agenttop.store.calls import CallsWindow, Edge, Subject, calls_window, durations
 from agenttop.store.queries import exact_token
 from agenttop.store.rows import MINUTE_NS, SECOND_NS
 from agenttop.tui import fmt
-from agenttop.tui.screens.base import Job, LiveScreen
+from agenttop.tui.preferences import preferred_window_s
+from agenttop.tui.screens.base import Job, LiveScreen, next_window, window_tabs
 from agenttop.tui.text import safe
-from agenttop.tui.widgets.list_table import ListTable
+from agenttop.tui.widgets.list_table import ListTable, sort_items
 
 WINDOWS_S = (60, 300, 900, 3600)
-DEFAULT_WINDOW_S = 300
 CELL_CHARS = 120
 GRAPH_DEPTH = 4  # sub-agents unfolded in the calls pane
 
@@ -111,14 +110,8 @@ class TableView:
 def sorted_rows(rows: list[Row], column: str, descending: bool) -> list[Row]:
     """``rows`` by ``column`` (missing values last either way), names A to Z among
     equals."""
-    def key(row: Row) -> tuple:
-        value = row.values[column]
-        missing = value is None
-        return (not missing if descending else missing, 0 if missing else value)
-
-    # sorted is stable, also in reverse.
     by_name = sorted(rows, key=lambda row: row.values["name"])
-    return sorted(by_name, key=key, reverse=descending)
+    return sort_items(by_name, lambda row: row.values[column], descending)
 
 
 def table_rows(conn: apsw.Connection, first_minute: int, last_minute: int,
@@ -169,79 +162,38 @@ class SubjectTable(ListTable[Row]):
     FLEX_MIN = 10
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *ListTable.BINDINGS,
         Binding("enter", "select_cursor", "Its traces", id="agents.traces",
                 tooltip="The trace list filtered to the traces this row covers"),
-        Binding("s", "sort_next", "Sort", id="agents.sort",
-                tooltip="Sort this table by its next column"),
-        Binding("S", "sort_reverse", "Reverse", id="agents.reverse",
-                tooltip="Reverse this table's order"),
     ]
+    ASCENDING = frozenset({"name"})  # names A to Z, figures biggest first
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.sort_column = self.COLUMNS[1][0]  # the first figure: runs or calls
-        self.descending = True
-        self.rows_now: list[Row] = []
-
-    def on_mount(self) -> None:
-        # ListTable's own on_mount (Textual calls each class's) adds the columns.
-        self.call_after_refresh(self._show_sort)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.COLUMNS:
+            cls.SORT = {key: (lambda row, key=key: row.values[key]) for key, _, _ in cls.COLUMNS}
+            cls.DEFAULT_SORT = cls.COLUMNS[1][0]  # the first figure: runs or calls
 
     def show(self, rows: list[Row]) -> None:
-        self.rows_now = rows
-        self.show_rows(sorted_rows(rows, self.sort_column, self.descending),
+        # Names A to Z among rows the sort column ties (the sort is stable).
+        self.show_rows(sorted(rows, key=lambda row: row.values["name"]),
                        lambda row: "\x1f".join(row.subject), self.cells)
 
     @property
     def view(self) -> TableView:
-        return TableView(self.sort_column, self.descending,
+        return TableView(self.sort_column or self.COLUMNS[1][0], self.descending,
                          self.scroll_offset.y + self.size.height + SORTED_ROWS_MARGIN)
 
     def cells(self, row: Row) -> dict[str, Text]:
         return {column: self.CELLS[column](row.values) for column, _, _ in self.COLUMNS}
 
-    def _resort(self) -> None:
-        self._show_sort()
-        self.show(self.rows_now)
+    def on_list_table_sorted(self, event: ListTable.Sorted) -> None:
         # Latencies are read for the rows on screen: another order shows others.
         self.screen.invalidate()  # type: ignore[attr-defined]
-
-    def _show_sort(self) -> None:
-        arrow = "▼" if self.descending else "▲"
-        for key, label, _ in self.COLUMNS:
-            column = self.columns.get(key)  # type: ignore[call-overload]
-            if column is not None:
-                column.label = Text(label + (arrow if key == self.sort_column else ""))
-        self._require_update_dimensions = True
-        self.refresh()
-
-    def sort_by(self, column: str) -> None:
-        """Sort by ``column``; again on the same column reverses the order."""
-        if column == self.sort_column:
-            self.descending = not self.descending
-        else:
-            # Names read best A to Z, figures biggest first.
-            self.sort_column, self.descending = column, column != "name"
-        self._resort()
-
-    def action_sort_next(self) -> None:
-        keys = [key for key, _, _ in self.COLUMNS]
-        self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
-        self.descending = self.sort_column != "name"
-        self._resort()
-
-    def action_sort_reverse(self) -> None:
-        self.descending = not self.descending
-        self._resort()
-
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        event.stop()
-        self.sort_by(str(event.column_key.value))
 
 
 class AgentTable(SubjectTable):
     KIND, FILTER_KEY, FLEX = "agent", "agent", "name"
+    HIDE = ("tools", "tokens", "p50", "cost")
     # Each column has room for its label and the sort arrow.
     COLUMNS = (("name", "Agent", 0), ("runs", "Runs", 5), ("fail", "Fail", 5),
                ("p50", "p50", 6), ("p99", "p99", 6), ("tokens", "Tokens", 7),
@@ -257,6 +209,7 @@ class AgentTable(SubjectTable):
 
 class ToolTable(SubjectTable):
     KIND, FILTER_KEY, FLEX = "tool", "tool", "name"
+    HIDE = ("agents", "by", "p50")
     COLUMNS = (("name", "Tool", 0), ("calls", "Calls", 6), ("fail", "Fail", 5),
                ("by", "Failures", 22), ("p50", "p50", 6), ("p99", "p99", 6),
                ("agents", "Called by", 28))
@@ -271,6 +224,7 @@ class ToolTable(SubjectTable):
 
 class ModelTable(SubjectTable):
     KIND, FILTER_KEY, FLEX = "model", "model", "name"
+    HIDE = ("reasoning", "cache", "ttft", "limits", "p50", "output")
     COLUMNS = (("name", "Model", 0), ("calls", "Calls", 6), ("fail", "Fail", 5),
                ("input", "In", 6), ("output", "Out", 6), ("cache", "Cache", 6),
                ("reasoning", "Reason", 7), ("cost", "Cost", 8), ("p50", "p50", 6),
@@ -334,7 +288,7 @@ class AgentsScreen(LiveScreen):
 
     def __init__(self) -> None:
         super().__init__(id="agents")
-        self.window_s = DEFAULT_WINDOW_S
+        self.window_s = preferred_window_s(self)
         self.data: AgentsData | None = None
         self.graph_of: str | None = None
 
@@ -363,18 +317,15 @@ class AgentsScreen(LiveScreen):
         return [("Cycle agents window", "1m, 5m, 15m, 1h (w)", "cycle_window")]
 
     def action_cycle_window(self) -> None:
-        i = WINDOWS_S.index(self.window_s) if self.window_s in WINDOWS_S else 0
-        self.window_s = WINDOWS_S[(i + 1) % len(WINDOWS_S)]
+        self.action_set_window(next_window(self.window_s, WINDOWS_S))
+
+    def action_set_window(self, seconds: int) -> None:
+        self.window_s = seconds
         self._show_head()
         self.invalidate()
 
     def _show_head(self) -> None:
-        head = Text("Window ", end="")
-        for w in WINDOWS_S:
-            label = format_duration(w)
-            head.append(f"[{label}]" if w == self.window_s else f" {label} ",
-                        style="reverse" if w == self.window_s else "")
-            head.append(" ")
+        head = window_tabs(self.window_s, WINDOWS_S)
         head.append("  (w window · s sort · S reverse · tab next table · enter traces)",
                     style="dim")
         if self.data is not None and not self.data.window.stats:

@@ -41,7 +41,13 @@ class AlertTable(ListTable[AlertEpisode]):
 
     COLUMNS = (("state", "state", 10), ("alert", "alert", 24), ("subject", "on", 22),
                ("value", "value vs limit", 16), ("started", "started", 17),
-               ("ended", "resolved", 8), ("duration", "for", 6), ("message", "message", None))
+               ("ended", "resolved", 8), ("duration", "for", 6), ("message", "message", 0))
+    FLEX = "message"
+    HIDE = ("subject", "started", "ended", "duration")
+    SORT: ClassVar = {"value": lambda a: a.value, "started": lambda a: a.started_ns,
+                      "ended": lambda a: a.resolved_ns,
+                      "duration": lambda a: (a.resolved_ns or a.updated_ns) - a.started_ns}
+    ASCENDING = frozenset({"state", "alert", "subject", "message"})
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Breaching traces", id="alerts.traces",
                 tooltip="The traces of the alert's layer or service in its window"),

@@ -20,18 +20,41 @@ interval for what only the clock changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import apsw
+from rich.style import Style
+from rich.text import Text
 from textual.screen import Screen
 
+from agenttop.analysis.health import WINDOWS_S
+from agenttop.config import format_duration
 from agenttop.tui.commands import ScreenCommands
 
 if TYPE_CHECKING:
     from agenttop.tui.app import AgentTopApp
 
 Job = Callable[[apsw.Connection], Any]
+
+
+def window_tabs(selected_s: int, windows: Sequence[int] = WINDOWS_S) -> Text:
+    """``Window  1m [5m] 15m``: the windows to choose from, each clicked to choose it
+    (the screen's ``set_window`` action), the chosen one marked."""
+    head = Text("Window ", end="")
+    for w in windows:
+        label = format_duration(w)
+        chosen = w == selected_s
+        head.append(f"[{label}]" if chosen else f" {label} ",
+                    style=Style(reverse=chosen, meta={"@click": f"screen.set_window({w})"}))
+        head.append(" ")
+    return head
+
+
+def next_window(window_s: int, windows: Sequence[int] = WINDOWS_S) -> int:
+    """The window ``w`` goes to from ``window_s``."""
+    i = windows.index(window_s) if window_s in windows else -1
+    return windows[(i + 1) % len(windows)]
 
 
 class LiveScreen(Screen):

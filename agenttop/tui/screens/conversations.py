@@ -65,6 +65,13 @@ class ConversationTable(ListTable[ConversationRow]):
 
     COLUMNS = COLUMNS
     FLEX = "session"
+    HIDE = ("first", "agents", "tokens")
+    SORT: ClassVar = {"last": lambda r: r.last_ns, "turns": lambda r: r.turns,
+                      "first": lambda r: r.first_ns,
+                      "tokens": lambda r: r.input_tokens + r.output_tokens,
+                      "cost": lambda r: r.cost_usd, "failed": lambda r: r.failed_turns,
+                      "findings": lambda r: r.findings}
+    ASCENDING = frozenset({"session", "agents"})
     FLEX_MIN = 16
 
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.widgets import Footer, Header, Static
 
-from agenttop.analysis.health import WINDOWS_S, LayerHealth, layer_health
+from agenttop.analysis.health import LayerHealth, layer_health
 from agenttop.config import format_duration
 from agenttop.store.alerts import AlertEpisode, load_firing
 from agenttop.store.audit import refused_by_reason
@@ -31,8 +31,9 @@ from agenttop.store.rows import SECOND_NS
 from agenttop.store.series import CARDINALITY_LIMIT, NameCardinality, names_over
 from agenttop.tui import fmt
 from agenttop.tui.health_state import layer_state
+from agenttop.tui.preferences import preferred_window_s
 from agenttop.tui.receiver import part
-from agenttop.tui.screens.base import Job, LiveScreen
+from agenttop.tui.screens.base import Job, LiveScreen, next_window, window_tabs
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
 from agenttop.tui.widgets.cards import LayerCard, SummaryCard
@@ -40,7 +41,6 @@ from agenttop.tui.widgets.receiver_line import ReceiverLine
 
 CARD_LAYERS = ("prompt", "tool", "memory", "runtime", "auth")
 SPARK_MINUTES = 15
-DEFAULT_WINDOW_S = 300
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class DashboardScreen(LiveScreen):
 
     def __init__(self) -> None:
         super().__init__(id="dashboard")
-        self.window_s = DEFAULT_WINDOW_S
+        self.window_s = preferred_window_s(self)
         self.data: DashboardData | None = None
 
     def compose(self) -> ComposeResult:
@@ -149,8 +149,10 @@ class DashboardScreen(LiveScreen):
         return [("Cycle health window", "1m, 5m, 15m (w)", "cycle_window")]
 
     def action_cycle_window(self) -> None:
-        i = WINDOWS_S.index(self.window_s) if self.window_s in WINDOWS_S else 0
-        self.window_s = WINDOWS_S[(i + 1) % len(WINDOWS_S)]
+        self.action_set_window(next_window(self.window_s))
+
+    def action_set_window(self, seconds: int) -> None:
+        self.window_s = seconds
         self._show_head(None)
         self.invalidate()
 
@@ -159,13 +161,8 @@ class DashboardScreen(LiveScreen):
         return lambda conn: read_dashboard(conn, now_ns, window_s)
 
     def _show_head(self, now_ns: int | None) -> None:
-        head = Text("Window ", end="")
-        for w in WINDOWS_S:
-            label = f" {format_duration(w)} "
-            head.append(f"[{label.strip()}]" if w == self.window_s else label,
-                        style="reverse" if w == self.window_s else "")
-            head.append(" ")
-        head.append("  (w to change)")
+        head = window_tabs(self.window_s)
+        head.append("  (w or a click to change)")
         if now_ns is not None:
             head.append(f"   ·   now {fmt.clock(now_ns, millis=False)}")
         self.query_one("#dash-head", Static).update(head)

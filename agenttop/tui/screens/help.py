@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from rich.console import Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -24,6 +26,8 @@ def bindings_by_id(cls: type) -> dict[str, Binding]:
     return out
 
 
+KEYS_WIDTH = 14
+
 # Keys that widgets handle themselves, without a Binding of ours: listed for completeness.
 BUILTIN: tuple[tuple[str, str], ...] = (
     ("↑ ↓", "move the cursor"),
@@ -39,9 +43,12 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q", "dismiss", "Close help", id="help.close"),
     ]
 
-    def __init__(self, sections: Sequence[tuple[str, Sequence[Binding]]]) -> None:
+    def __init__(self, sections: Sequence[tuple[str, Sequence[Binding]]],
+                 settings: str = "") -> None:
+        """``settings``: where the user's settings file is (its keymap names the ids)."""
         super().__init__(id="help")
         self.sections = sections
+        self.settings = settings
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box") as box:
@@ -49,23 +56,34 @@ class HelpScreen(ModalScreen[None]):
             box.border_subtitle = "escape to close"
             yield Static(self._text(), id="help-text")
 
-    def _text(self) -> Text:
-        out = Text(end="")
-        seen: set[tuple[str, str]] = set()
+    def _text(self) -> Group:
+        """A table per section: a description wraps under itself, not under the keys."""
+        parts: list[RenderableType] = []
+
+        if self.settings:
+            parts.append(Text.assemble(
+                ("Settings ", "bold"), self.settings,
+                (" — theme, bell, window, and [keys] \"id\" = \"keys\" with the ids "
+                 "shown dim below", "dim")))
+
+        def section(title: str, rows: list[tuple[str, str | Text]]) -> None:
+            table = Table.grid(padding=(0, 1), expand=True)
+            table.add_column(width=KEYS_WIDTH, no_wrap=True)
+            table.add_column(ratio=1)
+            for keys, description in rows:
+                table.add_row(keys, description)
+            parts.extend([Text(("\n" if parts else "") + title, style="bold"), table])
+
         for title, bindings in self.sections:
-            if out:
-                out.append("\n\n")
-            out.append(title, style="bold")
+            rows: list[tuple[str, str | Text]] = []
             for binding in bindings:
                 keys = " ".join(self.app.get_key_display(binding.with_key(k))
                                 for k in binding.key.split(","))
-                if (title, keys) in seen or not binding.description:
+                if not binding.description or any(keys == seen for seen, _ in rows):
                     continue
-                seen.add((title, keys))
-                out.append(f"\n  {keys:<14} {binding.description}")
-                if binding.tooltip:
-                    out.append(f" — {binding.tooltip}")
-        out.append("\n\nAlso", style="bold")
-        for keys, description in BUILTIN:
-            out.append(f"\n  {keys:<14} {description}")
-        return out
+                rows.append((keys, Text.assemble(
+                    binding.description + (f" — {binding.tooltip}" if binding.tooltip else ""),
+                    (f"  {binding.id}" if binding.id else "", "dim"))))
+            section(title, rows)
+        section("Also", list(BUILTIN))
+        return Group(*parts)

@@ -10,7 +10,8 @@
   rows of a new filter, severity or window arrive), the filter, what the screen adds
   (``info_extras``), and LIVE or PAUSED;
 - a new filter, severity or window opens the list at its newest row; when not following,
-  rows that arrive above the viewport are counted ("↑ 12 newer", ``g`` goes there).
+  rows that arrive above the viewport are counted ("↑ 12 newer", ``g`` goes there);
+- ``s`` / ``S`` / a header click sort the rows read (``ListTable``), said in the info line.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ class LiveListScreen(LiveScreen):
             if table.row_count:
                 table.move_cursor(row=0)
             table.scroll_to(y=0, animate=False, immediate=True)
-        elif self.NEWEST_FIRST and not self.follow and self._newest_key in keys and (
+        elif self.NEWEST_FIRST and not self.follow and table.sort_column is None and \
+                self._newest_key in keys and (
                 table.cursor_row > 0 or table.scroll_offset.y > 0):
             self.newer += keys.index(self._newest_key)  # type: ignore[arg-type]
         self._newest_key = keys[0] if keys else None
@@ -131,6 +133,11 @@ class LiveListScreen(LiveScreen):
             info.append("   filter: ")
             info.append_text(safe(self.query_text, width=40))
         self.info_extras(info)
+        sort = self.table.sort_label
+        if sort is not None:
+            info.append(f"   sorted by {sort}")
+            if self.shown < self.total:
+                info.append(f" among the newest {self.shown:,}")
         info.append("   ")
         info.append("⏸ PAUSED" if self.agenttop.paused else "● LIVE")
         if self.follow:
@@ -180,6 +187,12 @@ class LiveListScreen(LiveScreen):
         if not event.value:
             event.input.add_class("-hidden")
         self.table.focus()
+
+    @on(ListTable.Sorted)
+    def _sorted(self, event: ListTable.Sorted) -> None:
+        if event.control is self.table:
+            self.newer = 0
+            self.show_info()
 
     @on(ListTable.UserMoved)
     def _user_moved(self, event: ListTable.UserMoved) -> None:

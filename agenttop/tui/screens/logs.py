@@ -69,6 +69,8 @@ class LogTable(ListTable[LogListRow]):
 
     COLUMNS = COLUMNS
     FLEX = "body"
+    SORT: ClassVar = {"time": lambda r: r.time_ns, "severity": lambda r: r.severity_number}
+    ASCENDING = frozenset({"service", "event", "body"})
     FLEX_MIN = BODY_MIN_WIDTH
 
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -28,7 +28,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from agenttop.analysis.health import WINDOWS_S, MetricHealth, SeriesPoints
+from agenttop.analysis.health import MetricHealth, SeriesPoints
 from agenttop.config import format_duration
 from agenttop.store.rows import MINUTE_NS, SECOND_NS
 from agenttop.store.series import (
@@ -43,7 +43,8 @@ from agenttop.store.series import (
     series_by_name,
 )
 from agenttop.tui import fmt
-from agenttop.tui.screens.base import Job
+from agenttop.tui.preferences import preferred_window_s
+from agenttop.tui.screens.base import Job, next_window
 from agenttop.tui.screens.live_list import LiveListScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
@@ -156,6 +157,9 @@ class MetricTable(ListTable[SeriesRow]):
 
     COLUMNS = COLUMNS
     FLEX = "name"
+    GROW = {"service": 26, "attributes": 40}
+    HIDE = ("trend", "count", "type", "service")
+    SORTABLE = False  # the screen's own s: most recently active or by name, in SQL
     FLEX_MIN = NAME_MIN_WIDTH
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -170,6 +174,24 @@ def _attributes(row: SeriesRow) -> dict:
     except orjson.JSONDecodeError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+def distinguishing(rows: list[SeriesRow]) -> dict[int, set[str]]:
+    """Per series, the attribute keys whose values tell it from the other series of its
+    metric and service in ``rows`` (a key some of them lack counts): shown first, so that
+    two rows never read the same. Keyed by series id."""
+    groups: dict[tuple[str, str], list[tuple[int, dict]]] = {}
+    for row in rows:
+        groups.setdefault((row.name, row.service), []).append(
+            (row.series_id, _attributes(row)))
+    out: dict[int, set[str]] = {}
+    for members in groups.values():
+        keys = {k for _, attributes in members for k in attributes}
+        differ = {k for k in keys
+                  if len({repr(attributes.get(k)) for _, attributes in members}) > 1}
+        for series_id, _ in members:
+            out[series_id] = differ
+    return out
 
 
 class MetricsScreen(LiveListScreen):
@@ -192,7 +214,7 @@ class MetricsScreen(LiveListScreen):
 
     def __init__(self) -> None:
         super().__init__(id="metrics")
-        self.window_s = 300
+        self.window_s = preferred_window_s(self)
         self.sort = "activity"
         self.data: MetricsData | None = None
         self.detail_key: str | None = None  # the series in the detail pane
@@ -244,9 +266,11 @@ class MetricsScreen(LiveListScreen):
         self.figured = data.figured
         table = self.table
         table.fit_columns()
+        differ = distinguishing(data.rows)
         table.show_rows(data.rows, lambda r: str(r.series_id),
                         lambda r: self.cells(r, data.health.get(r.series_id),
-                                             data.trends.get(r.series_id, [])),
+                                             data.trends.get(r.series_id, []),
+                                             differ.get(r.series_id, set())),
                         follow=self.follow)
         self.shown_rows(len(data.rows), data.total)
         if self.cardinality_shown:
@@ -255,9 +279,19 @@ class MetricsScreen(LiveListScreen):
                 "#metric-detail").has_class("-hidden"):
             self.show_detail(self.detail_key)  # type: ignore[arg-type]
 
-    def cells(self, row: SeriesRow, m: MetricHealth | None, trend: list[float]
-              ) -> dict[str, Text]:
-        attributes = ", ".join(f"{k}={v}" for k, v in _attributes(row).items())
+    def cells(self, row: SeriesRow, m: MetricHealth | None, trend: list[float],
+              differ: set[str]) -> dict[str, Text]:
+        # The values that tell this series from its metric's others first (by the last word
+        # of their key: type=input), then the rest; enter shows every key whole.
+        pairs = sorted(_attributes(row).items(), key=lambda kv: kv[0] not in differ)
+        attributes = Text(end="", no_wrap=True, overflow="ellipsis")
+        for i, (k, v) in enumerate(pairs):
+            if i:
+                attributes.append(", ", style="dim")
+            if k in differ:
+                attributes.append_text(safe(f"{k.rsplit('.', 1)[-1]}={v}", width=200))
+            else:
+                attributes.append_text(safe(f"{k}={v}", "dim", width=200))
         # "1" and annotations ("{request}") say "a count": nothing worth a column's room.
         unit = "" if row.unit in ("", "1") or row.unit.startswith("{") else f" ({row.unit})"
         # Sums: the last (cumulative) value; histograms and summaries: observations.
@@ -270,7 +304,7 @@ class MetricsScreen(LiveListScreen):
             "name": safe(row.name + unit, width=200),
             "type": Text(TYPE_TAGS.get(row.type, row.type), end=""),
             "service": safe(row.service, width=200),
-            "attributes": safe(attributes, width=200),
+            "attributes": attributes,
             "figures": safe(figures(m) if m is not None else "–", width=200),
             "count": Text(last, justify="right", end="", no_wrap=True, overflow="ellipsis"),
             "trend": Text(fmt.sparkline(trend, TREND_MINUTES) if m is not None else "", end=""),
@@ -336,7 +370,7 @@ class MetricsScreen(LiveListScreen):
                  "cardinality")]
 
     def action_cycle_window(self) -> None:
-        self.window_s = WINDOWS_S[(WINDOWS_S.index(self.window_s) + 1) % len(WINDOWS_S)]
+        self.window_s = next_window(self.window_s)
         self.changed()
 
     def action_cycle_sort(self) -> None:

@@ -23,6 +23,7 @@ from textual.widgets import Static
 from agenttop.analysis.rules import load_rules
 from agenttop.analysis.scorecard import (
     MARKS,
+    TITLE,
     VERDICTS,
     Scorecard,
     build_scorecard,
@@ -47,7 +48,7 @@ class ScorecardView(Static):
             return self.get_component_rich_style(f"scorecard--{name}", partial=True)
 
         title = style("title")
-        parts: list = [Text(clean(f"Production readiness: {card.application}"), style=title),
+        parts: list = [Text(clean(f"{TITLE}: {card.application}"), style=title),
                        Text(clean(observed_line(card.observed)))]
         for section in card.sections:
             passed = sum(i.status == "pass" for i in section.items)
@@ -77,7 +78,7 @@ class ScorecardScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="scorecard-box") as scroll:
-            scroll.border_title = "Production readiness scorecard"
+            scroll.border_title = f"{TITLE} scorecard"
             scroll.border_subtitle = "r read again · escape to close"
             yield ScorecardView(Text("Reading the database…"), id="scorecard")
 

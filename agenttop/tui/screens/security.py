@@ -31,7 +31,7 @@ from agenttop.store.queries import (
     FindingListRow,
     count_matching_findings,
     findings_summary,
-    list_findings,
+    list_finding_groups,
     parse_finding_filter,
 )
 from agenttop.store.rows import MINUTE_NS
@@ -52,7 +52,12 @@ class FindingTable(ListTable[FindingListRow]):
 
     COLUMNS = (("time", "time", 8), ("kind", "kind", 9), ("pattern", "pattern", 15),
                ("direction", "dir", 6), ("service", "service", 13),
-               ("location", "location", 22), ("trace", "trace", 8), ("excerpt", "excerpt", 48))
+               ("location", "location", 26), ("trace", "trace", 8), ("excerpt", "excerpt", 0))
+    FLEX, FLEX_MIN = "excerpt", 20
+    HIDE = ("trace", "service", "direction", "kind")
+    SORT: ClassVar = {"time": lambda r: r.time_ns}
+    ASCENDING = frozenset({"kind", "pattern", "direction", "service", "location", "trace",
+                           "excerpt"})
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Open span", id="security.open",
                 tooltip="The trace, with the finding's span selected"),
@@ -61,16 +66,19 @@ class FindingTable(ListTable[FindingListRow]):
     @staticmethod
     def cells(row: FindingListRow) -> dict[str, Text]:
         bad = "bold" if row.kind == "injection" else ""
-        where = row.location if row.signal == "span" else f"log {row.location}"
+        if row.seen:  # one value found in several places of its trace
+            where = f"×{len(row.seen)}: {fmt.places(row.seen)}"
+        else:
+            where = row.location if row.signal == "span" else f"log {row.location}"
         return {
             "time": Text(fmt.clock(row.time_ns, millis=False), end=""),
             "kind": safe(row.kind, bad, width=9),
             "pattern": safe(row.pattern, bad, width=16),
             "direction": safe(row.direction or "–", width=6),
             "service": safe(row.service, width=14),
-            "location": safe(where, width=24),
+            "location": safe(where, width=26),
             "trace": safe((row.trace_id or "–")[:8], "dim", width=8),
-            "excerpt": safe(row.excerpt, width=48),  # the stored, redacted excerpt only
+            "excerpt": safe(row.excerpt, width=120),  # the stored, redacted excerpt only
         }
 
 
@@ -80,6 +88,8 @@ class RefusedTable(ListTable[RefusedCall]):
     COLUMNS = (("time", "time", 8), ("peer", "client", 0), ("signal", "signal", 7),
                ("reason", "reason", 17), ("count", "calls", 7))
     FLEX = "peer"
+    SORT: ClassVar = {"time": lambda r: r.time_ns, "count": lambda r: r.count}
+    ASCENDING = frozenset({"peer", "signal", "reason"})
 
     @staticmethod
     def cells(row: RefusedCall) -> dict[str, Text]:
@@ -141,7 +151,7 @@ class SecurityScreen(LiveListScreen):
         def job(conn: apsw.Connection) -> SecurityData:
             per_minute, per_pattern = findings_summary(conn, f, now_ns, SPARK_MINUTES)
             recent = refused_by_reason(conn, now_ns - SPARK_MINUTES * MINUTE_NS)
-            return SecurityData(list_findings(conn, f, limit=limit),
+            return SecurityData(list_finding_groups(conn, f, limit=limit),
                                 count_matching_findings(conn, f, cap=cap), per_minute,
                                 per_pattern, list_refused(conn, limit=REFUSED_PAGE), recent)
 
@@ -172,7 +182,9 @@ class SecurityScreen(LiveListScreen):
         self._show_refused(data)
         self.table.show_rows(data.rows, lambda row: str(row.finding_id), FindingTable.cells,
                              follow=self.follow)
-        self.shown_rows(len(data.rows), data.total)
+        # The rows stand for the findings they group.
+        self.shown_rows(min(sum(len(row.seen) or 1 for row in data.rows), data.total),
+                        data.total)
         self._show_detail()
 
     def _show_refused(self, data: SecurityData) -> None:
@@ -194,6 +206,9 @@ class SecurityScreen(LiveListScreen):
             width = (self.size.width or 120) - 4
             detail.append_text(safe(f"{finding.kind} {finding.pattern} in {finding.signal} "
                                     f"{finding.location}", "bold", width=width))
+            if finding.seen:
+                detail.append_text(safe(f"   the same value {len(finding.seen)} times in this "
+                                        f"trace: {fmt.places(finding.seen)}", width=width))
             detail.append("\n")
             detail.append_text(safe(finding.excerpt, width=width))
             detail.append("\n")

@@ -1,5 +1,9 @@
 """One trace (``enter`` on the trace list; ``escape`` back): span tree and span detail.
 
+``/`` searches the trace's spans by name, service or attribute (read from the file: the
+tree holds only its columns), ``n`` / ``N`` go to the next / previous match in tree order,
+opening the lines above it; ``+`` scales the waterfall to the selected span, ``-`` back.
+
 The refresh loop reads the trace's row each time and reloads its spans (the tree's
 columns only, in start order) only when the row changed, building the tree's shape off
 the UI thread (``build_model``). The selected span's detail (attributes, events, logs,
@@ -18,10 +22,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, Header, Static, Tree
+from textual.widgets import Footer, Header, Input, Static, Tree
 
 from agenttop.store import StoreError
-from agenttop.store.queries import SpanDetail, TraceRow, get_trace, span_detail, trace_spans
+from agenttop.store.queries import (
+    SpanDetail,
+    TraceRow,
+    get_trace,
+    matching_spans,
+    span_detail,
+    trace_spans,
+)
 from agenttop.tui import fmt
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.source import NotReady
@@ -49,6 +60,17 @@ class DetailLoaded(Message):
         self.error = error
 
 
+class SearchDone(Message):
+    """The spans matching a search, read by the search worker."""
+
+    def __init__(self, text: str, matches: set[str], error: str | None, jump: bool) -> None:
+        super().__init__()
+        self.text = text
+        self.jump = jump  # go to the first match (a search typed, not spans arriving)
+        self.matches = matches
+        self.error = error
+
+
 class DetailPane(VerticalScroll):
     """The span detail's scroll: j / k scroll it as the arrows do when it has focus."""
 
@@ -62,7 +84,16 @@ class TraceScreen(LiveScreen):
     """A trace's span tree with waterfall bars, and the selected span's detail."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back", id="trace.back"),
+        Binding("escape", "back", "Back", id="trace.back",
+                tooltip="Clear the search, else back to where you came from"),
+        Binding("slash", "search", "Search", id="trace.search",
+                tooltip="Search this trace's spans by name, service or attribute"),
+        Binding("n", "next_match(1)", "Next match", id="trace.next_match", show=False),
+        Binding("N", "next_match(-1)", "Previous match", id="trace.previous_match",
+                show=False),
+        Binding("plus,equals_sign", "zoom", "Zoom", id="trace.zoom",
+                tooltip="Scale the waterfall to the selected span's time"),
+        Binding("minus", "unzoom", "Unzoom", id="trace.unzoom", show=False),
         Binding("tab", "app.focus_next", "Next pane", id="trace.next_pane"),
         Binding("shift+tab", "app.focus_previous", "Previous pane", show=False,
                 id="trace.previous_pane"),
@@ -82,6 +113,8 @@ class TraceScreen(LiveScreen):
         self.selected: str | None = None  # the span whose detail is wanted
         self.detail_span_id: str | None = None  # the span whose detail is shown
         self.loaded = False
+        self.search_text = ""  # the search whose matches are marked ("" for none)
+        self.matches: list[str] = []  # in tree order
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -89,6 +122,9 @@ class TraceScreen(LiveScreen):
         yield Static(id="trace-head")
         with Horizontal(id="trace-body"):
             with Vertical(id="tree-pane"):
+                yield Input(placeholder="search spans: name, service, attribute key or value",
+                            id="span-search", classes="-hidden")
+                yield Static(id="search-line", classes="-hidden")
                 yield Static(id="ruler")
                 yield SpanTree(id="span-tree")
             with DetailPane(id="detail-pane"):
@@ -106,12 +142,121 @@ class TraceScreen(LiveScreen):
         return self.query_one(SpanTree)
 
     def action_back(self) -> None:
+        if self.search_text or not self.query_one("#span-search").has_class("-hidden"):
+            self._clear_search()
+            return
         self.app.pop_screen()
+
+    # --- search and zoom ----------------------------------------------------------------
+    def action_search(self) -> None:
+        box = self.query_one("#span-search", Input)
+        box.remove_class("-hidden")
+        box.focus()
+
+    @on(Input.Changed, "#span-search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self._search(event.value.strip())
+
+    @on(Input.Submitted, "#span-search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        event.input.add_class("-hidden")
+        if not event.value.strip():
+            self._clear_search()
+        self.tree.focus()
+
+    def _clear_search(self) -> None:
+        box = self.query_one("#span-search", Input)
+        with box.prevent(Input.Changed):
+            box.value = ""
+        box.add_class("-hidden")
+        self.search_text, self.matches = "", []
+        self.tree.set_matches(set())
+        self._show_search()
+        self.tree.focus()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="search")
+    def _search(self, text: str, jump: bool = True) -> None:
+        if not text:
+            self.post_message(SearchDone("", set(), None, jump))
+            return
+        trace_id = self.trace_id
+        try:
+            found = self.agenttop.source.read(
+                lambda conn: matching_spans(conn, trace_id, text))
+            error = None
+        except (NotReady, StoreError) as e:
+            found, error = set(), str(e)
+        self.post_message(SearchDone(text, found, error, jump))
+
+    @on(SearchDone)
+    def _search_done(self, message: SearchDone) -> None:
+        if message.text != self.query_one("#span-search", Input).value.strip():
+            return  # typed on since
+        self.search_text = message.text
+        self.matches = [key for key in self.tree.model.order() if key in message.matches]
+        self.tree.set_matches(set(self.matches))
+        self._show_search(message.error)
+        if self.matches and message.jump:
+            self._go_to_match(0)
+
+    def action_next_match(self, step: int) -> None:
+        if not self.matches:
+            if self.search_text:
+                self.notify(f"no span matches {self.search_text!r}", timeout=3)
+            return
+        self._go_to_match(step)
+
+    def _go_to_match(self, step: int) -> None:
+        """The match ``step`` away from the cursor in tree order (0: at or after it)."""
+        order = self.tree.model.order()
+        here = order.index(self.selected) if self.selected in order else -1
+        at = {key: i for i, key in enumerate(order)}
+        positions = [at[key] for key in self.matches]
+        if step >= 0:
+            after = [i for i, p in enumerate(positions) if p > here or (step == 0 and p == here)]
+            index = after[0] if after else 0
+        else:
+            before = [i for i, p in enumerate(positions) if p < here]
+            index = before[-1] if before else len(positions) - 1
+        self.tree.reveal(self.matches[index])
+        self._show_search(position=index + 1)
+
+    def _show_search(self, error: str | None = None, position: int | None = None) -> None:
+        line = self.query_one("#search-line", Static)
+        if not self.search_text:
+            line.add_class("-hidden")
+            return
+        text = Text("search ", end="")
+        text.append_text(safe(self.search_text, "bold", width=30))
+        if error:
+            text.append(f"  cannot search: {error}")
+        elif not self.matches:
+            text.append("  no span matches")
+        else:
+            where = f"{position} of " if position else ""
+            count = len(self.matches)
+            text.append(f"  {where}{count:,} match{'' if count == 1 else 'es'}"
+                        "  n next  N previous  esc clear")
+        line.update(text)
+        line.remove_class("-hidden")
+
+    def action_zoom(self) -> None:
+        if self.selected is None:
+            return
+        self.tree.set_zoom(self.selected)
+        self._update_ruler()
+
+    def action_unzoom(self) -> None:
+        if self.tree.zoom is not None:
+            self.tree.set_zoom(None)
+            self._update_ruler()
+
+    def _update_ruler(self) -> None:
+        self.query_one("#ruler", Static).update(self.tree.ruler())
 
     def on_resize(self) -> None:
         # After the tree has re-laid its labels out for the new width.
-        self.call_after_refresh(lambda: self.query_one("#ruler", Static).update(
-            self.tree.ruler()))
+        self.call_after_refresh(self._update_ruler)
 
     # --- refresh ------------------------------------------------------------------------
     def copy_target(self) -> tuple[str, str] | None:
@@ -144,7 +289,9 @@ class TraceScreen(LiveScreen):
         if data.model is not None:
             self._version = data.version
             self.tree.show_model(data.model)
-            self.query_one("#ruler", Static).update(self.tree.ruler())
+            self._update_ruler()
+            if self.search_text:  # spans arrived: they may match
+                self._search(self.search_text, jump=False)
             self.loaded = True
             target = self.tree._by_key.get(self._pending_focus or "")
             if target is not None:

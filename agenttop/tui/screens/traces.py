@@ -23,6 +23,7 @@ from agenttop.store.queries import (
     TraceFilter,
     TraceRow,
     count_traces,
+    filter_hints,
     list_traces,
     parse_trace_filter,
 )
@@ -42,6 +43,7 @@ class TracesData:
     total: int  # matching traces, counted up to COUNT_CAP
     ahead: int  # traces dated ahead of now (skewed clocks), left out of the list
     now_ns: int
+    hints: list[str]  # when nothing matched: names asked for that nothing has
 
 
 class TracesScreen(LiveListScreen):
@@ -64,6 +66,7 @@ class TracesScreen(LiveListScreen):
         # clears it.
         self.range: tuple[int | None, int | None] = (None, None)
         self.ahead = 0
+        self.hints: list[str] = []  # names the filter asks for that nothing has
         self.marked: str | None = None  # a trace to compare others with
         self.back_to: str | None = None  # the screen a jump came from: escape returns
         super().__init__(id="traces")
@@ -88,13 +91,16 @@ class TracesScreen(LiveListScreen):
         limit, cap = self.limit, self.COUNT_CAP
 
         def job(conn: apsw.Connection) -> TracesData:
-            return TracesData(list_traces(conn, f, limit=limit), count_traces(conn, f, cap=cap),
-                              0 if f.skewed else count_traces(conn, ahead, cap=cap), now_ns)
+            rows = list_traces(conn, f, limit=limit)
+            return TracesData(rows, count_traces(conn, f, cap=cap),
+                              0 if f.skewed else count_traces(conn, ahead, cap=cap), now_ns,
+                              [] if rows else filter_hints(conn, f))
 
         return job
 
     def apply(self, data: TracesData) -> None:
         self.ahead = data.ahead
+        self.hints = data.hints
         self.table.today_ns = data.now_ns
         self.table.show_traces(data.rows, follow=self.follow)
         self.shown_rows(len(data.rows), data.total)
@@ -112,9 +118,9 @@ class TracesScreen(LiveListScreen):
         if since is not None or until is not None:
             info.append(f"   started {fmt.clock(since, millis=False)}–"
                         f"{'now' if until is None else fmt.clock(until, millis=False)}")
-        for problem in self.filter.problems:
+        for problem in (*self.filter.problems, *self.hints):
             info.append("   ")
-            info.append_text(safe(problem, width=60))
+            info.append_text(safe(problem, width=100))
         if self.ahead:
             info.append(f"   {self.ahead:,} dated ahead of now (skewed clocks): /skewed")
         if self.marked:

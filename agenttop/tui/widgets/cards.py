@@ -18,6 +18,7 @@ from agenttop.tui.receiver import number
 from agenttop.tui.text import safe
 
 STATE_LABELS = {"ok": "● OK", "warn": "▲ WARN", "critical": "✖ CRITICAL"}
+STATE_MARKS = {"ok": "●", "warn": "▲", "critical": "✖"}  # a narrow card: the reason wins
 
 
 class Card(Vertical):
@@ -44,6 +45,7 @@ class LayerCard(Card):
         super().__init__(id=f"card-{layer}", classes="card layer-card ok")
         self.layer_name = layer
         self.border_title = layer.upper()
+        self.state: LayerState | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(classes="state")
@@ -56,11 +58,8 @@ class LayerCard(Card):
         for name in ("ok", "warn", "critical"):
             self.set_class(state.state == name, name)
         self.border_subtitle = f"{fmt.rate(health.throughput)}"
-        head = Text(STATE_LABELS[state.state], end="", no_wrap=True, overflow="ellipsis")
-        if state.reason:
-            head.append("  ")
-            head.append_text(safe(state.reason, width=40))
-        self.query_one(".state", Static).update(head)
+        self.state = state
+        self._show_head()
         self.query_one(".figures", Static).update(self._figures(health))
         # One cell per minute, oldest first; the total says what the tallest block means.
         minutes = len(spans)
@@ -70,6 +69,26 @@ class LayerCard(Card):
         self.query_one(".spark.failures", Static).update(Text.assemble(
             self.label("fails "), fmt.sparkline(failures, minutes),
             self.label(f" {fmt.count(sum(failures))}/{minutes}m")))
+
+    def _show_head(self) -> None:
+        """The state and why; on a narrow card (80 columns) the state's word gives way so
+        that the alert's name or the reason shows whole."""
+        state = self.state
+        if state is None:
+            return
+        label, reason = STATE_LABELS[state.state], state.reason
+        width = self.content_region.width
+        if reason and width and len(label) + 2 + len(reason) > width:
+            # "✖ auth-failures": the mark says an alert fires, the name which.
+            label, reason = STATE_MARKS[state.state], reason.removeprefix("alert: ")
+        head = Text(label, end="", no_wrap=True, overflow="ellipsis")
+        if reason:
+            head.append(" " if len(label) == 1 else "  ")
+            head.append_text(safe(reason, width=40))
+        self.query_one(".state", Static).update(head)
+
+    def on_resize(self) -> None:
+        self._show_head()
 
     def _figures(self, h: LayerHealth) -> Text:
         lines: list[Text] = []

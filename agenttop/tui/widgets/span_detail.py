@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.padding import Padding
 from rich.style import Style
 from rich.table import Table
@@ -23,14 +23,39 @@ from textual.widgets import Static
 
 from agenttop.store.queries import MESSAGE_KEYS, SpanDetail
 from agenttop.tui import fmt
-from agenttop.tui.text import safe
+from agenttop.tui.text import clean, safe
 
 KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER",
          5: "CONSUMER"}
 STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
 SEVERITIES = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"),
               (1, "TRACE"))
-KEY_WIDTH = 28  # the key column's widest; longer keys wrap inside it
+KEY_WIDTH = 28  # the key column's widest; longer keys wrap inside it, at a separator
+VALUE_MIN = 22
+# Where a long key may break: after a dot, slash or colon, else after ``_`` or ``-``.
+_KEY_PARTS = (re.compile(r"[^./:]*[./:]?"), re.compile(r"[^_\-]*[_\-]?"))
+
+
+def break_key(key: str, width: int) -> str:
+    """``key`` in lines of at most ``width`` cells, broken after ``.``, ``/`` or ``:``
+    (``gen_ai.`` / ``conversation.id``, never ``gen_ai.conversati`` / ``on.id``), a part
+    still too long after ``_`` or ``-``, and only a word longer than ``width`` inside."""
+    lines = [""]
+
+    def place(part: str, level: int) -> None:
+        if len(lines[-1]) + len(part) <= width:
+            lines[-1] += part
+        elif len(part) <= width:
+            lines.append(part)
+        elif level < len(_KEY_PARTS):
+            for piece in _KEY_PARTS[level].findall(part):
+                place(piece, level + 1)
+        else:
+            for at in range(0, len(part), width):
+                place(part[at:at + width], level)
+
+    place(key, 0)
+    return "\n".join(line for line in lines if line)
 
 
 def _as_json(value: Any) -> Any:
@@ -240,6 +265,7 @@ class SpanDetailView(Static):
         "span-detail--dim", "span-detail--error", "span-detail--finding",
         "span-detail--role",
     }
+    _layout_width = 60  # the width being laid out for (``render_detail``)
 
     def _s(self, name: str) -> Style:
         return self.get_component_rich_style(f"span-detail--{name}", partial=True)
@@ -250,7 +276,7 @@ class SpanDetailView(Static):
     def show(self, d: SpanDetail, trace_start_ns: int | None = None, *,
              mark: str | None = None) -> None:
         """``mark``: a finding's location to point out (from the security screen)."""
-        self.update(self.render_detail(d, trace_start_ns, mark=mark))
+        self.update(_Laid(self, d, trace_start_ns, mark))
 
     # --- building -----------------------------------------------------------------------
     def _heading(self, title: str, count: int | None = None) -> Text:
@@ -260,17 +286,24 @@ class SpanDetailView(Static):
 
     def _table(self, rows: Iterable[tuple[str | Text, Any]] | Iterable[tuple[str, Any, Any]],
                ) -> Table:
-        """Keys and values in two columns; a long value wraps inside its own column."""
+        """Keys and values in two columns; a long value wraps inside its own column, a
+        long key at its separators (``break_key``)."""
+        rows = [(clean(row[0]), *row[1:]) if isinstance(row[0], str) else row for row in rows]
+        widest = max((len(key) if isinstance(key, str) else key.cell_len
+                      for key, *_ in rows), default=1)
+        # Values keep at least VALUE_MIN cells while the key column has a third or more.
+        width = self._layout_width
+        key_width = min(widest, max(min(12, width // 3), min(KEY_WIDTH, width - VALUE_MIN)))
         table = Table.grid(padding=(0, 1), expand=True)
-        table.add_column(style=self._s("key"), max_width=max(8, min(KEY_WIDTH, (
-            self.size.width or 60) * 3 // 5)), overflow="fold")
+        table.add_column(style=self._s("key"), width=key_width, overflow="fold")
         table.add_column(ratio=1, overflow="fold")
         for row in rows:
             key, value, *style = row
             text = value if isinstance(value, Text) else safe(
                 value if isinstance(value, str) else _compact(value),
                 style[0] if style else "", multiline=True)
-            table.add_row(key if isinstance(key, Text) else safe(key), text)
+            table.add_row(key if isinstance(key, Text) else safe(
+                break_key(key, key_width), multiline=True), text)
         return table
 
     def _marked(self, key: str, mark: str | None) -> str | Text:
@@ -283,7 +316,9 @@ class SpanDetailView(Static):
         return text
 
     def render_detail(self, d: SpanDetail, trace_start_ns: int | None = None, *,
-                      mark: str | None = None) -> Group:
+                      mark: str | None = None, width: int = 60) -> Group:
+        """The detail laid out for ``width`` cells."""
+        self._layout_width = width
         parts: list[RenderableType] = []
         failed = d.failure is not None or d.status_code == 2
         parts.append(safe(("✗ " if failed else "") + d.name,
@@ -400,3 +435,16 @@ class SpanDetailView(Static):
             if isinstance(part, Text):
                 part.end = "\n"  # one part per line: safe() texts end without a newline
         return Group(*parts)
+
+
+class _Laid:
+    """A span's detail, laid out when it is rendered: a resized pane lays it out again
+    (its key column follows the pane's width) without the span being read again."""
+
+    def __init__(self, view: SpanDetailView, d: SpanDetail, trace_start_ns: int | None,
+                 mark: str | None) -> None:
+        self.view, self.detail, self.trace_start_ns, self.mark = view, d, trace_start_ns, mark
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.view.render_detail(self.detail, self.trace_start_ns, mark=self.mark,
+                                      width=options.max_width)

@@ -31,6 +31,7 @@ from agenttop.tui.trace_model import TOP, TraceModel
 CHUNK = 200
 INITIAL_LINES = 400
 EXPAND_ALL_LINES = 5_000  # Z opens at most this many lines (a trace may hold 100,000 spans)
+MIN_WIDTH = 40
 GUIDE_DEPTH = 2
 LAYER_WIDTH = 8
 DURATION_WIDTH = 8
@@ -72,7 +73,8 @@ class SpanTree(Tree[NodeData]):
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         *Tree.COMPONENT_CLASSES,
         "span-tree--failed", "span-tree--placeholder", "span-tree--dim",
-        "span-tree--findings", *(f"span-tree--layer-{layer}" for layer in LAYERS),
+        "span-tree--findings", "span-tree--match",
+        *(f"span-tree--layer-{layer}" for layer in LAYERS),
     }
     ICON_NODE = "▸ "
     ICON_NODE_EXPANDED = "▾ "
@@ -89,12 +91,17 @@ class SpanTree(Tree[NodeData]):
         self._seen: set[str] = set()
         self._styles: dict[str, Style] = {}
         self._width = 0
+        # The waterfall's time range: the whole trace, or the span zoomed to (``+``).
+        self.zoom: str | None = None
+        self.matches: set[str] = set()  # spans matching the trace screen's search
 
     # --- building -----------------------------------------------------------------------
     def show_model(self, model: TraceModel) -> None:
         """Show ``model``: a new trace, or the same trace with more spans."""
         cursor = self.cursor_node.data if self.cursor_node is not None else None
         self.model = model
+        if self.zoom not in model.spans:
+            self.zoom = None
         self._styles = {}
         self._width = self._label_width()
         self.clear()
@@ -155,6 +162,43 @@ class SpanTree(Tree[NodeData]):
         self._add_children(parent, data.parent)
         self.get_node_at_line(0)  # lay the new lines out before moving the cursor there
         self.move_cursor(self._by_key.get(first_new))
+
+    def reveal(self, key: str) -> None:
+        """Move the cursor to ``key``, adding and opening the lines above it as needed."""
+        parents = self.model.parents()
+        path = [key]
+        while path[-1] in parents and parents[path[-1]] != TOP:
+            path.append(parents[path[-1]])
+        path.reverse()
+        for above, below in zip(path, path[1:], strict=False):
+            node = self._by_key[above]
+            while below not in self._by_key and self._loaded.get(above, 0) < len(
+                    self.model.kids(above)):
+                more = next((child for child in node.children if isinstance(child.data, More)),
+                            None)
+                if more is not None:
+                    more.remove()
+                self._add_children(node, above)
+            node.expand()
+        self.get_node_at_line(0)  # lay the lines out before moving the cursor there
+        self.move_cursor(self._by_key.get(key))
+
+    def set_zoom(self, key: str | None) -> None:
+        """Scale the bars to span ``key``'s time (its subtree), or to the whole trace."""
+        self.zoom = key if key in self.model.spans else None
+        self._relabel()
+
+    def set_matches(self, keys: set[str]) -> None:
+        changed = keys ^ self.matches
+        self.matches = keys
+        for key in changed:
+            node = self._by_key.get(key)
+            if node is not None:
+                node.set_label(self._label(key, self._depth[node.id]))
+
+    def _relabel(self) -> None:
+        for key, node in self._by_key.items():
+            node.set_label(self._label(key, self._depth[node.id]))
 
     # --- keys -------------------------------------------------------------------------
     def _openable(self, node: TreeNode[NodeData]) -> bool:
@@ -232,8 +276,7 @@ class SpanTree(Tree[NodeData]):
         width = self._label_width()
         if width != self._width and self._by_key:
             self._width = width
-            for key, node in self._by_key.items():
-                node.set_label(self._label(key, self._depth[node.id]))
+            self._relabel()
 
     # --- labels -------------------------------------------------------------------------
     def _style(self, name: str) -> Style:
@@ -245,12 +288,14 @@ class SpanTree(Tree[NodeData]):
         return style
 
     def _label_width(self) -> int:
-        return max(self.scrollable_content_region.width, 60)
+        # The tree's own width, so that a narrow terminal scales the bars rather than cuts
+        # them (a Tree line wider than the widget is cut at its right edge).
+        return max(self.scrollable_content_region.width, MIN_WIDTH)
 
     def _geometry(self, depth: int) -> tuple[int, int]:
         """(name cells, bar cells) for a node at ``depth``: bars line up at every depth."""
         width = self._width or self._label_width()
-        bar = max(10, width * 3 // 10)
+        bar = max(8, width * 3 // 10)
         name_column = width - bar - LAYER_WIDTH - DURATION_WIDTH - 3
         # Guides (none at the top: the root is hidden), and the expand icon's two cells.
         indent = depth * GUIDE_DEPTH + 2
@@ -272,6 +317,8 @@ class SpanTree(Tree[NodeData]):
         name = safe(("✗ " if failed else "") + span.name, width=name_w)
         if failed:
             name.stylize(self._style("failed"))
+        if key in self.matches:
+            name.stylize(self._style("match"))
         if span.finding_count:
             badge = f" ⚠{span.finding_count}"
             name = Text.assemble(fit(name, max(1, name_w - len(badge))),
@@ -285,13 +332,26 @@ class SpanTree(Tree[NodeData]):
                                   self._style("failed") if failed else layer_style))
         return out
 
+    def window(self) -> tuple[int, int]:
+        """The (start, end) in ns that the bars span: the trace, or the zoomed span."""
+        span = self.model.spans.get(self.zoom or "")
+        if span is None:
+            return self.model.start_ns, self.model.end_ns
+        return span.start_ns, span.start_ns + max(span.duration_ns, 0)
+
     def _bar(self, start_ns: int, duration_ns: int, width: int, style: Style) -> Text:
-        total = self.model.duration_ns
+        begin, end = self.window()
+        total = end - begin
+        stop = start_ns + max(duration_ns, 0)
+        if stop < begin or start_ns > end:  # outside a zoomed window: which side it lies
+            side = "◂" if stop < begin else "▸"
+            return Text(f"{side:<{width}}" if side == "◂" else f"{side:>{width}}",
+                        style=self._style("dim"), end="")
         if total <= 0:
             left, length = 0, width
         else:
-            left = min(width - 1, int((start_ns - self.model.start_ns) * width / total))
-            right = (start_ns - self.model.start_ns + max(duration_ns, 0)) * width / total
+            left = min(width - 1, max(0, int((start_ns - begin) * width / total)))
+            right = min(stop - begin, total) * width / total
             length = max(1, min(width - left, round(right) - left))
         bar = Text(" " * left, end="")
         bar.append("█" * length, style=style)
@@ -305,9 +365,16 @@ class SpanTree(Tree[NodeData]):
         out = Text(end="", style=self._style("dim"))
         out.append("  ")  # the expand icon's cells of a top-level line
         out.append(f"{'span':<{name_w}} {'layer':<{LAYER_WIDTH}}{'duration':>{DURATION_WIDTH}} ")
-        end = fmt.duration(self.model.duration_ns) if self.model.spans else ""
-        scale = f"0{end:>{max(bar_w - 1, 0)}}" if bar_w > len(end) + 1 else end
-        out.append(scale)
+        begin, finish = self.window()
+        if not self.model.spans:
+            first, end = "0", ""
+        elif self.zoom is None:
+            first, end = "0", fmt.duration(self.model.duration_ns)
+        else:  # times from the trace's start, so a zoomed scale reads against the whole
+            first = "+" + fmt.duration(begin - self.model.start_ns)
+            end = fmt.duration(finish - self.model.start_ns)
+        gap = bar_w - len(first) - len(end)
+        out.append(f"{first}{' ' * gap}{end}" if gap >= 1 else f"{end:>{bar_w}}")
         out.truncate(width)
         return out
 

@@ -39,6 +39,12 @@ class TraceTable(ListTable[TraceRow]):
     COLUMNS = COLUMNS
     FLEX = "root"
     GROW = {"service": 26}  # "rc2-pydantic-ai-v2-http", "research-agent" whole
+    HIDE = ("trace", "cost", "spans", "service")  # at 80 columns: layers and PII stay
+    SORT: ClassVar = {"start": lambda r: r.start_ns, "duration": lambda r: r.duration_ns,
+                      "spans": lambda r: r.span_count, "errors": lambda r: r.error_count,
+                      "layers": lambda r: len(r.layers), "cost": lambda r: r.cost_usd,
+                      "findings": lambda r: r.finding_count}
+    ASCENDING = frozenset({"trace", "root", "service"})
     FLEX_MIN = ROOT_MIN_WIDTH
 
     BINDINGS: ClassVar[list[BindingType]] = [
