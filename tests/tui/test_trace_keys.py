@@ -131,3 +131,12 @@ async def test_the_span_detail_lays_itself_out_again_on_resize(demo_db):
         assert any(line.startswith("http.response. ") and "200" in line for line in narrow)
         assert "status_code" in narrow
         assert screen.detail_span_id == hex_span("run-0", "POST /oauth/token")
+
+
+async def test_figures_in_the_detail_read_as_figures(demo_db):
+    app = app_for(demo_db)
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen = await open_trace(pilot, hex_trace("run-0"))
+        text = " ".join((await select_span(pilot, screen, hex_span("run-0", "chat gpt-4o")))
+                        .split())
+        assert '"cost_usd": 0.0032' in text and "0.00319999" not in text

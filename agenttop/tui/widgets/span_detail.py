@@ -67,11 +67,23 @@ def _as_json(value: Any) -> Any:
     return value
 
 
+def _tidy(value: Any) -> Any:
+    """Floats to 6 significant digits (0.0032, not 0.0031999999999999997), inside too."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _tidy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tidy(v) for v in value]
+    return value
+
+
 def _compact(value: Any) -> str:
     if isinstance(value, str):
         return value
     # Sorted keys: the same object reads the same way every time (stored order varies).
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=True)
+    return json.dumps(_tidy(value), ensure_ascii=False, separators=(", ", ": "),
+                      sort_keys=True)
 
 
 def _part_text(part: Any) -> str:
