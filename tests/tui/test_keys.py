@@ -289,3 +289,24 @@ async def test_the_mouse_chooses_windows_rows_and_footer_keys(demo_db):
         await pilot.click(TraceTable, offset=(5, 4))
         await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace")
         assert app.screen.trace_id == table.keys[3]
+
+
+async def test_the_footer_is_rebuilt_only_when_its_keys_change(demo_db):
+    from textual.widgets._footer import FooterKey
+
+    app = app_for(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot)
+        before = set(app.screen.query(FooterKey))
+        assert before
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, TracesScreen), what="traces")
+        await refreshed(pilot)
+        await pilot.press("1")
+        await refreshed(pilot)
+        await pilot.pause(0.1)
+        assert set(app.screen.query(FooterKey)) == before  # the same keys: the same widgets
+        # Other keys (the trace list's) do rebuild it.
+        screen = await open_trace(pilot, hex_trace("run-0"))
+        keys = {k.key for k in screen.query(FooterKey)}
+        assert "slash" in keys and "escape" in keys

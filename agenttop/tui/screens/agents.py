@@ -23,7 +23,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Static, Tree
+from textual.widgets import DataTable, Header, Static, Tree
 
 from agenttop.analysis.buckets import quantile_ns
 from agenttop.store.calls import CallsWindow, Edge, Subject, calls_window, durations
@@ -33,6 +33,7 @@ from agenttop.tui import fmt
 from agenttop.tui.preferences import preferred_window_s
 from agenttop.tui.screens.base import Job, LiveScreen, next_window, window_tabs
 from agenttop.tui.text import safe
+from agenttop.tui.widgets.footer import Footer
 from agenttop.tui.widgets.list_table import ListTable, sort_items
 
 WINDOWS_S = (60, 300, 900, 3600)

@@ -19,7 +19,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from agenttop.config import format_duration
 from agenttop.store.alerts import AlertEpisode, alert_episodes
@@ -30,6 +30,7 @@ from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.screens.dashboard import _value
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
+from agenttop.tui.widgets.footer import Footer
 from agenttop.tui.widgets.list_table import ListTable
 
 HISTORY = 200  # firing and resolved episodes listed, each

@@ -20,7 +20,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Input, OptionList, Static
+from textual.widgets import DataTable, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from agenttop.store.conversations import (
@@ -36,6 +36,7 @@ from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.screens.live_list import LiveListScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
+from agenttop.tui.widgets.footer import Footer
 from agenttop.tui.widgets.list_table import ListTable
 from agenttop.tui.widgets.span_detail import (
     event_messages,

@@ -16,7 +16,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from agenttop.analysis.health import LayerHealth, layer_health
 from agenttop.config import format_duration
@@ -37,6 +37,7 @@ from agenttop.tui.screens.base import Job, LiveScreen, next_window, window_tabs
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
 from agenttop.tui.widgets.cards import LayerCard, SummaryCard
+from agenttop.tui.widgets.footer import Footer
 from agenttop.tui.widgets.receiver_line import ReceiverLine
 
 CARD_LAYERS = ("prompt", "tool", "memory", "runtime", "auth")

@@ -11,12 +11,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from agenttop.analysis.diff import diff_traces, render_text
 from agenttop.store.transfer import trace_spans_as_stored
 from agenttop.tui.screens.base import Job, LiveScreen
 from agenttop.tui.text import safe
+from agenttop.tui.widgets.footer import Footer
 
 _STYLE = {"-": "red", "+": "green", "=": ""}
 

@@ -19,7 +19,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from agenttop.store.queries import (
     LOG_BODY_CHARS,
@@ -33,6 +33,7 @@ from agenttop.tui.screens.base import Job
 from agenttop.tui.screens.live_list import LiveListScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
+from agenttop.tui.widgets.footer import Footer
 from agenttop.tui.widgets.list_table import ListTable
 from agenttop.tui.widgets.span_detail import log_messages, message_words, severity_name
 

@@ -26,7 +26,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from agenttop.analysis.health import MetricHealth, SeriesPoints
 from agenttop.config import format_duration
@@ -48,6 +48,7 @@ from agenttop.tui.screens.base import Job, next_window
 from agenttop.tui.screens.live_list import LiveListScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
+from agenttop.tui.widgets.footer import Footer
 from agenttop.tui.widgets.list_table import ListTable
 
 TREND_MINUTES = 15

@@ -22,7 +22,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from agenttop.store.audit import RefusedCall, list_refused, refused_by_reason
 from agenttop.store.queries import (
@@ -41,6 +41,7 @@ from agenttop.tui.screens.base import Job
 from agenttop.tui.screens.live_list import LiveListScreen
 from agenttop.tui.text import safe
 from agenttop.tui.widgets.banner import Banner
+from agenttop.tui.widgets.footer import Footer
 from agenttop.tui.widgets.list_table import ListTable
 
 REFUSED_PAGE = 100

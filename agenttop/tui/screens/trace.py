@@ -22,7 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, Header, Input, Static, Tree
+from textual.widgets import Header, Input, Static, Tree
 
 from agenttop.store import StoreError
 from agenttop.store.queries import (
@@ -39,6 +39,7 @@ from agenttop.tui.source import NotReady
 from agenttop.tui.text import safe
 from agenttop.tui.trace_model import TraceModel, build_model
 from agenttop.tui.widgets.banner import Banner
+from agenttop.tui.widgets.footer import Footer
 from agenttop.tui.widgets.span_detail import SpanDetailView
 from agenttop.tui.widgets.span_tree import More, SpanTree
 
