@@ -118,6 +118,9 @@ def spend_line(s: Spend, window_label: str) -> Text:
 class DashboardScreen(LiveScreen):
     """Per-layer health at a glance."""
 
+    # From 44 rows the firing alerts take the lines they need, not the rest of the screen.
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"),
+                                                                    (44, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("w", "cycle_window", "Window", id="dashboard.window",
                 tooltip="Cycle the health window: 1m, 5m, 15m"),
