@@ -656,9 +656,14 @@ class FindingListRow:
     excerpt: str  # already redacted at ingest
     service: str
     time_ns: int
-    # Where the same value was found in this trace (``list_finding_groups``): each
-    # finding's (signal, span name or ""), this one's included; empty when not grouped.
-    seen: tuple[tuple[str, str], ...] = ()
+    # Where the same value was found in this trace (``list_finding_groups``): (signal,
+    # span name or "", how many findings there), this one included; empty when only here.
+    seen: tuple[tuple[str, str, int], ...] = ()
+
+    @property
+    def found(self) -> int:
+        """How many findings of the trace this row stands for."""
+        return sum(n for *_, n in self.seen) or 1
 
 
 def count_matching_findings(conn: apsw.Connection, f: FindingFilter | None = None, *,
@@ -667,54 +672,50 @@ def count_matching_findings(conn: apsw.Connection, f: FindingFilter | None = Non
     return count_capped(conn, "findings", *_finding_where(f or FindingFilter()), cap)
 
 
-def _value_key(trace_id: str | None, kind: str, pattern: str, digest: int | None,
-               excerpt: str, finding_id: int) -> tuple[object, ...]:
-    """Findings with the same key are one value found again in one trace: a PII value by
-    its keyed digest (its excerpt when it has none), an injection by its pattern."""
-    if trace_id is None:
-        return ("finding", finding_id)  # no trace to group within
-    value = digest if digest is not None else ("" if kind == "injection" else excerpt)
-    return (trace_id, kind, pattern, value)
+# The value a finding is grouped by within its trace: a PII value's keyed digest (its
+# excerpt when it has none), nothing for an injection (its pattern is the group).
+_VALUE = "coalesce(digest, CASE WHEN kind = 'injection' THEN '' ELSE excerpt END)"
+GROUP_PAGES = 25  # pages of findings read at most to fill one page of groups
 
 
 def list_finding_groups(conn: apsw.Connection, f: FindingFilter | None = None, *,
                         limit: int = 200) -> list[FindingListRow]:
     """Matching findings newest first, one row per value found in a trace (its newest
-    finding, with ``seen`` naming every place of the trace it was found), at most
-    ``limit`` rows; pages of findings through ``findings_time``, then the rows' traces'
-    findings through ``findings_unique``."""
+    finding, with ``seen`` counting where in the trace it was found), at most ``limit``
+    rows: pages of findings through ``findings_time`` (``GROUP_PAGES`` at most), then the
+    rows' traces' findings counted by place through ``findings_unique``."""
     where, bindings = _finding_where(f or FindingFilter())
     groups: dict[tuple[object, ...], FindingListRow] = {}
     after: tuple[int, int] | None = None
-    while len(groups) < limit:
+    for _ in range(GROUP_PAGES):
         page = list(conn.execute(
             f"SELECT finding_id, kind, pattern, trace_id, span_id, signal, location, {_SIDE}, "
-            f"excerpt, service, time_ns, digest FROM findings WHERE {where} "
+            f"excerpt, service, time_ns, {_VALUE} FROM findings WHERE {where} "
             + ("AND (time_ns, finding_id) < (:t, :id) " if after else "")
             + "ORDER BY time_ns DESC, finding_id DESC LIMIT :limit",
             {**bindings, "limit": limit, **({"t": after[0], "id": after[1]} if after else {})}))
-        for *row, digest in page:
-            key = _value_key(row[3], row[1], row[2], digest, row[8], row[0])
+        for *row, value in page:
+            # A finding of no trace is a group of its own.
+            key = (row[3], row[1], row[2], value) if row[3] else (row[0],)
             if key not in groups and len(groups) < limit:
                 groups[key] = FindingListRow(*row)
-        if len(page) < limit:
+        if len(page) < limit or len(groups) >= limit:
             break
         after = (page[-1][10], page[-1][0])
-    traces = sorted({key[0] for key in groups if key[0] != "finding"})
-    if not traces:
-        return list(groups.values())
-    seen: dict[tuple[object, ...], list[tuple[str, str]]] = {}
-    for finding_id, trace_id, kind, pattern, digest, excerpt, signal, name in conn.execute(
-            "SELECT finding_id, trace_id, kind, pattern, digest, excerpt, signal, "
+    traces = sorted({key[0] for key in groups if len(key) > 1})
+    seen: dict[tuple[object, ...], list[tuple[str, str, int]]] = {}
+    for trace_id, kind, pattern, value, signal, name, count in conn.execute(
+            f"SELECT trace_id, kind, pattern, {_VALUE}, signal, "
             "(SELECT s.name FROM spans AS s WHERE s.trace_id = findings.trace_id "
-            " AND s.span_id = findings.span_id) FROM findings "
-            f"WHERE trace_id IN (SELECT value FROM json_each(:traces)) AND {where}",
-            {**bindings, "traces": json.dumps(traces)}):
-        key = _value_key(trace_id, kind, pattern, digest, excerpt, finding_id)
+            " AND s.span_id = findings.span_id), count(*) FROM findings "
+            f"WHERE trace_id IN (SELECT value FROM json_each(:traces)) AND {where} "
+            "GROUP BY 1, 2, 3, 4, 5, 6", {**bindings, "traces": json.dumps(traces)}):
+        key = (trace_id, kind, pattern, value)
         if key in groups:
-            seen.setdefault(key, []).append((signal, name or ""))
-    return [replace(row, seen=tuple(sorted(seen.get(key, ())))) if len(seen.get(key, ())) > 1
-            else row for key, row in groups.items()]
+            seen.setdefault(key, []).append((signal, name or "", count))
+    return [replace(row, seen=tuple(sorted(seen[key])))
+            if sum(n for *_, n in seen.get(key, ())) > 1 else row
+            for key, row in groups.items()]
 
 
 def findings_summary(conn: apsw.Connection, f: FindingFilter | None, now_ns: int,

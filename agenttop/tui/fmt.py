@@ -161,14 +161,14 @@ def usd(value: float | None, unpriced: int = 0, partial: str = "+?") -> str:
     return text + (partial if unpriced else "")
 
 
-def places(seen: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
-    """Where one value was found: ``2 chat spans and a log`` from (signal, span name)
-    pairs, spans by their name's first word (the operation), most first."""
+def places(seen: tuple[tuple[str, str, int], ...]) -> str:
+    """Where one value was found: ``2 chat spans and a log`` from (signal, span name,
+    count) triples, spans by their name's first word (the operation), most first."""
     counts: dict[str, int] = {}
-    for signal, name in seen:
+    for signal, name, n in seen:
         what = f"{name.split(maxsplit=1)[0]} span" if signal == "span" and name.strip() else (
             "span" if signal == "span" else "log")
-        counts[what] = counts.get(what, 0) + 1
+        counts[what] = counts.get(what, 0) + n
     words = [(("an " if what[0] in "aeiou" else "a ") + what) if n == 1 else f"{n} {what}s"
              for what, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

@@ -342,12 +342,30 @@ async def test_one_value_found_again_in_a_trace_is_one_row(tmp_path):
         rows = {(r.trace_id, r.pattern): r for r in screen.table.items.values()}
         assert len(rows) == len(screen.table.items) == 3
         injected = rows[hex_trace("inj"), "ignore_previous"]
-        assert len(injected.seen) == 3
+        assert injected.found == 3
         email = rows[hex_trace("inj"), "email"]
-        assert len(email.seen) == 2
+        assert email.found == 2
         assert not rows[hex_trace("other"), "ignore_previous"].seen  # another trace's
         text = screen_text(app)
         assert "×3: 2 chat spans and a log" in text
         assert "×2: 2 chat spans" in text
         info = rendered(screen.query_one("#security-info"))
         assert "1–6 of 6" in info  # the rows stand for every finding
+
+
+def test_a_value_found_hundreds_of_times_is_one_group(tmp_path):
+    from agenttop.store import open_reader
+    from agenttop.store.queries import list_finding_groups
+    from agenttop.tui.fmt import places
+    from tests.tui.fixtures import log_record, logs_request
+
+    db = tmp_path / "agenttop.db"
+    records = [log_record("loud", f"step {i}", at_ns=NOW - 10**9 + i, body="ssn 123-45-6789")
+               for i in range(600)]
+    write(db, ("logs", logs_request("billing", records)))
+    conn = open_reader(db)
+    try:
+        [row] = list_finding_groups(conn, limit=200)  # 600 findings: three pages read
+    finally:
+        conn.close()
+    assert row.found == 600 and places(row.seen) == "600 logs"

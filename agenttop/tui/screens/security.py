@@ -68,7 +68,7 @@ class FindingTable(ListTable[FindingListRow]):
     def cells(row: FindingListRow) -> dict[str, Text]:
         bad = "bold" if row.kind == "injection" else ""
         if row.seen:  # one value found in several places of its trace
-            where = f"×{len(row.seen)}: {fmt.places(row.seen)}"
+            where = f"×{row.found:,}: {fmt.places(row.seen)}"
         else:
             where = row.location if row.signal == "span" else f"log {row.location}"
         return {
@@ -184,7 +184,7 @@ class SecurityScreen(LiveListScreen):
         self.table.show_rows(data.rows, lambda row: str(row.finding_id), FindingTable.cells,
                              follow=self.follow)
         # The rows stand for the findings they group.
-        self.shown_rows(min(sum(len(row.seen) or 1 for row in data.rows), data.total),
+        self.shown_rows(min(sum(row.found for row in data.rows), data.total),
                         data.total)
         self._show_detail()
 
@@ -208,7 +208,7 @@ class SecurityScreen(LiveListScreen):
             detail.append_text(safe(f"{finding.kind} {finding.pattern} in {finding.signal} "
                                     f"{finding.location}", "bold", width=width))
             if finding.seen:
-                detail.append_text(safe(f"   the same value {len(finding.seen)} times in this "
+                detail.append_text(safe(f"   the same value {finding.found:,} times in this "
                                         f"trace: {fmt.places(finding.seen)}", width=width))
             detail.append("\n")
             detail.append_text(safe(finding.excerpt, width=width))

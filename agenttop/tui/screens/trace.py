@@ -187,6 +187,9 @@ class TraceScreen(LiveScreen):
             error = None
         except (NotReady, StoreError) as e:
             found, error = set(), str(e)
+        except Exception as e:  # a failed read must never take the UI down
+            self.log.error(f"span search failed: {e!r}")
+            found, error = set(), f"cannot read the spans: {e}"
         self.post_message(SearchDone(text, found, error, jump))
 
     @on(SearchDone)

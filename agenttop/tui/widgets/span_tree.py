@@ -14,6 +14,7 @@ parent in place. Labels are ``Text`` (never markup), styled through component cl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -191,14 +192,14 @@ class SpanTree(Tree[NodeData]):
     def set_matches(self, keys: set[str]) -> None:
         changed = keys ^ self.matches
         self.matches = keys
-        for key in changed:
+        self._relabel(changed)
+
+    def _relabel(self, keys: Iterable[str] | None = None) -> None:
+        """Label the lines of ``keys`` (default: every line) again."""
+        for key in self._by_key if keys is None else keys:
             node = self._by_key.get(key)
             if node is not None:
                 node.set_label(self._label(key, self._depth[node.id]))
-
-    def _relabel(self) -> None:
-        for key, node in self._by_key.items():
-            node.set_label(self._label(key, self._depth[node.id]))
 
     # --- keys -------------------------------------------------------------------------
     def _openable(self, node: TreeNode[NodeData]) -> bool:
