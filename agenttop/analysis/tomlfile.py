@@ -38,17 +38,7 @@ def parse_tables(text: str, filename: str, table: str, model: type[M],
     Raises ``error`` naming the file, line, table (by ``label_key`` or its number) and
     field of the first problem.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        # Python 3.11's TOMLDecodeError has no lineno attribute: the position is in the text.
-        message = str(e)
-        match = _TOML_POSITION.search(message)
-        if match:
-            raise error(f"{filename}:{match[1]}: invalid TOML: "
-                        f"{message[:match.start()]} (column {match[2]})") from None
-        raise error(f"{filename}: invalid TOML: {message}") from None
-
+    data = load_toml(text, filename, error)
     lines = text.splitlines()
     header = re.compile(rf"""^\s*\[\[\s*(?:{table}|"{table}"|'{table}')\s*\]\]""")
     headers = [i + 1 for i, line in enumerate(lines) if header.match(line)]
@@ -92,6 +82,20 @@ def parse_tables(text: str, filename: str, table: str, model: type[M],
     if problems:
         raise error("\n".join(problems))
     return out
+
+
+def load_toml(text: str, filename: str, error: type[Exception]) -> dict[str, Any]:
+    """The text parsed; ``error`` naming the line and column of a syntax error."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        # Python 3.11's TOMLDecodeError has no lineno attribute: the position is in the text.
+        message = str(e)
+        match = _TOML_POSITION.search(message)
+        if match:
+            raise error(f"{filename}:{match[1]}: invalid TOML: "
+                        f"{message[:match.start()]} (column {match[2]})") from None
+        raise error(f"{filename}: invalid TOML: {message}") from None
 
 
 def where(filename: str, line: int | None) -> str:

@@ -17,8 +17,6 @@ before the UI starts: a setting silently ignored is a surprise later.
 
 from __future__ import annotations
 
-import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from textual.dom import DOMNode
 from textual.theme import BUILTIN_THEMES
 
 from agenttop.analysis.health import WINDOWS_S
+from agenttop.analysis.tomlfile import key_line, load_toml, read_text, where
 from agenttop.config import format_duration, parse_duration
 
 SETTINGS = ("theme", "bell", "window", "keys")
@@ -55,33 +54,19 @@ def preferred_window_s(node: DOMNode) -> int:
     return preferences.window_s if isinstance(preferences, Preferences) else DEFAULT_WINDOW_S
 
 
-def _line_of(text: str, key: str) -> int | None:
-    """The first line setting ``key`` (bare or quoted), for an error message."""
-    pattern = re.compile(rf'^\s*("{re.escape(key)}"|\'{re.escape(key)}\'|{re.escape(key)})\s*=')
-    for number, line in enumerate(text.splitlines(), 1):
-        if pattern.match(line):
-            return number
-    return None
-
-
 def load_preferences(path: Path, binding_ids: Iterable[str]) -> Preferences:
     """The settings in ``path`` (the defaults if it does not exist); ``binding_ids``: the
     ids a keymap may name. Raises ``PreferencesError``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return Preferences(path=path)
-    except (OSError, UnicodeDecodeError) as e:
-        raise PreferencesError(f"{path}: cannot read: {e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise PreferencesError(f"{path}: not valid TOML: {e}") from None
+    text = read_text(path, PreferencesError, "settings file")
+    data = load_toml(text, str(path), PreferencesError)
+    lines = text.splitlines()
     problems: list[str] = []
 
     def problem(key: str, message: str) -> None:
-        line = _line_of(text, key)
-        problems.append(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+        problems.append(where(str(path), key_line(lines, key, 1, len(lines), "keys"))
+                        + message)
 
     for key in data:
         if key not in SETTINGS:

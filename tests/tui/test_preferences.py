@@ -43,7 +43,7 @@ def test_a_bad_file_names_every_problem_with_its_line(tmp_path):
                and "trace.search" in line for line in lines)
     assert f'{path}:6: keys: agenttop.quit needs keys as text, e.g. "ctrl+f,/"' in lines
     path.write_text("theme = \n")
-    with pytest.raises(PreferencesError, match="not valid TOML: .*line 1"):
+    with pytest.raises(PreferencesError, match=r"config\.toml:1: invalid TOML: .*\(column \d+\)"):
         load_preferences(path, binding_ids())
 
 
