@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import apsw
 
+from agenttop.store.db import scalar
+
 HEARTBEAT_S = 2.0
 # A heartbeat older than this means the receiver is gone (killed, or its machine asleep).
 STALE_AFTER_S = 3 * HEARTBEAT_S + 1.0
@@ -69,5 +71,4 @@ def bump_version(conn: apsw.Connection) -> None:
 
 def data_version(conn: apsw.Connection) -> int:
     """Grows with every change a reader would show (see ``bump_version``)."""
-    row = conn.execute("SELECT version FROM data_changes WHERE id = 1").fetchone()
-    return row[0] if row else 0
+    return int(scalar(conn, "SELECT version FROM data_changes WHERE id = 1") or 0)  # type: ignore[arg-type]

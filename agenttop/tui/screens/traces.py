@@ -167,7 +167,7 @@ class TracesScreen(LiveListScreen):
         self.table.focus()
         self.changed()
 
-    async def action_clear_filter(self) -> None:
+    def action_clear_filter(self) -> None:
         box = self.filter_box
         if self.back_to is not None and not box.has_focus:
             # Opened from another screen (an alert's breaching traces): escape goes back
