@@ -113,6 +113,7 @@ class ScreenRead:
 
     screen: LiveScreen | None
     generation: int
+    read_at: tuple[int | None, int]  # (data version, minute) the job was made at
     data: Any = None
     ok: bool = False  # the job ran without error
     notice: str = ""  # why it failed
@@ -385,7 +386,7 @@ class AgentTopApp(App[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="screen")
     def _screen_worker(self, screen: LiveScreen, job: Job, generation: int,
                        read_at: tuple[int | None, int]) -> None:
-        read = ScreenRead(screen, generation)
+        read = ScreenRead(screen, generation, read_at)
         try:
             with self.source.connection() as conn:
                 read.data = job(conn)
@@ -399,14 +400,12 @@ class AgentTopApp(App[None]):
         except Exception as e:  # a failed query must not take the UI down: say it, go on
             log.exception("refresh failed")
             read.notice = f"refresh failed: {e}"
-        read.data = (read.data, read_at)
         self.post_message(ScreenDone(read))
 
     @on(ScreenDone)
     def _screen_done(self, message: ScreenDone) -> None:
         read = message.read
         screen = read.screen
-        data, read_at = read.data
         mine = self._reading == (screen, read.generation)
         if mine:
             self._reading = None
@@ -418,8 +417,8 @@ class AgentTopApp(App[None]):
                 if screen is not None and screen.is_attached:
                     if read.ok and read.generation == screen.generation:
                         screen.dirty = False
-                        screen.read_at = read_at
-                        screen.apply(data)
+                        screen.read_at = read.read_at
+                        screen.apply(read.data)
                     elif read.generation != screen.generation and mine:
                         self._again = True  # what the screen shows changed meanwhile
                 self._show_status()

@@ -12,8 +12,9 @@ findings) is loaded by its own worker when the cursor reaches it, never before.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import apsw
 from rich.text import Text
@@ -42,6 +43,8 @@ from agenttop.tui.widgets.banner import Banner
 from agenttop.tui.widgets.footer import Footer
 from agenttop.tui.widgets.span_detail import SpanDetailView
 from agenttop.tui.widgets.span_tree import More, SpanTree
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -181,16 +184,8 @@ class TraceScreen(LiveScreen):
             self.post_message(SearchDone("", set(), None, jump))
             return
         trace_id = self.trace_id
-        try:
-            found = self.agenttop.source.read(
-                lambda conn: matching_spans(conn, trace_id, text))
-            error = None
-        except (NotReady, StoreError) as e:
-            found, error = set(), str(e)
-        except Exception as e:  # a failed read must never take the UI down
-            self.log.error(f"span search failed: {e!r}")
-            found, error = set(), f"cannot read the spans: {e}"
-        self.post_message(SearchDone(text, found, error, jump))
+        found, error = self._read(lambda conn: matching_spans(conn, trace_id, text), "spans")
+        self.post_message(SearchDone(text, found or set(), error, jump))
 
     @on(SearchDone)
     def _search_done(self, message: SearchDone) -> None:
@@ -360,16 +355,18 @@ class TraceScreen(LiveScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="detail")
     def _load_detail(self, span_id: str) -> None:
         trace_id = self.trace_id
-        try:
-            detail = self.agenttop.source.read(
-                lambda conn: span_detail(conn, trace_id, span_id))
-            error = None
-        except (NotReady, StoreError) as e:
-            detail, error = None, str(e)
-        except Exception as e:  # a failed read must never take the UI down
-            self.log.error(f"span detail failed: {e!r}")
-            detail, error = None, f"cannot read the span: {e}"
+        detail, error = self._read(lambda conn: span_detail(conn, trace_id, span_id), "span")
         self.post_message(DetailLoaded(span_id, detail, error))
+
+    def _read(self, job: Callable[[apsw.Connection], T], what: str) -> tuple[T | None, str | None]:
+        """``job``'s result from the file (in a worker thread), or None and why not."""
+        try:
+            return self.agenttop.source.read(job), None
+        except (NotReady, StoreError) as e:
+            return None, str(e)
+        except Exception as e:  # a failed read must never take the UI down
+            self.log.error(f"reading the {what} failed: {e!r}")
+            return None, f"cannot read the {what}: {e}"
 
     @on(DetailLoaded)
     def _show_detail(self, message: DetailLoaded) -> None:
