@@ -164,7 +164,6 @@ class MetricTable(ListTable[SeriesRow]):
     FLEX_MIN = NAME_MIN_WIDTH
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *ListTable.BINDINGS,
         Binding("enter", "select_cursor", "Details", id="metrics.details"),
     ]
 
